@@ -1,0 +1,348 @@
+/*
+ * claim.c - consuming: walk new/ in delivery order and claim, take or
+ * peek; then ack, heartbeat, release, retry or bury the lease.
+ * Each state change is one rename or unlink (q-spool(5), STATE TABLE).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "q.h"
+
+void
+q_scan_init(struct q_scan *s)
+{
+	memset(s, 0, sizeof *s);
+	s->bucketfd = -1;
+}
+
+/* Forget the bucket being walked: the next call starts at the top. */
+void
+q_scan_reset(struct q_scan *s)
+{
+	if (s->bucketfd != -1)
+		close(s->bucketfd);
+	s->bucketfd = -1;
+	q_freelist(s->names, s->n);
+	s->n = s->i = 0;
+	s->bucket[0] = s->after[0] = '\0';
+}
+
+void
+q_scan_restart(struct q_scan *s)
+{
+	s->after[0] = '\0';
+}
+
+void
+q_scan_free(struct q_scan *s)
+{
+	q_scan_reset(s);
+	free(s->names);
+	q_freelist(s->buckets, s->nb);
+	free(s->buckets);
+	q_scan_init(s);
+}
+
+/*
+ * The next candidate name in delivery order, with s->bucketfd its
+ * directory.  1 when every bucket after s->after has been walked.
+ */
+static int
+next_name(struct q_queue *q, struct q_scan *s, const char **name)
+{
+	for (;;) {
+		if (s->i < s->n) {
+			*name = s->names[s->i++];
+			return 0;
+		}
+		if (s->bucketfd != -1) {
+			/* walked: an empty bucket goes (ENOTEMPTY: refilled) */
+			if (s->n == 0)
+				unlinkat(q->newfd, s->bucket, AT_REMOVEDIR);
+			/* A bucket that gave us something is looked at again
+			 * (it is cheap); one that gave nothing is passed. */
+			if (!s->progress)
+				strlcpy(s->after, s->bucket, sizeof s->after);
+			s->progress = false;
+			close(s->bucketfd);
+			s->bucketfd = -1;
+		}
+		if (q_listdir(q->newfd, &s->buckets, &s->nb, &s->capb) == -1)
+			return q_fail("cannot read %s/new", q->operand);
+		size_t b = 0;
+		while (b < s->nb && (strcmp(s->buckets[b], s->after) <= 0 ||
+		    q_new_bucket_parse(s->buckets[b]) == -1))
+			b++;
+		if (b == s->nb) {
+			s->after[0] = '\0';    /* next time, from the top */
+			return 1;
+		}
+		strlcpy(s->bucket, s->buckets[b], sizeof s->bucket);
+		s->bucketfd = openat(q->newfd, s->bucket,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (s->bucketfd == -1 ||
+		    q_listdir(s->bucketfd, &s->names, &s->n, &s->cap) == -1) {
+			if (s->bucketfd == -1 && (errno == ENOENT ||
+			    errno == ELOOP || errno == ENOTDIR)) {
+				/* gone, or a planted symlink: skip it */
+				strlcpy(s->after, s->bucket, sizeof s->after);
+				continue;
+			}
+			return q_fail("cannot read %s/new/%s", q->operand, s->bucket);
+		}
+		s->i = 0;
+	}
+}
+
+/* Claim the next message: rename new/B/X to cur/X' (the commit). */
+int
+q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
+{
+	const char *name;
+	enum q_state st;
+	int r;
+
+	while ((r = next_name(q, s, &name)) == 0) {
+		struct q_name n;
+		if (q_name_parse(name, &n, &st) == -1 || st != Q_NEW)
+			continue;       /* not a message: qstat --check reports it */
+		q_time now = q_now();
+		n.attempts++;
+		if (!n.first)
+			n.first = now;
+		n.deadline = now + lease;
+		n.token = arc4random();
+		q_name_format(l->name, sizeof l->name, &n, Q_CUR);
+		if (q_rename(s->bucketfd, name, q->curfd, l->name) == -1) {
+			if (errno == ENOENT)
+				continue;       /* another consumer won */
+			return q_fail("cannot claim %s/new/%s/%s", q->operand,
+			    s->bucket, name);
+		}
+		q_fault("after-claim");
+		s->progress = true;
+		l->n = n;
+		strlcpy(l->bucket, s->bucket, sizeof l->bucket);
+		r = q_msg_open(q->curfd, l->name, &l->m);
+		if (r == -1)
+			return -1;
+		l->corrupt = r == 1;
+		return 0;
+	}
+	return r;
+}
+
+/*
+ * At-most-once: open new/B/X, then unlink it; whoever unlinks owns it.
+ * A corrupt one is claimed instead, for the caller to bury.
+ */
+int
+q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l)
+{
+	const char *name;
+	enum q_state st;
+	int r;
+
+	while ((r = next_name(q, s, &name)) == 0) {
+		if (q_name_parse(name, &l->n, &st) == -1 || st != Q_NEW)
+			continue;
+		r = q_msg_open(s->bucketfd, name, &l->m);
+		if (r == -1) {
+			if (errno == ENOENT)
+				continue;
+			return -1;
+		}
+		if (r == 1) {
+			q_msg_close(&l->m);
+			s->i--;         /* claim it, to bury it */
+			return q_claim(q, s, q->cfg.lease, l);
+		}
+		if (unlinkat(s->bucketfd, name, 0) == -1) {
+			q_msg_close(&l->m);
+			if (errno == ENOENT)
+				continue;
+			return q_fail("cannot remove %s/new/%s/%s", q->operand,
+			    s->bucket, name);
+		}
+		q_fault("after-take");
+		s->progress = true;
+		strlcpy(l->name, name, sizeof l->name);
+		l->corrupt = false;
+		return 0;
+	}
+	return r;
+}
+
+/* Read the next message in delivery order, leaving it where it is. */
+int
+q_peek(struct q_queue *q, struct q_scan *s, struct q_lease *l)
+{
+	const char *name;
+	enum q_state st;
+	int r;
+
+	while ((r = next_name(q, s, &name)) == 0) {
+		if (q_name_parse(name, &l->n, &st) == -1 || st != Q_NEW)
+			continue;
+		r = q_msg_open(s->bucketfd, name, &l->m);
+		if (r == -1 && errno == ENOENT)
+			continue;
+		if (r == -1)
+			return -1;
+		strlcpy(l->name, name, sizeof l->name);
+		l->corrupt = r == 1;
+		return 0;
+	}
+	return r;
+}
+
+/* The ack: unlink cur/X'.  ENOENT: the lease was lost. */
+int
+q_ack(struct q_queue *q, struct q_lease *l)
+{
+	q_fault("before-ack");
+	if (unlinkat(q->curfd, l->name, 0) == -1)
+		return q_fail("%s: %s: cannot ack", q->operand, l->n.id);
+	q_fault("after-ack");
+	return 0;
+}
+
+/* Extend the lease: rename cur/X' to cur/X'' with a later deadline. */
+int
+q_heartbeat(struct q_queue *q, struct q_lease *l, q_time lease)
+{
+	struct q_name n = l->n;
+	char name[Q_FNAME_MAX];
+
+	n.deadline = q_now() + lease;
+	q_name_format(name, sizeof name, &n, Q_CUR);
+	if (q_rename(q->curfd, l->name, q->curfd, name) == -1)
+		return q_fail("%s: %s: cannot extend lease", q->operand, l->n.id);
+	q_fault("after-heartbeat");
+	l->n = n;
+	strlcpy(l->name, name, sizeof l->name);
+	return 0;
+}
+
+/* Give the message back without using an attempt: qpop's own doing. */
+int
+q_release(struct q_queue *q, struct q_lease *l)
+{
+	struct q_name n = l->n;
+
+	if (n.attempts > 0)
+		n.attempts--;
+	if (n.attempts == 0)
+		n.first = 0;
+	n.ready = q_now();
+	if (q_place(q, q->curfd, l->name, &n, Q_NEW) == -1)
+		return q_fail("%s: %s: cannot release", q->operand, l->n.id);
+	return 0;
+}
+
+/* Back into later/ until DUE (or straight into new/ if due now). */
+int
+q_retry(struct q_queue *q, struct q_lease *l, q_time due)
+{
+	struct q_name n = l->n;
+	bool later = due > q_now();
+
+	q_fault("before-retry");
+	n.ready = due;
+	n.due = due;
+	if (q_place(q, q->curfd, l->name, &n, later ? Q_LATER : Q_NEW) == -1)
+		return q_fail("%s: %s: cannot schedule retry", q->operand, l->n.id);
+	q_fault("after-retry");
+	return 0;
+}
+
+static int
+write_diag(struct q_queue *q, const struct q_name *n, const struct q_diag *d,
+    q_time now)
+{
+	char host[256] = "unknown", first[40], last[40], died[40];
+	char tmp[Q_ID_LEN + 16], final[Q_ID_LEN + 8];
+	FILE *f;
+	int fd, ok;
+
+	gethostname(host, sizeof host - 1);
+	q_fmt_rfc3339(first, sizeof first, n->first ? n->first : now);
+	q_fmt_rfc3339(last, sizeof last, n->deadline ? n->deadline - q->cfg.lease : now);
+	q_fmt_rfc3339(died, sizeof died, now);
+	snprintf(tmp, sizeof tmp, "%s.diag", n->id);
+	snprintf(final, sizeof final, "%s.diag", n->id);
+	fd = openat(q->tmpfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+	    O_CLOEXEC, 0666);
+	if (fd == -1 || !(f = fdopen(fd, "w"))) {
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	fprintf(f, "Reason: %s\nStatus: %s\nAttempts: %u\nHost: %s\n"
+	    "First-Attempt: %s\nLast-Attempt: %s\nDied: %s\n\n",
+	    d->reason, d->status ? d->status : "none", n->attempts, host,
+	    first, last, died);
+	if (d->stderr_len)
+		fwrite(d->stderr_tail, 1, d->stderr_len, f);
+	ok = fflush(f) == 0 && !ferror(f);
+	if (fclose(f) != 0 || !ok) {
+		unlinkat(q->tmpfd, tmp, 0);
+		return -1;
+	}
+	/* a diag of an earlier death of the same id is replaced */
+	if (renameat(q->tmpfd, tmp, q->dlqfd, final) == -1) {
+		unlinkat(q->tmpfd, tmp, 0);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Dead-letter: the diagnostics first, then rename cur/X' to dlq/ (the
+ * commit).  A crash in between leaves an orphan diagnostics file.
+ */
+int
+q_bury(struct q_queue *q, struct q_lease *l, const struct q_diag *d)
+{
+	struct q_name n = l->n;
+	q_time now = q_now();
+	char name[Q_FNAME_MAX];
+
+	if (write_diag(q, &n, d, now) == -1)
+		return q_fail("%s: %s: cannot write diagnostics", q->operand, n.id);
+	q_fault("after-diag");
+	strlcpy(n.reason, d->reason, sizeof n.reason);
+	n.died = now;
+	q_name_format(name, sizeof name, &n, Q_DLQ);
+	if (q_rename(q->curfd, l->name, q->dlqfd, name) == -1)
+		return q_fail("%s: %s: cannot dead-letter", q->operand, n.id);
+	q_fault("after-bury");
+	return 0;
+}
+
+void
+q_lease_done(struct q_lease *l)
+{
+	q_msg_close(&l->m);
+}
+
+/* Exponential backoff with full jitter: uniform in [0, cap]. */
+q_time
+q_backoff(const struct q_config *c, unsigned attempt)
+{
+	q_time cap = c->backoff_base;
+
+	for (unsigned i = 1; i < attempt && cap < c->backoff_max; i++)
+		cap *= 2;
+	if (cap > c->backoff_max)
+		cap = c->backoff_max;
+	if (cap <= 0)
+		return 0;
+	return (q_time)((double)arc4random() / UINT32_MAX * (double)cap);
+}

@@ -1,0 +1,215 @@
+/*
+ * config.c - q.conf files, read with inih.  Precedence, lowest first:
+ * built-in defaults, /etc/qspool.conf, $XDG_CONFIG_HOME/qspool/q.conf,
+ * $QSPOOL (spool only), QUEUE/q.conf; flags are applied by the tools.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "q.h"
+
+struct parse {
+	struct q_config *c;
+	bool queue_file;
+	char key[64];
+	const char *why;
+};
+
+void
+q_config_defaults(struct q_config *c)
+{
+	const char *state = getenv("XDG_STATE_HOME");
+	const char *home = getenv("HOME");
+
+	memset(c, 0, sizeof *c);
+	if (getuid() == 0)
+		strlcpy(c->spool, "/var/spool/qspool", sizeof c->spool);
+	else if (state && state[0] == '/')
+		snprintf(c->spool, sizeof c->spool, "%s/qspool", state);
+	else
+		snprintf(c->spool, sizeof c->spool, "%s/.local/state/qspool",
+		    home ? home : "");
+	c->lease = 30 * Q_SEC;
+	c->max_attempts = 5;
+	c->backoff_base = 1 * Q_SEC;
+	c->backoff_max = 300 * Q_SEC;
+	c->timeout = 0;
+	c->fsync = Q_FSYNC_ALWAYS;
+	c->grace = 10 * Q_SEC;
+	c->stale = 3600 * Q_SEC;
+}
+
+static int
+set_duration(q_time *dst, const char *value, q_time min, const char **why)
+{
+	q_time d;
+
+	if (q_parse_duration(value, &d, why) == -1)
+		return -1;
+	if (d < min) {
+		*why = min >= Q_SEC ? "must be at least 1s" :
+		    "must be at least 100ms";
+		return -1;
+	}
+	*dst = d;
+	return 0;
+}
+
+/* One key; *why says what is wrong on failure. */
+int
+q_config_set(struct q_config *c, const char *key, const char *value,
+    bool queue_file, const char **why)
+{
+	if (strcmp(key, "spool") == 0) {
+		if (queue_file) {
+			*why = "only allowed in the user and system files";
+			return -1;
+		}
+		if (value[0] != '/') {
+			*why = "must be an absolute path";
+			return -1;
+		}
+		if (strlcpy(c->spool, value, sizeof c->spool) >= sizeof c->spool) {
+			*why = "path too long";
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(key, "lease") == 0)
+		return set_duration(&c->lease, value, 100 * Q_MS, why);
+	if (strcmp(key, "max_attempts") == 0)
+		return q_parse_count(value, 1, 1000000, &c->max_attempts, why);
+	if (strcmp(key, "backoff_base") == 0)
+		return set_duration(&c->backoff_base, value, 0, why);
+	if (strcmp(key, "backoff_max") == 0)
+		return set_duration(&c->backoff_max, value, 0, why);
+	if (strcmp(key, "timeout") == 0)
+		return set_duration(&c->timeout, value, 0, why);
+	if (strcmp(key, "grace") == 0)
+		return set_duration(&c->grace, value, 0, why);
+	if (strcmp(key, "stale") == 0)
+		return set_duration(&c->stale, value, Q_SEC, why);
+	if (strcmp(key, "fsync") == 0) {
+		if (strcmp(value, "always") == 0)
+			c->fsync = Q_FSYNC_ALWAYS;
+		else if (strcmp(value, "batch") == 0)
+			c->fsync = Q_FSYNC_BATCH;
+		else if (strcmp(value, "never") == 0)
+			c->fsync = Q_FSYNC_NEVER;
+		else {
+			*why = "must be always, batch or never";
+			return -1;
+		}
+		return 0;
+	}
+	*why = "unknown key";
+	return -1;
+}
+
+static int
+handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse *p = user;
+
+	if (p->why)
+		return 1;       /* report the first error only */
+	strlcpy(p->key, name, sizeof p->key);
+	if (section[0]) {
+		p->why = "sections are not used in q.conf";
+		return 0;
+	}
+	if (q_config_set(p->c, name, value, p->queue_file, &p->why) == -1) {
+		if (!p->why)
+			p->why = "bad value";
+		return 0;
+	}
+	return 1;
+}
+
+/* Parse an open file; -1 with q_what() "path:line: key: why". */
+static int
+parse_file(struct q_config *c, FILE *f, const char *path, bool queue_file)
+{
+	struct parse p = { .c = c, .queue_file = queue_file };
+	int line = ini_parse_file(f, handler, &p);
+
+	if (line == 0)
+		return 0;
+	errno = 0;
+	if (line < 0)
+		return q_fail("%s: cannot parse (out of memory)", path);
+	if (p.why)
+		return q_fail("%s:%d: %s: %s", path, line, p.key, p.why);
+	return q_fail("%s:%d: syntax error: expected key = value", path, line);
+}
+
+static int
+load_path(struct q_config *c, const char *path)
+{
+	FILE *f = fopen(path, "re");
+	int r;
+
+	if (!f) {
+		if (errno == ENOENT)
+			return 0;
+		return q_fail("cannot open %s", path);
+	}
+	r = parse_file(c, f, path, false);
+	fclose(f);
+	return r;
+}
+
+int
+q_config_global(struct q_config *c)
+{
+	const char *xdg = getenv("XDG_CONFIG_HOME");
+	const char *home = getenv("HOME");
+	const char *env = getenv("QSPOOL");
+	char path[PATH_MAX];
+
+	if (load_path(c, SYSCONFDIR "/qspool.conf") == -1)
+		return -1;
+	if (xdg && xdg[0] == '/')
+		snprintf(path, sizeof path, "%s/qspool/q.conf", xdg);
+	else
+		snprintf(path, sizeof path, "%s/.config/qspool/q.conf",
+		    home ? home : "");
+	if (load_path(c, path) == -1)
+		return -1;
+	if (env && env[0]) {
+		if (strlcpy(c->spool, env, sizeof c->spool) >= sizeof c->spool) {
+			errno = ENAMETOOLONG;
+			return q_fail("QSPOOL");
+		}
+	}
+	return 0;
+}
+
+int
+q_config_queue(struct q_config *c, int qdirfd, const char *display)
+{
+	int fd = openat(qdirfd, "q.conf", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	FILE *f;
+	int r;
+
+	if (fd == -1) {
+		if (errno == ENOENT)
+			return 0;
+		return q_fail("cannot open %s", display);
+	}
+	if (!(f = fdopen(fd, "r"))) {
+		close(fd);
+		return q_fail("cannot read %s", display);
+	}
+	r = parse_file(c, f, display, true);
+	fclose(f);
+	return r;
+}

@@ -1,0 +1,602 @@
+/*
+ * consume.c - the consumer loop shared by qpop and qsub: claim in
+ * delivery order, print or run a handler per message, and settle each
+ * delivery by ack, retry or dead letter (qpop(1), q-spool(5)).
+ *
+ * One process, no threads: handlers run as guarded process groups
+ * (run.c); a poll loop pumps their stderr, reaps them on SIGCHLD,
+ * extends their leases and enforces --timeout.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "q.h"
+
+enum why { W_NONE, W_TIMEOUT, W_LOST, W_SHUTDOWN };
+
+struct job {
+	bool busy;
+	struct q_lease l;
+	struct q_child c;
+	q_time next_hb, deadline, kill_at;
+	enum why why;
+};
+
+struct run {
+	struct q_queue *q;
+	const struct q_consumeopt *o;
+	struct job *jobs;
+	int njobs, running;
+	struct q_scan scan;
+	struct q_waiter w;
+	bool waiting_armed;
+	long long handled;
+	bool failed, lost, exec_failed, io_error, stopping, signalled;
+	q_time stop_at, upkeep_at, next_event, wait_until;
+	struct pollfd *pollfds;
+};
+
+static int sigpipe_fds[2] = { -1, -1 };
+static volatile sig_atomic_t got_stop;
+
+static void
+on_signal(int sig)
+{
+	int saved = errno;
+	char c = (char)sig;
+
+	if (sig == SIGTERM || sig == SIGINT)
+		got_stop++;
+	(void)!write(sigpipe_fds[1], &c, 1);
+	errno = saved;
+}
+
+static void
+setup_signals(void)
+{
+	struct sigaction sa;
+
+	if (pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) == -1)
+		sigpipe_fds[0] = sigpipe_fds[1] = -1;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void
+upkeep(struct run *r)
+{
+	struct q_upkeep u = { 0 };
+
+	if (q_reap(r->q, &u) == -1 || q_promote(r->q, &u) == -1)
+		q_warnq();
+	r->next_event = u.next;
+	r->upkeep_at = q_now() + Q_POLL_INTERVAL;
+}
+
+static const char *
+signame(int sig)
+{
+	static char buf[16];
+#ifdef __GLIBC__
+	const char *abbrev = sigabbrev_np(sig);
+
+	if (abbrev) {
+		snprintf(buf, sizeof buf, "SIG%s", abbrev);
+		return buf;
+	}
+#endif
+	snprintf(buf, sizeof buf, "signal %d", sig);
+	return buf;
+}
+
+/* Dead-letter with a one-line report; the caller counts the failure. */
+static void
+bury(struct run *r, struct q_lease *l, const char *reason, const char *status,
+    const struct q_child *c)
+{
+	char tail[4096];
+	struct q_diag d = { .reason = reason, .status = status };
+
+	if (c) {
+		q_run_tail(c, tail, &d.stderr_len);
+		d.stderr_tail = tail;
+	}
+	if (q_bury(r->q, l, &d) == -1) {
+		if (errno == ENOENT) {
+			r->lost = true;
+			q_warnx("%s: %s attempt %u: lease lost before dead-lettering",
+			    r->q->operand, l->n.id, l->n.attempts);
+			return;
+		}
+		q_warnq();
+		r->io_error = true;
+		return;
+	}
+	q_warnx("%s: %s attempt %u: %s, dead-lettered (%s)", r->q->operand,
+	    l->n.id, l->n.attempts, status, reason);
+}
+
+static void
+release(struct run *r, struct q_lease *l)
+{
+	if (q_release(r->q, l) == -1 && errno != ENOENT) {
+		q_warnq();
+		r->io_error = true;
+	}
+}
+
+/* A corrupt message goes to dlq/ at once; the consumer goes on. */
+static void
+bury_corrupt(struct run *r, struct q_lease *l)
+{
+	char why[256];
+
+	strlcpy(why, q_what(), sizeof why);
+	r->failed = true;
+	r->handled++;
+	bury(r, l, "corrupt", why, NULL);
+	q_lease_done(l);
+}
+
+static int
+write_body(struct run *r, struct q_lease *l)
+{
+	static const char nl = '\n', nul = '\0';
+	const char *suffix = r->o->frame == Q_FRAME_LINE ? &nl :
+	    r->o->frame == Q_FRAME_NUL ? &nul : NULL;
+	struct q_msg *m = &l->m;
+
+	if (suffix && (off_t)m->buflen >= m->size) {
+		/* the common case: the whole body is buffered */
+		struct iovec iov[2] = {
+			{ m->buf + m->body_off, m->buflen - m->body_off },
+			{ (void *)suffix, 1 },
+		};
+		size_t want = iov[0].iov_len + 1;
+		ssize_t w = writev(1, iov, 2);
+		if (w == (ssize_t)want)
+			return 0;
+		if (w == -1)
+			return -1;
+		/* short write: finish it the slow way */
+		size_t done = (size_t)w;
+		if (done < iov[0].iov_len) {
+			struct q_msg rest = *m;
+			rest.body_off += done;
+			if (q_msg_copy_body(&rest, 1) == -1)
+				return -1;
+		}
+		return write(1, suffix, 1) == 1 ? 0 : -1;
+	}
+	if (q_msg_copy_body(m, 1) == -1)
+		return -1;
+	if (suffix && write(1, suffix, 1) != 1)
+		return -1;
+	return 0;
+}
+
+/* Print mode: acked once the body is written to stdout. */
+static void
+deliver_print(struct run *r, struct q_lease *l)
+{
+	if (l->corrupt && !r->o->peek) {
+		bury_corrupt(r, l);
+		return;
+	}
+	if (l->corrupt) {
+		q_warnq();
+		q_lease_done(l);
+		return;
+	}
+	if (write_body(r, l) == -1) {
+		int err = errno;
+		if (!r->o->peek && !r->o->no_ack)
+			release(r, l);
+		q_lease_done(l);
+		r->stopping = true;
+		if (err != EPIPE) {
+			errno = err;
+			q_warn("write error");
+			r->io_error = true;
+		}
+		return;
+	}
+	r->handled++;
+	if (!r->o->peek && !r->o->no_ack && q_ack(r->q, l) == -1) {
+		q_warnx("%s: %s: lease lost before ack (the message may be"
+		    " delivered again)", r->q->operand, l->n.id);
+		r->lost = true;
+	}
+	q_lease_done(l);
+}
+
+static struct job *
+free_job(struct run *r)
+{
+	for (int i = 0; i < r->njobs; i++)
+		if (!r->jobs[i].busy)
+			return &r->jobs[i];
+	return NULL;
+}
+
+static void
+start_job(struct run *r, struct job *j)
+{
+	struct q_runopt ro = { .argv = r->o->argv, .q = r->q, .sub = r->o->sub,
+		.l = &j->l };
+	q_time now = q_now();
+
+	if (j->l.corrupt) {
+		bury_corrupt(r, &j->l);
+		return;
+	}
+	if (q_run_start(&ro, &j->c) == -1) {
+		q_warnq();
+		if (!r->o->no_ack)
+			release(r, &j->l);
+		q_lease_done(&j->l);
+		r->io_error = r->stopping = true;
+		return;
+	}
+	j->busy = true;
+	j->why = W_NONE;
+	j->kill_at = 0;
+	j->next_hb = r->o->no_ack ? 0 : now + r->q->cfg.lease / 3;
+	j->deadline = r->q->cfg.timeout ? now + r->q->cfg.timeout : 0;
+	r->running++;
+}
+
+static void
+kill_job(struct run *r, struct job *j, enum why why, int sig)
+{
+	if (j->why == W_NONE || why == W_LOST)
+		j->why = why;
+	kill(-j->c.pid, sig);
+	if (sig != SIGKILL && !j->kill_at)
+		j->kill_at = q_now() + r->q->cfg.grace;
+}
+
+static void
+describe(int status, enum why why, char *buf, size_t len)
+{
+	if (why == W_TIMEOUT)
+		snprintf(buf, len, "timed out");
+	else if (WIFEXITED(status))
+		snprintf(buf, len, "exit %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by %s", signame(WTERMSIG(status)));
+	else
+		snprintf(buf, len, "status %d", status);
+}
+
+/* The guard has exited with CMD's status: settle the delivery. */
+static void
+finish_job(struct run *r, struct job *j, int status)
+{
+	struct q_lease *l = &j->l;
+	char cause[64];
+	int err;
+
+	while (q_run_pump(&j->c) == 1 && j->c.errfd != -1) {
+		/* drain what is buffered; lingering children keep it open */
+		struct pollfd p = { j->c.errfd, POLLIN, 0 };
+		if (poll(&p, 1, 0) <= 0)
+			break;
+	}
+	err = q_run_exec_error(&j->c);
+	q_run_close(&j->c);
+	j->busy = false;
+	r->running--;
+	if (err) {
+		errno = err;
+		q_warn("cannot run '%s'", r->o->argv[0]);
+		if (!r->o->no_ack)
+			release(r, l);
+		r->exec_failed = r->stopping = true;
+		q_lease_done(l);
+		return;
+	}
+	if (j->why == W_SHUTDOWN) {
+		if (!r->o->no_ack)
+			release(r, l);
+		q_lease_done(l);
+		return;
+	}
+	r->handled++;
+	if (j->why == W_LOST) {
+		q_warnx("%s: %s attempt %u: lease lost, handler killed",
+		    r->q->operand, l->n.id, l->n.attempts);
+		r->lost = true;
+		q_lease_done(l);
+		return;
+	}
+	if (j->why == W_NONE && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		if (!r->o->no_ack && q_ack(r->q, l) == -1) {
+			q_warnx("%s: %s attempt %u: lease lost before ack (the"
+			    " message may be delivered again)", r->q->operand,
+			    l->n.id, l->n.attempts);
+			r->lost = true;
+		}
+		q_lease_done(l);
+		return;
+	}
+	r->failed = true;
+	describe(status, j->why, cause, sizeof cause);
+	if (r->o->no_ack) {
+		q_warnx("%s: %s: %s (at most once: not retried)", r->q->operand,
+		    l->n.id, cause);
+	} else if (j->why == W_NONE && WIFEXITED(status) &&
+	    WEXITSTATUS(status) == EX_DATAERR) {
+		bury(r, l, "poison", cause, &j->c);
+	} else if ((long long)l->n.attempts >= r->q->cfg.max_attempts) {
+		bury(r, l, "max-attempts", cause, &j->c);
+	} else {
+		q_time delay = q_backoff(&r->q->cfg, l->n.attempts);
+		char d[32];
+		if (q_retry(r->q, l, q_now() + delay) == -1) {
+			if (errno == ENOENT) {
+				r->lost = true;
+				q_warnx("%s: %s attempt %u: %s, lease lost",
+				    r->q->operand, l->n.id, l->n.attempts, cause);
+			} else {
+				q_warnq();
+				r->io_error = true;
+			}
+		} else {
+			q_fmt_duration(d, sizeof d, delay);
+			q_warnx("%s: %s attempt %u: %s, retry in %s",
+			    r->q->operand, l->n.id, l->n.attempts, cause, d);
+		}
+	}
+	q_lease_done(l);
+}
+
+static void
+reap_children(struct run *r)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		for (int i = 0; i < r->njobs; i++)
+			if (r->jobs[i].busy && r->jobs[i].c.pid == pid)
+				finish_job(r, &r->jobs[i], status);
+}
+
+/* Heartbeats, timeouts and kills that are due. */
+static void
+tick(struct run *r)
+{
+	q_time now = q_now();
+
+	for (int i = 0; i < r->njobs; i++) {
+		struct job *j = &r->jobs[i];
+		if (!j->busy)
+			continue;
+		if (j->next_hb && now >= j->next_hb && j->why != W_LOST) {
+			if (q_heartbeat(r->q, &j->l, r->q->cfg.lease) == 0) {
+				j->next_hb = now + r->q->cfg.lease / 3;
+			} else if (errno == ENOENT) {
+				j->next_hb = 0;
+				kill_job(r, j, W_LOST, SIGTERM);
+			} else {
+				q_warnq();      /* try again shortly */
+				j->next_hb = now + Q_SEC;
+			}
+		}
+		if (j->deadline && now >= j->deadline && j->why == W_NONE)
+			kill_job(r, j, W_TIMEOUT, SIGTERM);
+		if (j->kill_at && now >= j->kill_at) {
+			kill(-j->c.pid, SIGKILL);
+			j->kill_at = 0;
+		}
+	}
+	if (r->stopping && r->stop_at && now >= r->stop_at) {
+		for (int i = 0; i < r->njobs; i++)
+			if (r->jobs[i].busy && r->jobs[i].why == W_NONE)
+				kill_job(r, &r->jobs[i], W_SHUTDOWN, SIGTERM);
+		r->stop_at = 0;
+	}
+}
+
+static void
+stop(struct run *r)
+{
+	if (!r->stopping || !r->signalled) {
+		r->stopping = r->signalled = true;
+		r->stop_at = q_now() + r->q->cfg.grace;
+	} else {
+		r->stop_at = q_now();   /* a second signal: no more grace */
+	}
+}
+
+static q_time
+earliest(q_time a, q_time b)
+{
+	return !a ? b : !b ? a : a < b ? a : b;
+}
+
+/* Sleep until a child, a signal, a timer or (if WATCH) the queue. */
+static void
+sleep_until_event(struct run *r, bool watch)
+{
+	struct pollfd *p = r->pollfds;
+	nfds_t n = 0;
+	q_time t = r->stop_at, now;
+
+	p[n++] = (struct pollfd){ sigpipe_fds[0], POLLIN, 0 };
+	if (watch && q_wait_fd(&r->w) != -1)
+		p[n++] = (struct pollfd){ q_wait_fd(&r->w), POLLIN, 0 };
+	for (int i = 0; i < r->njobs; i++) {
+		struct job *j = &r->jobs[i];
+		if (!j->busy)
+			continue;
+		if (j->c.errfd != -1)
+			p[n++] = (struct pollfd){ j->c.errfd, POLLIN, 0 };
+		t = earliest(t, j->next_hb);
+		t = earliest(t, j->why == W_NONE ? j->deadline : 0);
+		t = earliest(t, j->kill_at);
+	}
+	if (watch) {
+		t = earliest(t, r->next_event);
+		t = earliest(t, r->wait_until);
+		if (q_wait_fd(&r->w) == -1 || r->running)
+			t = earliest(t, r->upkeep_at);
+	}
+	now = q_now();
+	int ms = t ? (int)((t > now ? t - now : 0) / Q_MS) + 1 : -1;
+	if (poll(p, n, ms) > 0) {
+		char buf[64];
+		while (read(sigpipe_fds[0], buf, sizeof buf) > 0)
+			;
+		if (watch)
+			q_wait_consume(&r->w);
+	}
+	for (int i = 0; i < r->njobs; i++)
+		if (r->jobs[i].busy)
+			q_run_pump(&r->jobs[i].c);
+}
+
+static bool
+want_more(const struct run *r)
+{
+	const struct q_consumeopt *o = r->o;
+
+	if (r->stopping)
+		return false;
+	return o->max == 0 || r->handled + r->running < o->max;
+}
+
+/* Nothing claimable now: is it worth waiting for more? */
+static bool
+should_wait(const struct run *r)
+{
+	const struct q_consumeopt *o = r->o;
+
+	if (r->stopping)
+		return false;
+	if (o->follow)
+		return true;
+	if (!o->wait || (r->wait_until && q_now() >= r->wait_until))
+		return false;
+	if (o->drain)
+		return r->handled == 0 && r->running == 0;
+	return true;
+}
+
+static int
+next_message(struct run *r, struct q_lease *l)
+{
+	if (r->o->peek)
+		return q_peek(r->q, &r->scan, l);
+	if (r->o->no_ack)
+		return q_take(r->q, &r->scan, l);
+	return q_claim(r->q, &r->scan, r->q->cfg.lease, l);
+}
+
+int
+q_consume(struct q_queue *q, const struct q_consumeopt *o)
+{
+	struct run r = { .q = q, .o = o };
+	struct q_lease printed = { .m.fd = -1 };
+	struct q_upkeep u = { 0 };
+	int status;
+
+	setup_signals();
+	r.njobs = o->argv ? (o->jobs > 0 ? o->jobs : 1) : 0;
+	if ((r.njobs && !(r.jobs = calloc((size_t)r.njobs, sizeof *r.jobs))) ||
+	    !(r.pollfds = calloc((size_t)r.njobs + 2, sizeof *r.pollfds))) {
+		q_warn("out of memory");
+		return EX_OSERR;
+	}
+	for (int i = 0; i < r.njobs; i++)
+		r.jobs[i].l.m.fd = -1;
+	q_scan_init(&r.scan);
+	r.w.ifd = -1;
+	if (o->wait_for)
+		r.wait_until = q_now() + o->wait_for;
+	if (!o->peek) {
+		q_clean_tmp(q, &u);
+		upkeep(&r);
+	}
+	for (;;) {
+		if (got_stop) {
+			got_stop = 0;
+			stop(&r);
+		}
+		reap_children(&r);
+		tick(&r);
+		if (!o->peek && q_now() >= r.upkeep_at)
+			upkeep(&r);
+		if (want_more(&r) && (!r.njobs || free_job(&r))) {
+			struct job *j = r.njobs ? free_job(&r) : NULL;
+			struct q_lease *l = j ? &j->l : &printed;
+			int got = next_message(&r, l);
+			if (got == -1) {
+				q_warnq();
+				r.io_error = r.stopping = true;
+				continue;
+			}
+			if (got == 0) {
+				if (j)
+					start_job(&r, j);
+				else
+					deliver_print(&r, l);
+				continue;
+			}
+			/* nothing claimable now */
+			if (should_wait(&r)) {
+				if (!r.waiting_armed) {
+					q_wait_init(&r.w, q);
+					q_wait_watch(&r.w, q);
+					r.waiting_armed = true;
+					continue;       /* look once more, watched */
+				}
+				sleep_until_event(&r, true);
+				q_wait_watch(&r.w, q);
+				if (!o->peek && r.next_event && q_now() >= r.next_event)
+					upkeep(&r);
+				continue;
+			}
+			if (!r.running)
+				break;
+		}
+		if (!r.running && !want_more(&r))
+			break;
+		sleep_until_event(&r, false);
+	}
+	q_scan_free(&r.scan);
+	q_wait_close(&r.w);
+	q_msg_free(&printed.m);
+	for (int i = 0; i < r.njobs; i++)
+		q_msg_free(&r.jobs[i].l.m);
+	free(r.jobs);
+	free(r.pollfds);
+	if (r.exec_failed)
+		status = EX_UNAVAILABLE;
+	else if (r.io_error)
+		status = EX_IOERR;
+	else if (r.failed || r.lost)
+		status = EX_TEMPFAIL;
+	else if (r.handled == 0 && !r.signalled)
+		status = 1;
+	else
+		status = 0;
+	return status;
+}

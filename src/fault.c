@@ -1,0 +1,29 @@
+/*
+ * fault.c - named crash points for the test suite.  With
+ * QSPOOL_CRASH_AT=point in the environment, the process raises SIGKILL
+ * when it reaches that point, so every commit instant can be crashed
+ * at deterministically.  Compiled in only with --enable-fault-points.
+ */
+#include "config.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "q.h"
+
+#ifdef QSPOOL_FAULT_POINTS
+void
+q_fault(const char *point)
+{
+	static const char *armed;
+	static int checked;
+
+	if (!checked) {
+		armed = getenv("QSPOOL_CRASH_AT");
+		checked = 1;
+	}
+	if (armed && strcmp(armed, point) == 0)
+		raise(SIGKILL);
+}
+#endif

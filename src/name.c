@@ -1,0 +1,280 @@
+/*
+ * name.c - operands, message ids and message file names.
+ *
+ * A message's file name carries everything a consumer needs to choose
+ * and route it (q-spool(5), MESSAGE NAMES):
+ *
+ *	SEQ.ID.pP.aA[.kK].rR[.fF][.eE]	new/
+ *	... .dD.tT			cur/
+ *	... .uU				later/
+ *	... .xREASON.zZ			dlq/
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "q.h"
+
+#define NAMECHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" \
+	"0123456789._-"
+
+/* Why NAME is not a valid queue, topic or subscription name, or NULL. */
+const char *
+q_name_error(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0)
+		return "empty name";
+	if (n > Q_NAME_MAX)
+		return "longer than 64 characters";
+	if (name[0] == '.')
+		return "may not start with a dot";
+	if (strspn(name, NAMECHARS) != n)
+		return "only letters, digits, '.', '_' and '-' are allowed"
+		    " (or a path starting with / or ./)";
+	return NULL;
+}
+
+/* A queue operand is a name under the spool root or an explicit path. */
+const char *
+q_operand_error(const char *operand)
+{
+	if (operand[0] == '/' || strncmp(operand, "./", 2) == 0)
+		return NULL;
+	return q_name_error(operand);
+}
+
+/*
+ * A new id: 13 hex digits of microseconds, then 44 random bits.  Ids
+ * made by one process strictly increase even if the clock stands still.
+ */
+void
+q_new_id(char id[Q_ID_LEN + 1])
+{
+	static q_time last;
+	q_time now = q_now();
+	uint64_t rnd;
+
+	arc4random_buf(&rnd, sizeof rnd);
+	rnd &= (UINT64_C(1) << 44) - 1;
+
+	if (now <= last)
+		now = last + 1;
+	last = now;
+	snprintf(id, Q_ID_LEN + 1, "%013" PRIx64 "%011" PRIx64,
+	    (uint64_t)now & ((UINT64_C(1) << 52) - 1), rnd);
+}
+
+static int
+parse_hex(const char *s, size_t n, size_t maxdigits, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (n == 0 || n > maxdigits)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		int c = s[i], d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else
+			return -1;
+		v = v << 4 | (uint64_t)d;
+	}
+	*out = v;
+	return 0;
+}
+
+q_time
+q_id_time(const char *id)
+{
+	uint64_t t;
+
+	if (strlen(id) != Q_ID_LEN || parse_hex(id, 13, 13, &t) == -1)
+		return 0;
+	return (q_time)t;
+}
+
+static int
+parse_time(const char *s, size_t n, q_time *out)
+{
+	uint64_t v;
+
+	if (parse_hex(s, n, 16, &v) == -1 || v > INT64_MAX)
+		return -1;
+	*out = (q_time)v;
+	return 0;
+}
+
+/* Parse a message file name; -1 with errno EINVAL if it is not one. */
+int
+q_name_parse(const char *s, struct q_name *n, enum q_state *st)
+{
+	const char *f = s, *dot;
+	uint64_t v;
+	unsigned seen = 0;
+	int field = 0;
+
+	memset(n, 0, sizeof *n);
+	n->prio = -1;
+	for (;; f = dot + 1, field++) {
+		size_t len;
+		dot = strchr(f, '.');
+		len = dot ? (size_t)(dot - f) : strlen(f);
+		if (field == 0) {
+			if (len != 16 || parse_hex(f, len, 16, &n->seq) == -1)
+				goto bad;
+		} else if (field == 1) {
+			if (len != Q_ID_LEN || parse_hex(f, 13, 13, &v) == -1 ||
+			    parse_hex(f + 13, 11, 11, &v) == -1)
+				goto bad;
+			memcpy(n->id, f, Q_ID_LEN);
+		} else {
+			const char *val = f + 1;
+			size_t vlen = len - 1;
+			unsigned bit;
+			if (len < 2 || f[0] < 'a' || f[0] > 'z')
+				goto bad;
+			bit = 1u << (f[0] - 'a');
+			if (seen & bit)
+				goto bad;
+			seen |= bit;
+			switch (f[0]) {
+			case 'p':
+				if (vlen != 1 || val[0] < '0' || val[0] > '9')
+					goto bad;
+				n->prio = val[0] - '0';
+				break;
+			case 'a':
+				if (vlen > 9 || strspn(val, "0123456789") < vlen)
+					goto bad;
+				n->attempts = (unsigned)strtoul(val, NULL, 10);
+				break;
+			case 'k':
+				if (parse_hex(val, vlen, 8, &v) == -1)
+					goto bad;
+				n->has_key = true;
+				n->key = (uint32_t)v;
+				break;
+			case 'r': if (parse_time(val, vlen, &n->ready)) goto bad; break;
+			case 'f': if (parse_time(val, vlen, &n->first)) goto bad; break;
+			case 'e': if (parse_time(val, vlen, &n->expires)) goto bad; break;
+			case 'd': if (parse_time(val, vlen, &n->deadline)) goto bad; break;
+			case 'u': if (parse_time(val, vlen, &n->due)) goto bad; break;
+			case 'z': if (parse_time(val, vlen, &n->died)) goto bad; break;
+			case 't':
+				if (parse_hex(val, vlen, 8, &v) == -1)
+					goto bad;
+				n->token = (uint32_t)v;
+				break;
+			case 'x':
+				if (vlen >= sizeof n->reason ||
+				    strspn(val, "abcdefghijklmnopqrstuvwxyz-") < vlen)
+					goto bad;
+				memcpy(n->reason, val, vlen);
+				n->reason[vlen] = '\0';
+				break;
+			default:
+				goto bad;
+			}
+		}
+		if (!dot)
+			break;
+	}
+#define HAS(c) (seen & (1u << ((c) - 'a')))
+	if (field < 2 || !HAS('p') || !HAS('a') || !HAS('r'))
+		goto bad;
+	if (HAS('d') || HAS('t')) {
+		if (!HAS('d') || !HAS('t') || HAS('u') || HAS('x') || HAS('z'))
+			goto bad;
+		*st = Q_CUR;
+	} else if (HAS('u')) {
+		if (HAS('x') || HAS('z'))
+			goto bad;
+		*st = Q_LATER;
+	} else if (HAS('x') || HAS('z')) {
+		if (!HAS('x') || !HAS('z'))
+			goto bad;
+		*st = Q_DLQ;
+	} else {
+		*st = Q_NEW;
+	}
+#undef HAS
+	return 0;
+bad:
+	errno = EINVAL;
+	return -1;
+}
+
+void
+q_name_format(char *buf, size_t len, const struct q_name *n, enum q_state st)
+{
+	int k = snprintf(buf, len, "%016" PRIx64 ".%s.p%d.a%u", n->seq, n->id,
+	    n->prio, n->attempts);
+
+#define ADD(...) k += snprintf(buf + k, len > (size_t)k ? len - k : 0, __VA_ARGS__)
+	if (n->has_key)
+		ADD(".k%08" PRIx32, n->key);
+	ADD(".r%013" PRIx64, (uint64_t)n->ready);
+	if (n->first)
+		ADD(".f%013" PRIx64, (uint64_t)n->first);
+	if (n->expires)
+		ADD(".e%013" PRIx64, (uint64_t)n->expires);
+	switch (st) {
+	case Q_NEW:
+		break;
+	case Q_CUR:
+		ADD(".d%013" PRIx64 ".t%08" PRIx32, (uint64_t)n->deadline,
+		    n->token);
+		break;
+	case Q_LATER:
+		ADD(".u%013" PRIx64, (uint64_t)n->due);
+		break;
+	case Q_DLQ:
+		ADD(".x%s.z%013" PRIx64, n->reason, (uint64_t)n->died);
+		break;
+	}
+#undef ADD
+}
+
+/* new/P-BBBBBBBBBBBB: priority first, then SEQ >> 10, so names sort in
+ * delivery order and a bucket never holds more than 1024 messages. */
+void
+q_new_bucket(char *buf, size_t len, int prio, uint64_t seq)
+{
+	snprintf(buf, len, "%d-%012" PRIx64, prio, seq >> Q_BUCKET_SHIFT);
+}
+
+int
+q_new_bucket_parse(const char *bucket)
+{
+	uint64_t v;
+
+	if (strlen(bucket) != 14 || bucket[0] < '0' || bucket[0] > '9' ||
+	    bucket[1] != '-' || parse_hex(bucket + 2, 12, 12, &v) == -1)
+		return -1;
+	return bucket[0] - '0';
+}
+
+void
+q_later_bucket(char *buf, size_t len, q_time due)
+{
+	snprintf(buf, len, "%011" PRIx64, (uint64_t)due >> Q_LATER_SHIFT);
+}
+
+int
+q_later_bucket_start(const char *bucket, q_time *start)
+{
+	uint64_t v;
+
+	if (strlen(bucket) != 11 || parse_hex(bucket, 11, 11, &v) == -1)
+		return -1;
+	*start = (q_time)(v << Q_LATER_SHIFT);
+	return 0;
+}

@@ -1,0 +1,292 @@
+/*
+ * push.c - producing a message: write tmp/ID under a flock, sync per
+ * the fsync policy, then one rename into new/ (or later/) commits it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "q.h"
+
+#define OUTBUF (64 * 1024)
+static char outbuf[OUTBUF];     /* messages are written one at a time */
+
+static int
+out_flush(struct q_out *m)
+{
+	size_t off = 0;
+
+	while (off < m->len) {
+		ssize_t w = write(m->fd, m->buf + off, m->len - off);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w == -1)
+			return q_fail("cannot write %s/tmp/%s", m->q->operand, m->id);
+		off += (size_t)w;
+	}
+	m->len = 0;
+	return 0;
+}
+
+static int
+out_add(struct q_out *m, const char *name, const char *value)
+{
+	size_t need = strlen(name) + strlen(value) + 3;
+
+	if (m->len + need > OUTBUF && out_flush(m) == -1)
+		return -1;
+	if (need > OUTBUF) {
+		errno = E2BIG;
+		return q_fail("header %s too long", name);
+	}
+	m->len += (size_t)snprintf(m->buf + m->len, OUTBUF - m->len,
+	    "%s: %s\n", name, value);
+	return 0;
+}
+
+/* An environment value safe to store as a header, or NULL. */
+static const char *
+env_header(const char *var)
+{
+	const char *v = getenv(var);
+
+	return v && v[0] && !q_header_error("X", v, false) ? v : NULL;
+}
+
+/* Create tmp/ID, lock it, and write the header block. */
+int
+q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
+{
+	char when[40];
+	const char *corr, *cause, *trace;
+
+	m->q = q;
+	m->buf = outbuf;
+	m->len = 0;
+	m->size = 0;
+	m->prio = o->prio;
+	m->due = o->due;
+	q_new_id(m->id);
+	m->fd = openat(q->tmpfd, m->id,
+	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+	if (m->fd == -1)
+		return q_fail("cannot create %s/tmp/%s", q->operand, m->id);
+	/* the lock tells a reaper that a live writer owns this file */
+	if (flock(m->fd, LOCK_EX | LOCK_NB) == -1)
+		goto fail;
+	q_fault("after-tmp-create");
+	corr = o->user ? q_header_get(o->user, "Correlation-Id") : NULL;
+	if (!corr)
+		corr = env_header("Q_CORRELATION_ID");
+	cause = env_header("QID");
+	trace = env_header("TRACEPARENT");
+	q_fmt_rfc3339(when, sizeof when, q_now());
+	memcpy(m->buf, "qspool 1\n", 9);
+	m->len = 9;
+	if (out_add(m, "Id", m->id) == -1 ||
+	    out_add(m, "Enqueued-At", when) == -1 ||
+	    out_add(m, "Correlation-Id", corr ? corr : m->id) == -1 ||
+	    (cause && out_add(m, "Causation-Id", cause) == -1) ||
+	    (trace && out_add(m, "traceparent", trace) == -1))
+		goto fail;
+	for (int i = 0; o->user && i < o->user->n; i++) {
+		if (strcasecmp(o->user->h[i].name, "Correlation-Id") == 0)
+			continue;
+		if (out_add(m, o->user->h[i].name, o->user->h[i].value) == -1)
+			goto fail;
+	}
+	if (m->len == OUTBUF && out_flush(m) == -1)
+		goto fail;
+	m->buf[m->len++] = '\n';
+	return 0;
+fail:
+	q_out_abort(m);
+	return -1;
+}
+
+int
+q_out_write(struct q_out *m, const void *p, size_t n)
+{
+	m->size += (off_t)n;
+	while (n > 0) {
+		size_t room = OUTBUF - m->len;
+		if (room == 0) {
+			if (out_flush(m) == -1)
+				return -1;
+			continue;
+		}
+		if (room > n)
+			room = n;
+		memcpy(m->buf + m->len, p, room);
+		m->len += room;
+		p = (const char *)p + room;
+		n -= room;
+	}
+	return 0;
+}
+
+int
+q_out_finish(struct q_out *m, bool sync)
+{
+	if (out_flush(m) == -1)
+		return -1;
+	q_fault("after-tmp-write");
+	if (sync && fdatasync(m->fd) == -1)
+		return q_fail("cannot sync %s/tmp/%s", m->q->operand, m->id);
+	return 0;
+}
+
+void
+q_out_abort(struct q_out *m)
+{
+	int saved = errno;
+
+	if (m->fd != -1) {
+		unlinkat(m->q->tmpfd, m->id, 0);
+		close(m->fd);
+	}
+	m->fd = -1;
+	errno = saved;
+}
+
+static void
+mark_dirty(struct q_queue *q, const char *bucket)
+{
+	for (int i = 0; i < q->ndirty; i++)
+		if (strcmp(q->dirty[i], bucket) == 0)
+			return;
+	if (q->ndirty == (int)(sizeof q->dirty / sizeof q->dirty[0]))
+		q_sync_new(q);
+	strlcpy(q->dirty[q->ndirty++], bucket, sizeof q->dirty[0]);
+}
+
+/* fsync the new/ buckets (and later/ ones) that renames have touched. */
+int
+q_sync_new(struct q_queue *q)
+{
+	int r = 0;
+
+	for (int i = 0; i < q->ndirty; i++) {
+		bool later = q->dirty[i][0] == 'L';
+		int fd = openat(later ? q->laterfd : q->newfd,
+		    q->dirty[i] + (later ? 1 : 0),
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd == -1 || fsync(fd) == -1)
+			r = q_fail("cannot sync %s/new", q->operand);
+		if (fd != -1)
+			close(fd);
+	}
+	q->ndirty = 0;
+	if (q->newdirty && fsync(q->newfd) == -1)
+		r = q_fail("cannot sync %s/new", q->operand);
+	if (q->laterdirty && fsync(q->laterfd) == -1)
+		r = q_fail("cannot sync %s/later", q->operand);
+	q->newdirty = q->laterdirty = false;
+	return r;
+}
+
+/* An open fd for a bucket of new/ or later/, made if need be. */
+static int
+bucket_fd(struct q_queue *q, enum q_state st, const char *bucket, bool fresh)
+{
+	bool later = st == Q_LATER;
+	char *name = later ? q->laterbucket : q->newbucket;
+	int *fd = later ? &q->laterbucketfd : &q->newbucketfd;
+	int parent = later ? q->laterfd : q->newfd;
+
+	if (*fd != -1 && !fresh && strcmp(name, bucket) == 0)
+		return *fd;
+	if (*fd != -1)
+		close(*fd);
+	name[0] = '\0';
+	*fd = openat(parent, bucket, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (*fd == -1 && errno == ENOENT) {
+		if (mkdirat(parent, bucket, 0777) == -1 && errno != EEXIST)
+			return -1;
+		if (later)
+			q->laterdirty = true;
+		else
+			q->newdirty = true;
+		*fd = openat(parent, bucket,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	if (*fd != -1)
+		strlcpy(name, bucket, sizeof q->newbucket);
+	return *fd;
+}
+
+/*
+ * Move a file into new/BUCKET/NAME (or later/BUCKET/NAME), making the
+ * bucket again if a consumer has just removed it as empty.  Buckets are
+ * opened O_NOFOLLOW, so a planted symlink is never followed.
+ */
+int
+q_place(struct q_queue *q, int fromfd, const char *from,
+    const struct q_name *n, enum q_state st)
+{
+	char bucket[32], name[Q_FNAME_MAX];
+	int fd;
+
+	if (st == Q_LATER)
+		q_later_bucket(bucket, sizeof bucket, n->due);
+	else
+		q_new_bucket(bucket, sizeof bucket, n->prio, n->seq);
+	q_name_format(name, sizeof name, n, st);
+	for (int tries = 0; ; tries++) {
+		if ((fd = bucket_fd(q, st, bucket, tries > 0)) == -1)
+			return -1;
+		if (q_rename(fromfd, from, fd, name) == 0)
+			break;
+		/* ENOENT with the source still there: the bucket was removed */
+		if (errno != ENOENT || tries > 100 ||
+		    faccessat(fromfd, from, F_OK, AT_SYMLINK_NOFOLLOW) == -1) {
+			if (errno == ENOENT && tries > 0)
+				errno = ENOENT;
+			return -1;
+		}
+	}
+	if (q->cfg.fsync == Q_FSYNC_NEVER)
+		return 0;
+	if (st == Q_LATER) {
+		char tagged[34];
+		snprintf(tagged, sizeof tagged, "L%s", bucket);
+		mark_dirty(q, tagged);
+	} else {
+		mark_dirty(q, bucket);
+	}
+	return 0;
+}
+
+/* The commit: one rename from tmp/ into new/ or later/. */
+int
+q_out_commit(struct q_out *m, bool dirsync)
+{
+	struct q_queue *q = m->q;
+	struct q_name n = { .prio = m->prio };
+	q_time now = q_now();
+	bool later = m->due > now;
+
+	memcpy(n.id, m->id, sizeof n.id);
+	n.seq = atomic_fetch_add(q->seq, 1);
+	n.ready = later ? m->due : now;
+	n.due = m->due;
+	if (q_place(q, q->tmpfd, m->id, &n, later ? Q_LATER : Q_NEW) == -1) {
+		q_fail("cannot move %s/tmp/%s into %s", q->operand, m->id,
+		    later ? "later/" : "new/");
+		q_out_abort(m);
+		return -1;
+	}
+	q_fault("after-push-commit");
+	close(m->fd);
+	m->fd = -1;
+	if (dirsync && q_sync_new(q) == -1)
+		return -1;
+	return 0;
+}

@@ -1,0 +1,318 @@
+/*
+ * q.h - the qspool spool library.  Every spool rule lives behind this
+ * header; the tools only parse options, call q_* and print.
+ *
+ * The on-disk format, the state table and the commit instant of each
+ * operation are specified in q-spool(5).  Library functions report
+ * failure by returning -1 with errno set and a description of what
+ * failed in q_what(); only a tool's main prints and exits.
+ */
+#ifndef Q_H
+#define Q_H
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Times are microseconds since the Unix epoch; durations microseconds. */
+typedef int64_t q_time;
+#define Q_MS ((q_time)1000)
+#define Q_SEC ((q_time)1000000)
+
+/* err.c: what failed, for the tool to print. */
+int q_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *q_what(void);
+void q_setprogname(const char *name);
+void q_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void q_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void q_warnq(void);                   /* "prog: q_what(): strerror" */
+_Noreturn void q_exitq(int status);   /* q_warnq(), then exit */
+int q_exit_for_errno(int err);        /* 73, 74, ... for an errno */
+
+/* num.c: numbers, durations and times from the user. */
+int q_parse_duration(const char *s, q_time *out, const char **why);
+int q_parse_count(const char *s, long long min, long long max,
+    long long *out, const char **why);
+q_time q_now(void);
+void q_fmt_rfc3339(char *buf, size_t len, q_time t);
+void q_fmt_duration(char *buf, size_t len, q_time d);
+
+/* fault.c: named crash points for the test suite (QSPOOL_CRASH_AT). */
+#ifdef QSPOOL_FAULT_POINTS
+void q_fault(const char *point);
+#else
+#define q_fault(point) ((void)0)
+#endif
+
+/* name.c: operands, ids and message file names. */
+#define Q_NAME_MAX 64
+#define Q_ID_LEN 24
+#define Q_FNAME_MAX 160
+#define Q_PRIO_DEFAULT 5
+#define Q_BUCKET_SHIFT 10     /* new/ bucket = SEQ >> 10: <= 1024 entries */
+#define Q_LATER_SHIFT 26      /* later/ bucket = due >> 26 us: ~67 s */
+
+const char *q_operand_error(const char *operand);
+const char *q_name_error(const char *name);
+
+enum q_state { Q_NEW, Q_CUR, Q_LATER, Q_DLQ };
+
+struct q_name {
+	uint64_t seq;
+	char id[Q_ID_LEN + 1];
+	int prio;
+	unsigned attempts;
+	bool has_key;
+	uint32_t key;
+	q_time ready;           /* r: when it last became claimable */
+	q_time first;           /* f: first claim, 0 if never claimed */
+	q_time expires;         /* e: 0 if none */
+	q_time deadline;        /* d: cur/ only */
+	uint32_t token;         /* t: cur/ only */
+	q_time due;             /* u: later/ only */
+	char reason[24];        /* x: dlq/ only */
+	q_time died;            /* z: dlq/ only */
+};
+
+void q_new_id(char id[Q_ID_LEN + 1]);
+q_time q_id_time(const char *id);
+int q_name_parse(const char *s, struct q_name *n, enum q_state *st);
+void q_name_format(char *buf, size_t len, const struct q_name *n,
+    enum q_state st);
+void q_new_bucket(char *buf, size_t len, int prio, uint64_t seq);
+void q_later_bucket(char *buf, size_t len, q_time due);
+int q_later_bucket_start(const char *bucket, q_time *start);
+int q_new_bucket_parse(const char *bucket);
+
+/* config.c: q.conf files (inih). */
+enum q_fsync { Q_FSYNC_ALWAYS, Q_FSYNC_BATCH, Q_FSYNC_NEVER };
+
+struct q_config {
+	char spool[PATH_MAX];
+	q_time lease;
+	long long max_attempts;
+	q_time backoff_base;
+	q_time backoff_max;
+	q_time timeout;         /* 0: none */
+	enum q_fsync fsync;
+	q_time grace;
+	q_time stale;
+};
+
+void q_config_defaults(struct q_config *c);
+/* Load system and user files, then $QSPOOL.  -1 with q_what() set. */
+int q_config_global(struct q_config *c);
+/* A queue's q.conf (missing is fine). */
+int q_config_queue(struct q_config *c, int qdirfd, const char *display);
+int q_config_set(struct q_config *c, const char *key, const char *value,
+    bool queue_file, const char **why);
+
+/* spool.c: the spool root and queue directories. */
+struct q_queue {
+	char operand[PATH_MAX];  /* as the user gave it, for messages */
+	int dirfd;
+	int tmpfd, newfd, curfd, laterfd, dlqfd;
+	_Atomic uint64_t *seq;
+	struct q_config cfg;
+	/* directories that renames have changed since the last sync */
+	char dirty[8][32];
+	int ndirty;
+	bool newdirty, laterdirty;
+	/* the buckets a producer renamed into last, kept open */
+	char newbucket[32], laterbucket[32];
+	int newbucketfd, laterbucketfd;
+};
+
+enum { Q_OPEN_EXISTING = 0, Q_OPEN_CREATE = 1 };
+/* 0 ok; -1 with errno and q_what(), and q_open_status() the exit status */
+int q_queue_open(struct q_queue *q, const struct q_config *global,
+    const char *operand, int flags);
+int q_open_status(void);
+void q_queue_close(struct q_queue *q);
+int q_subdir(struct q_queue *q, int parentfd, const char *name, bool create);
+int q_fsync_dir(int dirfd);
+int q_rename(int fromfd, const char *from, int tofd, const char *to);
+
+/* msg.c: message files.  Headers are "Name: value" lines. */
+#define Q_HDR_MAX (64 * 1024)
+#define Q_MAX_HEADERS 64
+
+struct q_header {
+	const char *name;
+	const char *value;
+};
+
+struct q_headers {
+	struct q_header h[Q_MAX_HEADERS];
+	int n;
+};
+
+const char *q_header_error(const char *name, const char *value, bool user);
+int q_header_add(struct q_headers *hs, const char *name, const char *value);
+const char *q_header_get(const struct q_headers *hs, const char *name);
+
+/* A message read back from a spool file: header block parsed. */
+struct q_msg {
+	int fd;
+	char *buf;              /* first chunk of the file; kept for reuse */
+	size_t buflen, cap;
+	size_t body_off;        /* where the body starts */
+	off_t size;             /* whole file */
+	struct q_headers hs;
+};
+
+/* 0 ok; -1 I/O error; 1 corrupt (q_what() says why) */
+int q_msg_open(int dirfd, const char *name, struct q_msg *m);
+void q_msg_close(struct q_msg *m);
+void q_msg_free(struct q_msg *m);
+/* Copy the body to fd; 0, or -1 with errno (EPIPE ...) */
+int q_msg_copy_body(struct q_msg *m, int outfd);
+
+/* push.c: producing.  Begin writes the header block to tmp/ID. */
+struct q_pushopt {
+	int prio;
+	const struct q_headers *user;
+	q_time due;             /* 0: now */
+};
+
+struct q_out {
+	struct q_queue *q;
+	int fd;
+	char id[Q_ID_LEN + 1];
+	char *buf;              /* one staging buffer per process */
+	size_t len;
+	off_t size;
+	q_time due;
+	int prio;
+};
+
+int q_out_begin(struct q_queue *q, const struct q_pushopt *o,
+    struct q_out *m);
+int q_out_write(struct q_out *m, const void *p, size_t n);
+/* Flush and sync (per fsync policy) and close: ready for commit. */
+int q_out_finish(struct q_out *m, bool sync);
+/* The commit rename.  dirsync: fsync the target directory now. */
+int q_out_commit(struct q_out *m, bool dirsync);
+void q_out_abort(struct q_out *m);
+int q_sync_new(struct q_queue *q);
+int q_place(struct q_queue *q, int fromfd, const char *from,
+    const struct q_name *n, enum q_state st);
+
+/* claim.c: consuming.  A scan walks new/ in delivery order. */
+struct q_scan {
+	char bucket[32];        /* the bucket being walked */
+	int bucketfd;
+	char **names;           /* its sorted names */
+	size_t n, i, cap;
+	char **buckets;         /* new/, sorted: delivery order */
+	size_t nb, capb;
+	char after[32];         /* buckets up to here had nothing for us */
+	bool progress;          /* the current bucket gave us a message */
+};
+
+struct q_lease {
+	struct q_name n;        /* state cur/ (or new/ for a peek) */
+	char name[Q_FNAME_MAX];
+	char bucket[32];        /* peek/no-ack: where it was in new/ */
+	struct q_msg m;
+	bool corrupt;
+};
+
+void q_scan_init(struct q_scan *s);
+void q_scan_reset(struct q_scan *s);
+void q_scan_free(struct q_scan *s);
+/* 0 claimed, 1 nothing claimable, -1 error */
+int q_claim(struct q_queue *q, struct q_scan *s, q_time lease,
+    struct q_lease *l);
+void q_scan_restart(struct q_scan *s);
+int q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l);
+int q_peek(struct q_queue *q, struct q_scan *s, struct q_lease *l);
+int q_ack(struct q_queue *q, struct q_lease *l);
+int q_heartbeat(struct q_queue *q, struct q_lease *l, q_time lease);
+int q_release(struct q_queue *q, struct q_lease *l);
+int q_retry(struct q_queue *q, struct q_lease *l, q_time due);
+
+struct q_diag {
+	const char *reason;     /* max-attempts, poison, corrupt, ... */
+	const char *status;     /* "exit 3", "signal SIGKILL", "timeout" */
+	const char *stderr_tail;
+	size_t stderr_len;
+};
+
+int q_bury(struct q_queue *q, struct q_lease *l, const struct q_diag *d);
+void q_lease_done(struct q_lease *l);
+q_time q_backoff(const struct q_config *c, unsigned attempt);
+
+/* Maintenance done by every consumer; counts what it moved. */
+struct q_upkeep {
+	int reaped, buried, promoted, removed;
+	q_time next;            /* earliest due time or lease deadline, 0 none */
+};
+int q_reap(struct q_queue *q, struct q_upkeep *u);
+int q_promote(struct q_queue *q, struct q_upkeep *u);
+int q_clean_tmp(struct q_queue *q, struct q_upkeep *u);
+
+/* wait.c: sleep until the queue may have changed. */
+struct q_waiter {
+	int ifd;                /* inotify, or -1: poll */
+	int newwd, laterwd;
+};
+void q_wait_init(struct q_waiter *w, struct q_queue *q);
+void q_wait_watch(struct q_waiter *w, struct q_queue *q);
+int q_wait_fd(const struct q_waiter *w);
+void q_wait_consume(struct q_waiter *w);
+void q_wait_close(struct q_waiter *w);
+#define Q_POLL_INTERVAL (1 * Q_SEC)
+
+/* run.c: a handler in its own process group, guarded. */
+struct q_child {
+	pid_t pid;              /* the guard, leader of the handler's group */
+	int errfd;              /* stderr pipe read end, -1 when closed */
+	int execfd;             /* exec-error pipe read end */
+	char tail[4096];        /* last 4 KiB of the handler's stderr */
+	size_t tail_len, tail_pos;
+};
+
+struct q_runopt {
+	char *const *argv;
+	const struct q_queue *q;
+	const char *sub;        /* subscription, or NULL */
+	const struct q_lease *l;
+};
+
+int q_run_start(const struct q_runopt *o, struct q_child *c);
+/* Read available stderr, pass it through, keep the tail. 0 at EOF. */
+int q_run_pump(struct q_child *c);
+/* After the guard exited: 0, or the errno that exec failed with. */
+int q_run_exec_error(struct q_child *c);
+void q_run_close(struct q_child *c);
+void q_run_tail(const struct q_child *c, char *buf, size_t *len);
+
+/* consume.c: the consumer loop shared by qpop and qsub. */
+enum q_frame { Q_FRAME_RAW, Q_FRAME_LINE, Q_FRAME_NUL };
+
+struct q_consumeopt {
+	long long max;          /* messages to handle; 0 = no limit */
+	bool drain;
+	bool follow;
+	bool wait;
+	q_time wait_for;        /* 0: no limit */
+	int jobs;
+	enum q_frame frame;
+	bool no_ack;
+	bool peek;
+	char *const *argv;      /* CMD, or NULL: print mode */
+	const char *sub;
+};
+
+int q_consume(struct q_queue *q, const struct q_consumeopt *o);
+
+/* Sorted directory listing (names only, no dot files). */
+int q_listdir(int dirfd, char ***names, size_t *n, size_t *cap);
+void q_freelist(char **names, size_t n);
+
+#endif

@@ -1,0 +1,417 @@
+/*
+ * spool.c - the spool root and queue directories (q-spool(5), LAYOUT).
+ *
+ * A queue is recognised by its format file.  It is created complete in
+ * a dot-named sibling directory and renamed into place, so no tool ever
+ * sees half a queue; the loser of a creation race uses the winner's.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "q.h"
+
+#define FORMAT_QUEUE "qspool queue"
+#define FORMAT_VERSION 1
+
+static const char *const subdirs[] = { "tmp", "new", "cur", "later", "dlq",
+	"keys" };
+static int open_status;
+
+int
+q_open_status(void)
+{
+	return open_status;
+}
+
+static int
+fail_status(int status, const char *fmt, const char *arg)
+{
+	open_status = status;
+	return q_fail(fmt, arg);
+}
+
+int
+q_rename(int fromfd, const char *from, int tofd, const char *to)
+{
+#if defined(HAVE_RENAMEAT2) || defined(SYS_renameat2)
+	int r;
+# ifdef HAVE_RENAMEAT2
+	r = renameat2(fromfd, from, tofd, to, RENAME_NOREPLACE);
+# else
+	r = (int)syscall(SYS_renameat2, fromfd, from, tofd, to, 1);
+# endif
+	if (r == 0 || (errno != ENOSYS && errno != EINVAL))
+		return r;
+#endif
+	/* No renameat2 here: every target name we use is unique. */
+	return renameat(fromfd, from, tofd, to);
+}
+
+int
+q_fsync_dir(int dirfd)
+{
+	return fsync(dirfd);
+}
+
+int
+q_subdir(struct q_queue *q, int parentfd, const char *name, bool create)
+{
+	int fd;
+
+	(void)q;
+	for (int tries = 0; tries < 2; tries++) {
+		fd = openat(parentfd, name,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd != -1 || errno != ENOENT || !create)
+			break;
+		if (mkdirat(parentfd, name, 0777) == -1 && errno != EEXIST)
+			break;
+	}
+	return fd;
+}
+
+/* mkdir -p for the spool root, which may itself be reached by symlinks. */
+static int
+mkdirs(const char *path)
+{
+	char buf[PATH_MAX];
+
+	if (strlcpy(buf, path, sizeof buf) >= sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0777) == -1 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0777) == -1 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+static int
+write_file(int dirfd, const char *name, const void *data, size_t len)
+{
+	int fd = openat(dirfd, name,
+	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+
+	if (fd == -1)
+		return -1;
+	if (write(fd, data, len) != (ssize_t)len) {
+		int saved = errno ? errno : EIO;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return close(fd);
+}
+
+/* Fill DIRFD with the subdirectories, seq and (last) the format file. */
+static int
+populate(int dirfd)
+{
+	static const char format[] = FORMAT_QUEUE " 1\n";
+	static const char zero[8];
+	char tmpname[32];
+
+	for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++)
+		if (mkdirat(dirfd, subdirs[i], 0777) == -1 && errno != EEXIST)
+			return -1;
+	if (write_file(dirfd, "seq", zero, sizeof zero) == -1 && errno != EEXIST)
+		return -1;
+	/* format last, by link, so a concurrent filler never sees half of it */
+	snprintf(tmpname, sizeof tmpname, "tmp/format.%08x", arc4random());
+	if (write_file(dirfd, tmpname, format, sizeof format - 1) == -1)
+		return -1;
+	if (linkat(dirfd, tmpname, dirfd, "format", 0) == -1 && errno != EEXIST) {
+		int saved = errno;
+		unlinkat(dirfd, tmpname, 0);
+		errno = saved;
+		return -1;
+	}
+	return unlinkat(dirfd, tmpname, 0);
+}
+
+static void
+remove_tree(int parentfd, const char *name)
+{
+	int fd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+
+	if (fd != -1) {
+		for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++)
+			unlinkat(fd, subdirs[i], AT_REMOVEDIR);
+		unlinkat(fd, "seq", 0);
+		unlinkat(fd, "format", 0);
+		close(fd);
+	}
+	unlinkat(parentfd, name, AT_REMOVEDIR);
+}
+
+/* Build the queue as PARENT/.BASE.XXXXXXXX, then rename it into place. */
+static int
+create_queue(int parentfd, const char *base)
+{
+	char tmp[PATH_MAX + 16];
+	int fd, r;
+
+	for (;;) {
+		snprintf(tmp, sizeof tmp, ".%s.%08x", base, arc4random());
+		if (mkdirat(parentfd, tmp, 0777) == 0)
+			break;
+		if (errno != EEXIST)
+			return -1;
+	}
+	if ((fd = openat(parentfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) == -1)
+		goto fail;
+	r = populate(fd);
+	close(fd);
+	if (r == -1)
+		goto fail;
+	q_fault("before-queue-rename");
+	if (q_rename(parentfd, tmp, parentfd, base) == 0)
+		return 0;
+	if (errno == EEXIST || errno == ENOTEMPTY) {
+		remove_tree(parentfd, tmp);   /* lost the race: use the winner's */
+		return 0;
+	}
+fail:;
+	int saved = errno;
+	remove_tree(parentfd, tmp);
+	errno = saved;
+	return -1;
+}
+
+static bool
+dir_is_empty(int dirfd)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	bool empty;
+
+	if (q_listdir(dirfd, &names, &n, &cap) == -1)
+		return false;
+	empty = n == 0;
+	q_freelist(names, n);
+	free(names);
+	return empty;
+}
+
+/* 0: a queue of a version we understand; else -1, open_status set. */
+static int
+check_format(int qfd, const char *operand, bool create)
+{
+	char buf[64];
+	ssize_t n;
+	int fd = openat(qfd, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int version;
+
+	if (fd == -1 && errno == ENOENT && dir_is_empty(qfd)) {
+		if (!create)
+			return fail_status(EX_UNAVAILABLE, "%s: not a queue (empty directory)", operand);
+		if (populate(qfd) == -1)
+			return fail_status(EX_CANTCREAT, "cannot create queue %s", operand);
+		fd = openat(qfd, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	if (fd == -1) {
+		if (errno == ENOENT || errno == ELOOP) {
+			errno = 0;
+			return fail_status(EX_UNAVAILABLE,
+			    "%s: not a queue (no format file)", operand);
+		}
+		return fail_status(q_exit_for_errno(errno), "%s/format", operand);
+	}
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n < 0)
+		return fail_status(EX_IOERR, "%s/format", operand);
+	buf[n] = '\0';
+	errno = 0;
+	if (strncmp(buf, "qspool topic ", 13) == 0)
+		return fail_status(EX_USAGE, "%s: is a topic, not a queue", operand);
+	if (strncmp(buf, FORMAT_QUEUE " ", sizeof FORMAT_QUEUE) != 0 ||
+	    (version = atoi(buf + sizeof FORMAT_QUEUE)) < 1)
+		return fail_status(EX_UNAVAILABLE, "%s: not a queue (bad format file)", operand);
+	if (version > FORMAT_VERSION)
+		return fail_status(EX_UNAVAILABLE,
+		    "%s: queue format is newer than this qspool understands", operand);
+	return 0;
+}
+
+static int
+map_seq(struct q_queue *q, bool create)
+{
+	int fd = openat(q->dirfd, "seq",
+	    (create ? O_RDWR | O_CREAT : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC, 0666);
+	struct stat st;
+	void *p;
+
+	if (fd == -1)
+		return -1;
+	if (fstat(fd, &st) == -1 || (st.st_size < 8 && (!create ||
+	    ftruncate(fd, 8) == -1))) {
+		int saved = errno ? errno : EIO;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	p = mmap(NULL, 8, create ? PROT_READ | PROT_WRITE : PROT_READ,
+	    MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return -1;
+	q->seq = p;
+	return 0;
+}
+
+/* Split OPERAND into the directory that holds it and its last name. */
+static int
+open_parent(const struct q_config *c, const char *operand, bool create,
+    char *base, size_t baselen)
+{
+	char dir[PATH_MAX];
+	const char *slash;
+	int fd;
+
+	if (operand[0] != '/' && strncmp(operand, "./", 2) != 0) {
+		strlcpy(base, operand, baselen);
+		if (create && mkdirs(c->spool) == -1)
+			return fail_status(EX_CANTCREAT, "cannot create spool %s", c->spool);
+		if ((fd = open(c->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+			if (errno == ENOENT) {
+				open_status = EX_UNAVAILABLE;
+				return q_fail("%s: no such queue (spool %s does not exist)",
+				    operand, c->spool);
+			}
+			return fail_status(q_exit_for_errno(errno), "cannot open spool %s", c->spool);
+		}
+		return fd;
+	}
+	strlcpy(dir, operand, sizeof dir);
+	while (strlen(dir) > 1 && dir[strlen(dir) - 1] == '/')
+		dir[strlen(dir) - 1] = '\0';
+	slash = strrchr(dir, '/');
+	if (strlcpy(base, slash + 1, baselen) >= baselen || !base[0] ||
+	    strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+		errno = 0;
+		return fail_status(EX_USAGE, "%s: bad queue path", operand);
+	}
+	dir[slash == dir ? 1 : slash - dir] = '\0';
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return fail_status(q_exit_for_errno(errno), "%s", dir);
+	return fd;
+}
+
+int
+q_queue_open(struct q_queue *q, const struct q_config *global,
+    const char *operand, int flags)
+{
+	bool create = flags & Q_OPEN_CREATE;
+	char base[PATH_MAX], display[2 * PATH_MAX + 16];
+	const char *why;
+	int parent, *fds[] = { &q->tmpfd, &q->newfd, &q->curfd, &q->laterfd,
+		&q->dlqfd };
+
+	memset(q, 0, sizeof *q);
+	q->dirfd = q->newbucketfd = q->laterbucketfd = -1;
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+		*fds[i] = -1;
+	strlcpy(q->operand, operand, sizeof q->operand);
+	q->cfg = *global;
+	if ((why = q_operand_error(operand))) {
+		errno = 0;
+		open_status = EX_USAGE;
+		return q_fail("bad queue name '%s': %s", operand, why);
+	}
+	if ((parent = open_parent(global, operand, create, base, sizeof base)) == -1)
+		return -1;
+	for (int tries = 0; q->dirfd == -1 && tries < 3; tries++) {
+		q->dirfd = openat(parent, base,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (q->dirfd != -1)
+			break;
+		if (errno == ELOOP || errno == ENOTDIR) {
+			struct stat st;
+			bool link = fstatat(parent, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISLNK(st.st_mode);
+			errno = 0;
+			close(parent);
+			return fail_status(EX_UNAVAILABLE, link ?
+			    "%s: not a queue (a symlink; refusing to follow it)" :
+			    "%s: not a queue (not a directory)", operand);
+		}
+		if (errno != ENOENT || !create)
+			break;
+		if (create_queue(parent, base) == -1) {
+			close(parent);
+			return fail_status(q_exit_for_errno(errno) == EX_IOERR ?
+			    EX_CANTCREAT : q_exit_for_errno(errno),
+			    "cannot create queue %s", operand);
+		}
+	}
+	close(parent);
+	if (q->dirfd == -1) {
+		if (errno == ENOENT) {
+			errno = 0;
+			return fail_status(EX_UNAVAILABLE, "%s: no such queue", operand);
+		}
+		return fail_status(q_exit_for_errno(errno), "cannot open queue %s", operand);
+	}
+	if (check_format(q->dirfd, operand, create) == -1)
+		goto fail;
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
+		if ((*fds[i] = q_subdir(q, q->dirfd, subdirs[i], create)) == -1) {
+			fail_status(errno == ELOOP || errno == ENOTDIR ? EX_UNAVAILABLE :
+			    q_exit_for_errno(errno), "cannot open %s", operand);
+			q_fail("cannot open %s/%s", operand, subdirs[i]);
+			goto fail;
+		}
+	}
+	if (map_seq(q, create) == -1) {
+		fail_status(q_exit_for_errno(errno), "%s", operand);
+		q_fail("cannot map %s/seq", operand);
+		goto fail;
+	}
+	if (operand[0] == '/' || operand[0] == '.')
+		snprintf(display, sizeof display, "%s/q.conf", operand);
+	else
+		snprintf(display, sizeof display, "%s/%s/q.conf", global->spool,
+		    operand);
+	if (q_config_queue(&q->cfg, q->dirfd, display) == -1) {
+		open_status = errno ? q_exit_for_errno(errno) : EX_CONFIG;
+		goto fail;
+	}
+	return 0;
+fail:
+	q_queue_close(q);
+	return -1;
+}
+
+void
+q_queue_close(struct q_queue *q)
+{
+	int *fds[] = { &q->dirfd, &q->tmpfd, &q->newfd, &q->curfd,
+		&q->laterfd, &q->dlqfd, &q->newbucketfd, &q->laterbucketfd };
+
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
+		if (*fds[i] != -1)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+	if (q->seq)
+		munmap((void *)q->seq, 8);
+	q->seq = NULL;
+}

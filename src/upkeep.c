@@ -1,0 +1,161 @@
+/*
+ * upkeep.c - what every consumer does before it claims: take back
+ * expired leases, promote due messages from later/, and remove what
+ * crashed writers left in tmp/ (q-spool(5), LEFTOVERS).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "q.h"
+
+static void
+note_next(struct q_upkeep *u, q_time t)
+{
+	if (t > 0 && (u->next == 0 || t < u->next))
+		u->next = t;
+}
+
+/*
+ * An expired lease goes back to new/ with ready-since = its deadline,
+ * or to dlq/ when it has used its attempts.  The rename arbitrates
+ * against a late ack or heartbeat of the consumer that lost it.
+ */
+int
+q_reap(struct q_queue *q, struct q_upkeep *u)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	q_time now = q_now();
+	int r = 0;
+
+	if (q_listdir(q->curfd, &names, &n, &cap) == -1)
+		return q_fail("cannot read %s/cur", q->operand);
+	for (size_t i = 0; i < n; i++) {
+		struct q_lease l = { .m.fd = -1 };
+		enum q_state st;
+		if (q_name_parse(names[i], &l.n, &st) == -1 || st != Q_CUR)
+			continue;
+		if (l.n.deadline > now) {
+			note_next(u, l.n.deadline);
+			continue;
+		}
+		strlcpy(l.name, names[i], sizeof l.name);
+		if ((long long)l.n.attempts >= q->cfg.max_attempts) {
+			struct q_diag d = { .reason = "max-attempts",
+				.status = "lease expired" };
+			if (q_bury(q, &l, &d) == 0)
+				u->buried++;
+			else if (errno != ENOENT)
+				r = -1;
+			continue;
+		}
+		struct q_name back = l.n;
+		back.ready = l.n.deadline;
+		if (q_place(q, q->curfd, names[i], &back, Q_NEW) == 0) {
+			q_fault("after-reap");
+			u->reaped++;
+		} else if (errno != ENOENT) {
+			r = q_fail("cannot reap %s/cur/%s", q->operand, names[i]);
+		}
+	}
+	q_freelist(names, n);
+	free(names);
+	return r;
+}
+
+/* Due messages in later/ move to new/, ready since their due time. */
+int
+q_promote(struct q_queue *q, struct q_upkeep *u)
+{
+	char **buckets = NULL, **names = NULL;
+	size_t nb = 0, capb = 0, n = 0, cap = 0;
+	q_time now = q_now();
+	int r = 0;
+
+	if (q_listdir(q->laterfd, &buckets, &nb, &capb) == -1)
+		return q_fail("cannot read %s/later", q->operand);
+	for (size_t b = 0; b < nb; b++) {
+		q_time start;
+		int fd;
+		if (q_later_bucket_start(buckets[b], &start) == -1)
+			continue;
+		fd = openat(q->laterfd, buckets[b],
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd == -1)
+			continue;
+		if (q_listdir(fd, &names, &n, &cap) == -1) {
+			r = q_fail("cannot read %s/later/%s", q->operand, buckets[b]);
+			close(fd);
+			continue;
+		}
+		if (n == 0)
+			unlinkat(q->laterfd, buckets[b], AT_REMOVEDIR);
+		for (size_t i = 0; i < n; i++) {
+			struct q_name m;
+			enum q_state st;
+			if (q_name_parse(names[i], &m, &st) == -1 || st != Q_LATER)
+				continue;
+			if (m.due > now) {
+				note_next(u, m.due);
+				continue;
+			}
+			m.ready = m.due;
+			if (q_place(q, fd, names[i], &m, Q_NEW) == 0)
+				u->promoted++;
+			else if (errno != ENOENT)
+				r = q_fail("cannot promote %s/later/%s/%s",
+				    q->operand, buckets[b], names[i]);
+		}
+		close(fd);
+		if (start > now)
+			break;  /* later buckets are all in the future */
+	}
+	q_freelist(names, n);
+	free(names);
+	q_freelist(buckets, nb);
+	free(buckets);
+	return r;
+}
+
+/* tmp/ files no writer holds a lock on, older than `stale`, are garbage. */
+int
+q_clean_tmp(struct q_queue *q, struct q_upkeep *u)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	q_time now = q_now();
+
+	if (q_listdir(q->tmpfd, &names, &n, &cap) == -1)
+		return q_fail("cannot read %s/tmp", q->operand);
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+		int fd;
+		if (fstatat(q->tmpfd, names[i], &st, AT_SYMLINK_NOFOLLOW) == -1)
+			continue;
+		if ((q_time)st.st_mtime * Q_SEC + q->cfg.stale > now)
+			continue;
+		if (!S_ISREG(st.st_mode)) {
+			if (S_ISLNK(st.st_mode) && unlinkat(q->tmpfd, names[i], 0) == 0)
+				u->removed++;
+			continue;
+		}
+		fd = openat(q->tmpfd, names[i], O_RDONLY | O_NOFOLLOW |
+		    O_NONBLOCK | O_CLOEXEC);
+		if (fd == -1)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+		    unlinkat(q->tmpfd, names[i], 0) == 0)
+			u->removed++;
+		close(fd);
+	}
+	q_freelist(names, n);
+	free(names);
+	return 0;
+}

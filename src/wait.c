@@ -1,0 +1,110 @@
+/*
+ * wait.c - sleeping until a queue may have changed.  An inotify event
+ * is only a hint to look again; where inotify is missing or out of
+ * instances or watches, the caller polls every Q_POLL_INTERVAL.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#ifdef HAVE_SYS_INOTIFY_H
+#include <sys/inotify.h>
+#endif
+
+#include "q.h"
+
+#ifdef HAVE_SYS_INOTIFY_H
+static int
+watch_fd(struct q_waiter *w, int fd, uint32_t mask)
+{
+	char path[64];
+
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	if (inotify_add_watch(w->ifd, path, mask | IN_ONLYDIR) == -1) {
+		/* out of watches, or no /proc: fall back to polling */
+		close(w->ifd);
+		w->ifd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+watch_buckets(struct q_waiter *w, int parentfd)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+
+	if (q_listdir(parentfd, &names, &n, &cap) == 0) {
+		for (size_t i = 0; i < n && w->ifd != -1; i++) {
+			int fd = openat(parentfd, names[i],
+			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd == -1)
+				continue;
+			watch_fd(w, fd, IN_MOVED_TO | IN_CREATE);
+			close(fd);
+		}
+	}
+	q_freelist(names, n);
+	free(names);
+}
+#endif
+
+void
+q_wait_init(struct q_waiter *w, struct q_queue *q)
+{
+	(void)q;
+	w->ifd = -1;
+#ifdef HAVE_SYS_INOTIFY_H
+	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+#endif
+}
+
+/* Watch new/ and later/ and every bucket in them, before looking. */
+void
+q_wait_watch(struct q_waiter *w, struct q_queue *q)
+{
+#ifdef HAVE_SYS_INOTIFY_H
+	const uint32_t dirmask = IN_CREATE | IN_MOVED_TO;
+
+	if (w->ifd == -1)
+		return;
+	if (watch_fd(w, q->newfd, dirmask) == -1 ||
+	    watch_fd(w, q->laterfd, dirmask) == -1)
+		return;
+	watch_buckets(w, q->newfd);
+	if (w->ifd != -1)
+		watch_buckets(w, q->laterfd);
+#else
+	(void)w;
+	(void)q;
+#endif
+}
+
+int
+q_wait_fd(const struct q_waiter *w)
+{
+	return w->ifd;
+}
+
+void
+q_wait_consume(struct q_waiter *w)
+{
+	char buf[4096];
+
+	if (w->ifd == -1)
+		return;
+	while (read(w->ifd, buf, sizeof buf) > 0)
+		;
+}
+
+void
+q_wait_close(struct q_waiter *w)
+{
+	if (w->ifd != -1)
+		close(w->ifd);
+	w->ifd = -1;
+}
