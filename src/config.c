@@ -20,6 +20,7 @@ struct parse {
 	struct q_config *c;
 	bool queue_file;
 	char key[64];
+	char value[64];
 	const char *why;
 };
 
@@ -85,8 +86,13 @@ q_config_set(struct q_config *c, const char *key, const char *value,
 	}
 	if (strcmp(key, "lease") == 0)
 		return set_duration(&c->lease, value, 100 * Q_MS, why);
-	if (strcmp(key, "max_attempts") == 0)
-		return q_parse_count(value, 1, 1000000, &c->max_attempts, why);
+	if (strcmp(key, "max_attempts") == 0) {
+		if (q_parse_count(value, 1, 1000000, &c->max_attempts, why) == -1) {
+			*why = "must be a whole number from 1 to 1000000";
+			return -1;
+		}
+		return 0;
+	}
 	if (strcmp(key, "backoff_base") == 0)
 		return set_duration(&c->backoff_base, value, 0, why);
 	if (strcmp(key, "backoff_max") == 0)
@@ -122,6 +128,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 	if (p->why)
 		return 1;       /* report the first error only */
 	strlcpy(p->key, name, sizeof p->key);
+	strlcpy(p->value, value, sizeof p->value);
 	if (section[0]) {
 		p->why = "sections are not used in q.conf";
 		return 0;
@@ -146,6 +153,10 @@ parse_file(struct q_config *c, FILE *f, const char *path, bool queue_file)
 	errno = 0;
 	if (line < 0)
 		return q_fail("%s: cannot parse (out of memory)", path);
+	if (p.why && strcmp(p.why, "unknown key") != 0 &&
+	    strcmp(p.why, "sections are not used in q.conf") != 0)
+		return q_fail("%s:%d: %s: bad value '%s': %s", path, line,
+		    p.key, p.value, p.why);
 	if (p.why)
 		return q_fail("%s:%d: %s: %s", path, line, p.key, p.why);
 	return q_fail("%s:%d: syntax error: expected key = value", path, line);

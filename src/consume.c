@@ -71,6 +71,7 @@ setup_signals(void)
 		sigpipe_fds[0] = sigpipe_fds[1] = -1;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;       /* a print-mode write is not an error */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
@@ -518,6 +519,11 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 	struct q_upkeep u = { 0 };
 	int status;
 
+	if (o->argv && (status = q_run_check(o->argv[0])) != 0) {
+		errno = status;
+		q_warn("cannot run '%s'", o->argv[0]);
+		return EX_UNAVAILABLE;
+	}
 	setup_signals();
 	r.njobs = o->argv ? (o->jobs > 0 ? o->jobs : 1) : 0;
 	if ((r.njobs && !(r.jobs = calloc((size_t)r.njobs, sizeof *r.jobs))) ||

@@ -58,7 +58,8 @@ q_listdir(int dirfd, char ***names, size_t *n, size_t *cap)
 	if (errno)
 		goto fail;
 	closedir(d);
-	qsort(*names, *n, sizeof **names, cmp);
+	if (*n > 1)
+		qsort(*names, *n, sizeof **names, cmp);
 	return 0;
 fail:;
 	int saved = errno;

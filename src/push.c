@@ -173,6 +173,8 @@ q_sync_new(struct q_queue *q)
 {
 	int r = 0;
 
+	if (q->cfg.fsync == Q_FSYNC_NEVER)
+		return 0;
 	for (int i = 0; i < q->ndirty; i++) {
 		bool later = q->dirty[i][0] == 'L';
 		int fd = openat(later ? q->laterfd : q->newfd,

@@ -139,7 +139,8 @@ int q_rename(int fromfd, const char *from, int tofd, const char *to);
 
 /* msg.c: message files.  Headers are "Name: value" lines. */
 #define Q_HDR_MAX (64 * 1024)
-#define Q_MAX_HEADERS 64
+#define Q_MAX_USER_HEADERS 64
+#define Q_MAX_HEADERS (Q_MAX_USER_HEADERS + 16)
 
 struct q_header {
 	const char *name;
@@ -284,6 +285,7 @@ struct q_runopt {
 	const struct q_lease *l;
 };
 
+int q_run_check(const char *cmd);
 int q_run_start(const struct q_runopt *o, struct q_child *c);
 /* Read available stderr, pass it through, keep the tail. 0 at EOF. */
 int q_run_pump(struct q_child *c);

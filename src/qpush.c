@@ -59,8 +59,11 @@ add_header(struct q_headers *hs, char *arg)
 		q_warnx("bad header '%s': %s", arg, why);
 		exit(EX_DATAERR);
 	}
-	if (q_header_add(hs, arg, value) == -1)
-		q_exitq(EX_USAGE);
+	if (hs->n == Q_MAX_USER_HEADERS) {
+		q_warnx("too many headers (at most %d)", Q_MAX_USER_HEADERS);
+		exit(EX_USAGE);
+	}
+	q_header_add(hs, arg, value);
 }
 
 static void

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -181,6 +182,52 @@ guard(const struct q_runopt *o, pid_t qpop, int errw, int execw)
 			kill(0, SIGKILL);       /* qpop is gone: so is the group */
 		if (waitpid(pid, &status, WNOHANG) == pid)
 			mirror(status);
+	}
+}
+
+static int
+executable(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) == -1)
+		return errno;
+	if (S_ISDIR(st.st_mode))
+		return EISDIR;
+	return access(path, X_OK) == -1 ? errno : 0;
+}
+
+/*
+ * Can CMD be run?  0, or the errno execvp would fail with: checked
+ * before the first claim, so a typo takes no message.
+ */
+int
+q_run_check(const char *cmd)
+{
+	const char *path = getenv("PATH");
+	char buf[PATH_MAX];
+	int err = ENOENT;
+
+	if (!cmd[0])
+		return ENOENT;
+	if (strchr(cmd, '/'))
+		return executable(cmd);
+	if (!path)
+		path = "/usr/bin:/bin";
+	for (const char *p = path; ; ) {
+		const char *colon = strchr(p, ':');
+		size_t n = colon ? (size_t)(colon - p) : strlen(p);
+		if (snprintf(buf, sizeof buf, "%.*s%s%s", (int)n, p,
+		    n ? "/" : "", cmd) < (int)sizeof buf) {
+			int e = executable(buf);
+			if (e == 0)
+				return 0;
+			if (e != ENOENT && e != ENOTDIR)
+				err = e;
+		}
+		if (!colon)
+			return err;
+		p = colon + 1;
 	}
 }
 

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -94,11 +95,11 @@ mkdirs(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0777) == -1 && errno != EEXIST)
+		if (mkdir(buf, 0700) == -1 && errno != EEXIST)
 			return -1;
 		*p = '/';
 	}
-	if (mkdir(buf, 0777) == -1 && errno != EEXIST)
+	if (mkdir(buf, 0700) == -1 && errno != EEXIST)
 		return -1;
 	return 0;
 }
@@ -161,9 +162,41 @@ remove_tree(int parentfd, const char *name)
 	unlinkat(parentfd, name, AT_REMOVEDIR);
 }
 
+/*
+ * Remove what crashed creations left: .NAME.XXXXXXXX directories older
+ * than `stale`.  Done when a queue is created, which is rare.
+ */
+static void
+clean_creations(int parentfd, q_time stale)
+{
+	int fd = openat(parentfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd == -1 ? NULL : fdopendir(fd);
+	struct dirent *e;
+	q_time now = q_now();
+
+	if (!d) {
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		const char *dot = strrchr(e->d_name, '.');
+		struct stat st;
+		if (e->d_name[0] != '.' || dot == e->d_name || strlen(dot) != 9 ||
+		    strspn(dot + 1, "0123456789abcdef") != 8 ||
+		    q_name_error(e->d_name + 1) ||
+		    fstatat(parentfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+		    !S_ISDIR(st.st_mode) ||
+		    (q_time)st.st_mtime * Q_SEC + stale > now)
+			continue;
+		remove_tree(parentfd, e->d_name);
+	}
+	closedir(d);
+}
+
 /* Build the queue as PARENT/.BASE.XXXXXXXX, then rename it into place. */
 static int
-create_queue(int parentfd, const char *base)
+create_queue(int parentfd, const char *base, q_time stale)
 {
 	char tmp[PATH_MAX + 16];
 	int fd, r;
@@ -182,6 +215,7 @@ create_queue(int parentfd, const char *base)
 	if (r == -1)
 		goto fail;
 	q_fault("before-queue-rename");
+	clean_creations(parentfd, stale);
 	if (q_rename(parentfd, tmp, parentfd, base) == 0)
 		return 0;
 	if (errno == EEXIST || errno == ENOTEMPTY) {
@@ -355,7 +389,7 @@ q_queue_open(struct q_queue *q, const struct q_config *global,
 		}
 		if (errno != ENOENT || !create)
 			break;
-		if (create_queue(parent, base) == -1) {
+		if (create_queue(parent, base, global->stale) == -1) {
 			close(parent);
 			return fail_status(q_exit_for_errno(errno) == EX_IOERR ?
 			    EX_CANTCREAT : q_exit_for_errno(errno),
