@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "q.h"
@@ -50,6 +51,31 @@ q_scan_free(struct q_scan *s)
 }
 
 /*
+ * An empty bucket is removed so the next scan does not list it, but not
+ * while a producer may be about to rename into it: not the bucket of
+ * the current sequence number, and not one changed in the last seconds.
+ * (A producer that loses the race anyway makes the bucket again.)
+ */
+void
+q_remove_idle_bucket(struct q_queue *q, int parentfd, const char *bucket,
+    int fd)
+{
+	struct stat st;
+	char current[32];
+	int prio = parentfd == q->newfd ? q_new_bucket_parse(bucket) : -1;
+
+	if (prio >= 0) {
+		q_new_bucket(current, sizeof current, prio, atomic_load(q->seq));
+		if (strcmp(current, bucket) == 0)
+			return;
+	}
+	if (fstat(fd, &st) == -1 ||
+	    (q_time)st.st_mtime * Q_SEC + Q_BUCKET_IDLE > q_now())
+		return;
+	unlinkat(parentfd, bucket, AT_REMOVEDIR);  /* ENOTEMPTY: refilled */
+}
+
+/*
  * The next candidate name in delivery order, with s->bucketfd its
  * directory.  1 when every bucket after s->after has been walked.
  */
@@ -62,12 +88,14 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 			return 0;
 		}
 		if (s->bucketfd != -1) {
-			/* walked: an empty bucket goes (ENOTEMPTY: refilled) */
 			if (s->n == 0)
-				unlinkat(q->newfd, s->bucket, AT_REMOVEDIR);
-			/* A bucket that gave us something is looked at again
-			 * (it is cheap); one that gave nothing is passed. */
-			if (!s->progress)
+				q_remove_idle_bucket(q, q->newfd, s->bucket,
+				    s->bucketfd);
+			/* After progress, look again from the top (it is
+			 * cheap); a bucket that gave nothing is passed. */
+			if (s->progress)
+				s->after[0] = '\0';
+			else
 				strlcpy(s->after, s->bucket, sizeof s->after);
 			s->progress = false;
 			close(s->bucketfd);
@@ -100,6 +128,21 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 	}
 }
 
+/*
+ * Like next_name, but a walk that began part way (buckets passed as
+ * having nothing) looks once more from the top before giving up.
+ */
+static int
+next_claimable(struct q_queue *q, struct q_scan *s, const char **name)
+{
+	bool from_top = !s->after[0] && s->bucketfd == -1;
+	int r = next_name(q, s, name);
+
+	if (r == 1 && !from_top)
+		r = next_name(q, s, name);
+	return r;
+}
+
 /* Claim the next message: rename new/B/X to cur/X' (the commit). */
 int
 q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
@@ -108,7 +151,7 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 	enum q_state st;
 	int r;
 
-	while ((r = next_name(q, s, &name)) == 0) {
+	while ((r = next_claimable(q, s, &name)) == 0) {
 		struct q_name n;
 		if (q_name_parse(name, &n, &st) == -1 || st != Q_NEW)
 			continue;       /* not a message: qstat --check reports it */
@@ -128,10 +171,18 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 		q_fault("after-claim");
 		s->progress = true;
 		l->n = n;
+		l->m.fd = -1;
 		strlcpy(l->bucket, s->bucket, sizeof l->bucket);
 		r = q_msg_open(q->curfd, l->name, &l->m);
-		if (r == -1)
-			return -1;
+		if (r == -1) {
+			/* cannot read it now: give it back, untouched */
+			int saved = errno;
+			char what[512];
+			strlcpy(what, q_what(), sizeof what);
+			q_release(q, l);
+			errno = saved;
+			return q_fail("%s", what);
+		}
 		l->corrupt = r == 1;
 		return 0;
 	}
@@ -149,7 +200,7 @@ q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l)
 	enum q_state st;
 	int r;
 
-	while ((r = next_name(q, s, &name)) == 0) {
+	while ((r = next_claimable(q, s, &name)) == 0) {
 		if (q_name_parse(name, &l->n, &st) == -1 || st != Q_NEW)
 			continue;
 		r = q_msg_open(s->bucketfd, name, &l->m);
@@ -208,7 +259,9 @@ q_ack(struct q_queue *q, struct q_lease *l)
 {
 	q_fault("before-ack");
 	if (unlinkat(q->curfd, l->name, 0) == -1)
-		return q_fail("%s: %s: cannot ack", q->operand, l->n.id);
+		return q_fail("%s: %s: cannot ack%s", q->operand, l->n.id,
+		    errno == ENOENT ? " (lease lost: the message may be"
+		    " delivered again)" : "");
 	q_fault("after-ack");
 	return 0;
 }

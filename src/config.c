@@ -125,20 +125,38 @@ handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse *p = user;
 
+	const char *why = NULL;
+
+	(void)section;          /* a section line is caught by read_line */
 	if (p->why)
 		return 1;       /* report the first error only */
-	strlcpy(p->key, name, sizeof p->key);
-	strlcpy(p->value, value, sizeof p->value);
-	if (section[0]) {
-		p->why = "sections are not used in q.conf";
-		return 0;
-	}
-	if (q_config_set(p->c, name, value, p->queue_file, &p->why) == -1) {
-		if (!p->why)
-			p->why = "bad value";
+	if (q_config_set(p->c, name, value, p->queue_file, &why) == -1) {
+		strlcpy(p->key, name, sizeof p->key);
+		strlcpy(p->value, value, sizeof p->value);
+		p->why = why ? why : "bad value";
 		return 0;
 	}
 	return 1;
+}
+
+struct reader {
+	FILE *f;
+	int line, section_line;
+};
+
+/* inih's reader, noting the first [section] line: q.conf has none. */
+static char *
+read_line(char *str, int num, void *stream)
+{
+	struct reader *r = stream;
+	char *s = fgets(str, num, r->f);
+
+	if (s) {
+		r->line++;
+		if (s[strspn(s, " \t")] == '[' && !r->section_line)
+			r->section_line = r->line;
+	}
+	return s;
 }
 
 /* Parse an open file; -1 with q_what() "path:line: key: why". */
@@ -146,15 +164,18 @@ static int
 parse_file(struct q_config *c, FILE *f, const char *path, bool queue_file)
 {
 	struct parse p = { .c = c, .queue_file = queue_file };
-	int line = ini_parse_file(f, handler, &p);
+	struct reader r = { .f = f };
+	int line = ini_parse_stream(read_line, &r, handler, &p);
 
+	errno = 0;
+	if (r.section_line && (line == 0 || r.section_line < line))
+		return q_fail("%s:%d: sections are not used in q.conf", path,
+		    r.section_line);
 	if (line == 0)
 		return 0;
-	errno = 0;
 	if (line < 0)
 		return q_fail("%s: cannot parse (out of memory)", path);
-	if (p.why && strcmp(p.why, "unknown key") != 0 &&
-	    strcmp(p.why, "sections are not used in q.conf") != 0)
+	if (p.why && strcmp(p.why, "unknown key") != 0)
 		return q_fail("%s:%d: %s: bad value '%s': %s", path, line,
 		    p.key, p.value, p.why);
 	if (p.why)

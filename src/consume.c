@@ -88,6 +88,14 @@ upkeep(struct run *r)
 		q_warnq();
 	r->next_event = u.next;
 	r->upkeep_at = q_now() + Q_POLL_INTERVAL;
+	if (u.reaped || u.promoted)
+		q_scan_restart(&r->scan);       /* they may be ahead of us */
+}
+
+static q_time
+earliest(q_time a, q_time b)
+{
+	return !a ? b : !b ? a : a < b ? a : b;
 }
 
 static const char *
@@ -140,6 +148,19 @@ release(struct run *r, struct q_lease *l)
 		q_warnq();
 		r->io_error = true;
 	}
+	q_scan_restart(&r->scan);
+}
+
+/* An ack failed: the lease was lost (reaped) or the unlink failed. */
+static void
+ack_failed(struct run *r, struct q_lease *l)
+{
+	q_warnq();
+	if (errno == ENOENT)
+		r->lost = true;
+	else
+		r->io_error = true;
+	(void)l;
 }
 
 /* A corrupt message goes to dlq/ at once; the consumer goes on. */
@@ -219,11 +240,8 @@ deliver_print(struct run *r, struct q_lease *l)
 		return;
 	}
 	r->handled++;
-	if (!r->o->peek && !r->o->no_ack && q_ack(r->q, l) == -1) {
-		q_warnx("%s: %s: lease lost before ack (the message may be"
-		    " delivered again)", r->q->operand, l->n.id);
-		r->lost = true;
-	}
+	if (!r->o->peek && !r->o->no_ack && q_ack(r->q, l) == -1)
+		ack_failed(r, l);
 	q_lease_done(l);
 }
 
@@ -313,7 +331,8 @@ finish_job(struct run *r, struct job *j, int status)
 		q_lease_done(l);
 		return;
 	}
-	if (j->why == W_SHUTDOWN) {
+	bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	if (j->why == W_SHUTDOWN && !ok) {
 		if (!r->o->no_ack)
 			release(r, l);
 		q_lease_done(l);
@@ -327,13 +346,9 @@ finish_job(struct run *r, struct job *j, int status)
 		q_lease_done(l);
 		return;
 	}
-	if (j->why == W_NONE && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		if (!r->o->no_ack && q_ack(r->q, l) == -1) {
-			q_warnx("%s: %s attempt %u: lease lost before ack (the"
-			    " message may be delivered again)", r->q->operand,
-			    l->n.id, l->n.attempts);
-			r->lost = true;
-		}
+	if (ok && (j->why == W_NONE || j->why == W_SHUTDOWN)) {
+		if (!r->o->no_ack && q_ack(r->q, l) == -1)
+			ack_failed(r, l);
 		q_lease_done(l);
 		return;
 	}
@@ -360,6 +375,8 @@ finish_job(struct run *r, struct job *j, int status)
 				r->io_error = true;
 			}
 		} else {
+			r->next_event = earliest(r->next_event, q_now() + delay);
+			q_scan_restart(&r->scan);
 			q_fmt_duration(d, sizeof d, delay);
 			q_warnx("%s: %s attempt %u: %s, retry in %s",
 			    r->q->operand, l->n.id, l->n.attempts, cause, d);
@@ -427,12 +444,6 @@ stop(struct run *r)
 	}
 }
 
-static q_time
-earliest(q_time a, q_time b)
-{
-	return !a ? b : !b ? a : a < b ? a : b;
-}
-
 /* Sleep until a child, a signal, a timer or (if WATCH) the queue. */
 static void
 sleep_until_event(struct run *r, bool watch)
@@ -457,8 +468,7 @@ sleep_until_event(struct run *r, bool watch)
 	if (watch) {
 		t = earliest(t, r->next_event);
 		t = earliest(t, r->wait_until);
-		if (q_wait_fd(&r->w) == -1 || r->running)
-			t = earliest(t, r->upkeep_at);
+		t = earliest(t, r->upkeep_at);  /* leases others took, etc. */
 	}
 	now = q_now();
 	int ms = t ? (int)((t > now ? t - now : 0) / Q_MS) + 1 : -1;
@@ -496,6 +506,8 @@ should_wait(const struct run *r)
 		return true;
 	if (!o->wait || (r->wait_until && q_now() >= r->wait_until))
 		return false;
+	if (o->peek)
+		return r->handled == 0;        /* a peek never sees twice */
 	if (o->drain)
 		return r->handled == 0 && r->running == 0;
 	return true;
@@ -576,8 +588,9 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 				}
 				sleep_until_event(&r, true);
 				q_wait_watch(&r.w, q);
-				if (!o->peek && r.next_event && q_now() >= r.next_event)
+				if (!o->peek)
 					upkeep(&r);
+				q_scan_restart(&r.scan);
 				continue;
 			}
 			if (!r.running)

@@ -126,6 +126,9 @@ q_msg_open(int dirfd, const char *name, struct q_msg *m)
 	if (m->fd == -1) {
 		if (errno == ELOOP)
 			return corrupt(name, "a symlink (not followed)");
+		if (errno == ENXIO || errno == ENODEV || errno == EOPNOTSUPP ||
+		    errno == EISDIR)
+			return corrupt(name, "not a regular file");
 		return q_fail("cannot open %s", name);
 	}
 	if (fstat(m->fd, &st) == -1)

@@ -40,12 +40,14 @@ out_add(struct q_out *m, const char *name, const char *value)
 {
 	size_t need = strlen(name) + strlen(value) + 3;
 
-	if (m->len + need > OUTBUF && out_flush(m) == -1)
-		return -1;
-	if (need > OUTBUF) {
-		errno = E2BIG;
-		return q_fail("header %s too long", name);
+	/* what a reader accepts: the whole block within Q_HDR_MAX */
+	if ((size_t)m->size + m->len + need + 1 > Q_HDR_MAX) {
+		errno = EMSGSIZE;
+		return q_fail("headers too large (at most %d bytes in all)",
+		    Q_HDR_MAX);
 	}
+	if (m->len + need + 1 > OUTBUF && out_flush(m) == -1)
+		return -1;
 	m->len += (size_t)snprintf(m->buf + m->len, OUTBUF - m->len,
 	    "%s: %s\n", name, value);
 	return 0;
@@ -159,6 +161,8 @@ q_out_abort(struct q_out *m)
 static void
 mark_dirty(struct q_queue *q, const char *bucket)
 {
+	if (!q->producer)
+		return;         /* only a push syncs directories */
 	for (int i = 0; i < q->ndirty; i++)
 		if (strcmp(q->dirty[i], bucket) == 0)
 			return;
@@ -241,20 +245,25 @@ q_place(struct q_queue *q, int fromfd, const char *from,
 	else
 		q_new_bucket(bucket, sizeof bucket, n->prio, n->seq);
 	q_name_format(name, sizeof name, n, st);
+	/*
+	 * ENOENT from the open or the rename while the source is still
+	 * there means a consumer removed the bucket as empty: make it again.
+	 * On return, -1 with ENOENT means the source itself is gone.
+	 */
 	for (int tries = 0; ; tries++) {
-		if ((fd = bucket_fd(q, st, bucket, tries > 0)) == -1)
-			return -1;
-		if (q_rename(fromfd, from, fd, name) == 0)
+		if ((fd = bucket_fd(q, st, bucket, tries > 0)) != -1 &&
+		    q_rename(fromfd, from, fd, name) == 0)
 			break;
-		/* ENOENT with the source still there: the bucket was removed */
-		if (errno != ENOENT || tries > 100 ||
-		    faccessat(fromfd, from, F_OK, AT_SYMLINK_NOFOLLOW) == -1) {
-			if (errno == ENOENT && tries > 0)
-				errno = ENOENT;
+		if (errno != ENOENT)
+			return -1;
+		if (faccessat(fromfd, from, F_OK, AT_SYMLINK_NOFOLLOW) == -1)
+			return -1;
+		if (tries == 1000) {
+			errno = EAGAIN;
 			return -1;
 		}
 	}
-	if (q->cfg.fsync == Q_FSYNC_NEVER)
+	if (q->cfg.fsync == Q_FSYNC_NEVER || !q->producer)
 		return 0;
 	if (st == Q_LATER) {
 		char tagged[34];

@@ -51,7 +51,7 @@ void q_fault(const char *point);
 /* name.c: operands, ids and message file names. */
 #define Q_NAME_MAX 64
 #define Q_ID_LEN 24
-#define Q_FNAME_MAX 160
+#define Q_FNAME_MAX 256
 #define Q_PRIO_DEFAULT 5
 #define Q_BUCKET_SHIFT 10     /* new/ bucket = SEQ >> 10: <= 1024 entries */
 #define Q_LATER_SHIFT 26      /* later/ bucket = due >> 26 us: ~67 s */
@@ -122,6 +122,7 @@ struct q_queue {
 	char dirty[8][32];
 	int ndirty;
 	bool newdirty, laterdirty;
+	bool producer;          /* set by qpush: track directories to sync */
 	/* the buckets a producer renamed into last, kept open */
 	char newbucket[32], laterbucket[32];
 	int newbucketfd, laterbucketfd;
@@ -230,6 +231,9 @@ void q_scan_free(struct q_scan *s);
 int q_claim(struct q_queue *q, struct q_scan *s, q_time lease,
     struct q_lease *l);
 void q_scan_restart(struct q_scan *s);
+#define Q_BUCKET_IDLE (2 * Q_SEC)
+void q_remove_idle_bucket(struct q_queue *q, int parentfd,
+    const char *bucket, int fd);
 int q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l);
 int q_peek(struct q_queue *q, struct q_scan *s, struct q_lease *l);
 int q_ack(struct q_queue *q, struct q_lease *l);

@@ -76,7 +76,8 @@ main(int argc, char *argv[])
 	bool jobs_given = false;
 
 	q_setprogname(argv[0]);
-	while ((c = getopt_long(argc, argv, "d:n:fwj:l0hV", longopts, NULL)) != -1) {
+	/* options before the queue, as in the synopsis; then -- CMD */
+	while ((c = getopt_long(argc, argv, "+d:n:fwj:l0hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
 			spool = optarg;
@@ -151,8 +152,18 @@ main(int argc, char *argv[])
 		q_warnx("bad queue name '%s': %s", argv[0], why);
 		return EX_USAGE;
 	}
-	if (argc > 1)
+	if (argc > 1 && strcmp(argv[1], "--") == 0) {
+		if (argc == 2) {
+			q_warnx("-- must be followed by a command");
+			return EX_USAGE;
+		}
+		o.argv = argv + 2;
+	} else if (argc > 1 && argv[1][0] == '-') {
+		q_warnx("options go before the queue: %s", argv[1]);
+		return EX_USAGE;
+	} else if (argc > 1) {
 		o.argv = argv + 1;
+	}
 	if (modes > 1) {
 		q_warnx("-n, --drain and -f exclude each other");
 		return EX_USAGE;

@@ -81,16 +81,22 @@ commit_pending(struct push *p)
 {
 	int r = 0;
 
+	int committed = 0;
+
 	for (int i = 0; i < p->npending; i++) {
 		if (r == 0 && q_out_commit(&p->pending[i], false) == 0)
-			print_id(p, p->pending[i].id);
+			committed++;
 		else if (r == 0)
 			r = -1;
 		else
 			q_out_abort(&p->pending[i]);
 	}
 	p->npending = 0;
-	if (r == 0 && q_sync_new(&p->q) == -1)
+	/* an id is printed once its message is durable, not before */
+	if (q_sync_new(&p->q) == 0)
+		for (int i = 0; i < committed; i++)
+			print_id(p, p->pending[i].id);
+	else
 		r = -1;
 	if (p->ids_unflushed) {
 		fflush(stdout);
@@ -263,6 +269,7 @@ main(int argc, char *argv[])
 		strlcpy(cfg.spool, spool, sizeof cfg.spool);
 	if (q_queue_open(&p.q, &cfg, argv[0], Q_OPEN_CREATE) == -1)
 		q_exitq(q_open_status());
+	p.q.producer = true;
 	p.opt = (struct q_pushopt){ .prio = Q_PRIO_DEFAULT, .user = &hs };
 
 	if (argc > 1) {
@@ -280,8 +287,9 @@ main(int argc, char *argv[])
 		return EX_IOERR;
 	}
 	if (r == -1)
-		q_exitq(errno == ENOSPC || errno == EIO || errno == EDQUOT ?
-		    EX_IOERR : q_exit_for_errno(errno));
+		q_exitq(errno == EMSGSIZE ? EX_DATAERR : errno == ENOSPC ||
+		    errno == EIO || errno == EDQUOT ? EX_IOERR :
+		    q_exit_for_errno(errno));
 	q_queue_close(&p.q);
 	return 0;
 }

@@ -97,18 +97,21 @@ set_env(const struct q_runopt *o)
 }
 
 static _Noreturn void
-handler(const struct q_runopt *o, int errw, int execw)
+handler(const struct q_runopt *o, pid_t guard, int errw, int execw)
 {
 	sigset_t none;
 	int e;
 
+	/* every signal at its default, even ones ignored where qpop runs */
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-	signal(SIGUSR2, SIG_DFL);
 #ifdef HAVE_SYS_PRCTL_H
 	prctl(PR_SET_PDEATHSIG, SIGKILL);       /* dies with its guard */
 #endif
+	if (getppid() != guard)
+		_exit(126);
 	if (lseek(o->l->m.fd, (off_t)o->l->m.body_off, SEEK_SET) == -1 ||
 	    dup2(o->l->m.fd, 0) == -1 || dup2(errw, 2) == -1 ||
 	    fcntl(0, F_SETFL, 0) == -1)
@@ -165,10 +168,11 @@ guard(const struct q_runopt *o, pid_t qpop, int errw, int execw)
 #endif
 	if (getppid() != qpop)
 		kill(0, SIGKILL);
+	pid_t self = getpid();
 	if ((pid = fork()) == -1)
 		_exit(126);
 	if (pid == 0)
-		handler(o, errw, execw);
+		handler(o, self, errw, execw);
 	close(errw);
 	close(execw);
 	close(o->l->m.fd);
@@ -180,8 +184,12 @@ guard(const struct q_runopt *o, pid_t qpop, int errw, int execw)
 		int status, sig = sigtimedwait(&set, NULL, &poll);
 		if (sig == SIGUSR2 || getppid() != qpop)
 			kill(0, SIGKILL);       /* qpop is gone: so is the group */
-		if (waitpid(pid, &status, WNOHANG) == pid)
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			/* the delivery is over: so is what CMD left running
+			 * in its group (the guard has SIGTERM blocked) */
+			kill(0, SIGTERM);
 			mirror(status);
+		}
 	}
 }
 

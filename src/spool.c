@@ -121,20 +121,32 @@ write_file(int dirfd, const char *name, const void *data, size_t len)
 	return close(fd);
 }
 
-/* Fill DIRFD with the subdirectories, seq and (last) the format file. */
+/* The subdirectories and seq; idempotent. */
 static int
-populate(int dirfd)
+make_body(int dirfd)
 {
-	static const char format[] = FORMAT_QUEUE " 1\n";
 	static const char zero[8];
-	char tmpname[32];
 
 	for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++)
 		if (mkdirat(dirfd, subdirs[i], 0777) == -1 && errno != EEXIST)
 			return -1;
 	if (write_file(dirfd, "seq", zero, sizeof zero) == -1 && errno != EEXIST)
 		return -1;
-	/* format last, by link, so a concurrent filler never sees half of it */
+	return 0;
+}
+
+/*
+ * Fill DIRFD in place and mark it a queue: the format file comes last,
+ * by link, so no one sees half of it and a concurrent filler is fine.
+ */
+static int
+populate(int dirfd)
+{
+	static const char format[] = FORMAT_QUEUE " 1\n";
+	char tmpname[32];
+
+	if (make_body(dirfd) == -1)
+		return -1;
 	snprintf(tmpname, sizeof tmpname, "tmp/format.%08x", arc4random());
 	if (write_file(dirfd, tmpname, format, sizeof format - 1) == -1)
 		return -1;
@@ -189,7 +201,14 @@ clean_creations(int parentfd, q_time stale)
 		    !S_ISDIR(st.st_mode) ||
 		    (q_time)st.st_mtime * Q_SEC + stale > now)
 			continue;
-		remove_tree(parentfd, e->d_name);
+		int qfd = openat(parentfd, e->d_name,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		bool queue = qfd == -1 ||
+		    faccessat(qfd, "format", F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+		if (qfd != -1)
+			close(qfd);
+		if (!queue)
+			remove_tree(parentfd, e->d_name);
 	}
 	closedir(d);
 }
@@ -210,12 +229,14 @@ create_queue(int parentfd, const char *base, q_time stale)
 	}
 	if ((fd = openat(parentfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) == -1)
 		goto fail;
-	r = populate(fd);
+	r = make_body(fd);
 	close(fd);
 	if (r == -1)
 		goto fail;
 	q_fault("before-queue-rename");
 	clean_creations(parentfd, stale);
+	/* renamed without its format file: check_format adds it, so a
+	 * leftover of a crash here is told from a queue by its absence */
 	if (q_rename(parentfd, tmp, parentfd, base) == 0)
 		return 0;
 	if (errno == EEXIST || errno == ENOTEMPTY) {
@@ -229,19 +250,33 @@ fail:;
 	return -1;
 }
 
+/*
+ * Empty, or holding only what make_body makes (a queue renamed into
+ * place whose format file is not written yet): ours to fill in place.
+ */
 static bool
-dir_is_empty(int dirfd)
+fillable(int dirfd)
 {
 	char **names = NULL;
 	size_t n = 0, cap = 0;
-	bool empty;
+	bool ours = true;
+	int saved = errno;
 
-	if (q_listdir(dirfd, &names, &n, &cap) == -1)
+	if (q_listdir(dirfd, &names, &n, &cap) == -1) {
+		errno = saved;
 		return false;
-	empty = n == 0;
+	}
+	for (size_t i = 0; i < n && ours; i++) {
+		ours = strcmp(names[i], "seq") == 0 ||
+		    strcmp(names[i], "q.conf") == 0;
+		for (size_t k = 0; k < sizeof subdirs / sizeof subdirs[0]; k++)
+			if (strcmp(names[i], subdirs[k]) == 0)
+				ours = true;
+	}
 	q_freelist(names, n);
 	free(names);
-	return empty;
+	errno = saved;
+	return ours;
 }
 
 /* 0: a queue of a version we understand; else -1, open_status set. */
@@ -253,9 +288,10 @@ check_format(int qfd, const char *operand, bool create)
 	int fd = openat(qfd, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	int version;
 
-	if (fd == -1 && errno == ENOENT && dir_is_empty(qfd)) {
+	if (fd == -1 && errno == ENOENT && fillable(qfd)) {
 		if (!create)
-			return fail_status(EX_UNAVAILABLE, "%s: not a queue (empty directory)", operand);
+			return fail_status(EX_UNAVAILABLE, "%s: no such queue (an"
+			    " empty directory)", operand);
 		if (populate(qfd) == -1)
 			return fail_status(EX_CANTCREAT, "cannot create queue %s", operand);
 		fd = openat(qfd, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -279,9 +315,11 @@ check_format(int qfd, const char *operand, bool create)
 	if (strncmp(buf, FORMAT_QUEUE " ", sizeof FORMAT_QUEUE) != 0 ||
 	    (version = atoi(buf + sizeof FORMAT_QUEUE)) < 1)
 		return fail_status(EX_UNAVAILABLE, "%s: not a queue (bad format file)", operand);
-	if (version > FORMAT_VERSION)
-		return fail_status(EX_UNAVAILABLE,
-		    "%s: queue format is newer than this qspool understands", operand);
+	if (version > FORMAT_VERSION) {
+		open_status = EX_UNAVAILABLE;
+		return q_fail("%s: format version %d is newer than this qspool"
+		    " understands (%d)", operand, version, FORMAT_VERSION);
+	}
 	return 0;
 }
 

@@ -96,7 +96,7 @@ q_promote(struct q_queue *q, struct q_upkeep *u)
 			continue;
 		}
 		if (n == 0)
-			unlinkat(q->laterfd, buckets[b], AT_REMOVEDIR);
+			q_remove_idle_bucket(q, q->laterfd, buckets[b], fd);
 		for (size_t i = 0; i < n; i++) {
 			struct q_name m;
 			enum q_state st;
