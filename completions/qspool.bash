@@ -1,0 +1,219 @@
+# bash completion for qpush and qpop                      -*- shell-script -*-
+#
+# One file serves every qspool tool.  It is installed as qspool.bash, and
+# the tools' names are symlinks to it, so bash-completion's on-demand
+# loader finds it under either name.
+#
+# Queue names are the directories of the spool root that hold a `format'
+# file.  The spool root is found the way the tools find it: the -d
+# argument on the command line, else $QSPOOL, else the `spool' key of
+# ${XDG_CONFIG_HOME:-~/.config}/qspool/q.conf, else that of
+# /etc/qspool.conf, else ${XDG_STATE_HOME:-~/.local/state}/qspool
+# (/var/spool/qspool for root).
+
+# _qspool_conf_spool FILE: print the value of the spool key of FILE.
+_qspool_conf_spool()
+{
+	local line key val found=''
+	[[ -r $1 ]] || return 1
+	while IFS= read -r line || [[ -n $line ]]; do
+		line=${line#"${line%%[![:space:]]*}"}
+		case $line in
+		'' | '#'* | ';'*) continue ;;
+		esac
+		[[ $line == *=* ]] || continue
+		key=${line%%=*}
+		key=${key%"${key##*[![:space:]]}"}
+		[[ $key == spool ]] || continue
+		val=${line#*=}
+		val=${val%%[[:space:]];*}
+		val=${val#"${val%%[![:space:]]*}"}
+		val=${val%"${val##*[![:space:]]}"}
+		found=$val
+	done <"$1"
+	[[ -n $found ]] || return 1
+	printf '%s\n' "$found"
+}
+
+# _qspool_root DIR: print the spool root; DIR is the -d argument, if any.
+_qspool_root()
+{
+	local root
+	if [[ -n $1 ]]; then
+		root=$1
+	elif [[ -n ${QSPOOL-} ]]; then
+		root=$QSPOOL
+	elif root=$(_qspool_conf_spool "${XDG_CONFIG_HOME:-$HOME/.config}/qspool/q.conf"); then
+		:
+	elif root=$(_qspool_conf_spool /etc/qspool.conf); then
+		:
+	elif [[ $EUID -eq 0 ]]; then
+		root=/var/spool/qspool
+	else
+		root=${XDG_STATE_HOME:-$HOME/.local/state}/qspool
+	fi
+	# A leading ~ as typed on the command line.
+	case $root in
+	\~ | \~/*) root=$HOME${root#\~} ;;
+	esac
+	printf '%s\n' "$root"
+}
+
+# _qspool_queues ROOT: print the queue names under ROOT, one a line.
+_qspool_queues()
+{
+	local f q
+	for f in "$1"/*/format; do
+		[[ -f $f ]] || continue
+		q=${f%/format}
+		printf '%s\n' "${q##*/}"
+	done
+}
+
+_qspool()
+{
+	local tool=${1##*/}
+	local -a words=()
+	local i w cword=0
+
+	# Put back together the words that COMP_WORDBREAKS split at `=':
+	# `--wait' `=' `5s' is one word, `--wait=5s'.
+	for ((i = 0; i < ${#COMP_WORDS[@]}; i++)); do
+		w=${COMP_WORDS[i]}
+		if ((i > 0)) && [[ $w == = && ${words[-1]} == --* && ${words[-1]} != *=* ]] ||
+			{ ((i > 0)) && [[ ${COMP_WORDS[i - 1]} == = && ${words[-1]} == --*= ]]; }; then
+			words[-1]+=$w
+		else
+			words+=("$w")
+		fi
+		((i == COMP_CWORD)) && cword=$((${#words[@]} - 1))
+	done
+	local cur=${words[cword]-}
+	# What bash will replace: the part after `=' for a --long=value word.
+	local curpart=${COMP_WORDS[COMP_CWORD]-}
+	[[ $curpart == = ]] && curpart=
+
+	local opts argopts
+	case $tool in
+	qpush)
+		opts='-d -l -0 -i -H -h -V'
+		argopts='-d -H'
+		;;
+	*)
+		opts='-d -n --drain -f -w --wait= --lease= --timeout= -j -l -0 --no-ack --peek -h -V'
+		argopts='-d -n -j'
+		;;
+	esac
+
+	# Scan the words before the cursor: the -d argument, the queue
+	# operand, and where `--' ends qpop's own arguments.
+	local dir='' queue='' dashdash=0 want=''
+	for ((i = 1; i < cword; i++)); do
+		w=${words[i]}
+		if [[ -n $want ]]; then
+			[[ $want == -d ]] && dir=$w
+			want=
+			continue
+		fi
+		case $w in
+		--)
+			dashdash=$i
+			break
+			;;
+		-d?*) dir=${w#-d} ;;
+		-H?* | -n?* | -j?*) ;;
+		--*) ;;
+		-?*)
+			# A cluster such as -l0d DIR: the last letter may take
+			# the next word.
+			local last=-${w: -1}
+			[[ " $argopts " == *" $last "* ]] && want=$last
+			;;
+		*)
+			[[ -z $queue ]] && queue=$w
+			;;
+		esac
+		# qpush takes no options after the queue: the rest are
+		# messages, even those that start with a dash.
+		[[ $tool == qpush && -n $queue ]] && break
+	done
+
+	# qpop QUEUE -- CMD [ARG...]: complete the command and its arguments.
+	if ((dashdash > 0)); then
+		if declare -F _command_offset >/dev/null 2>&1; then
+			local k n=0
+			# _command_offset counts COMP_WORDS, not our joined words.
+			for ((k = 0; k < ${#COMP_WORDS[@]}; k++)); do
+				if [[ ${COMP_WORDS[k]} == -- ]]; then
+					n=$((k + 1))
+					break
+				fi
+			done
+			_command_offset "$n"
+			return
+		fi
+		if ((cword == dashdash + 1)); then
+			mapfile -t COMPREPLY < <(compgen -c -- "$cur")
+		else
+			compopt -o filenames 2>/dev/null
+			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+		fi
+		return
+	fi
+
+	# The argument of an option.
+	if [[ -n $want ]]; then
+		case $want in
+		-d)
+			compopt -o filenames 2>/dev/null
+			mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+			;;
+		-H)
+			mapfile -t COMPREPLY < <(compgen -W "Correlation-Id:" -- "$cur")
+			;;
+		esac
+		return
+	fi
+
+	if [[ $tool == qpush && -n $queue ]]; then
+		return
+	fi
+
+	case $cur in
+	--wait=* | --lease=* | --timeout=*)
+		# A duration: nothing to offer.
+		return
+		;;
+	-*)
+		[[ $tool == qpop && -n $queue ]] && opts+=' --'
+		mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
+		if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
+			compopt -o nospace 2>/dev/null
+		fi
+		return
+		;;
+	esac
+
+	if [[ -n $queue ]]; then
+		# After the queue: qpush takes messages (nothing to offer);
+		# qpop takes `--' and a command.
+		if [[ $tool == qpop ]]; then
+			mapfile -t COMPREPLY < <(compgen -W "--" -- "$curpart")
+		fi
+		return
+	fi
+
+	# The queue operand: a name under the root, or a path.
+	case $cur in
+	/* | ./* | '~'*)
+		compopt -o filenames 2>/dev/null
+		mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+		return
+		;;
+	esac
+	local root
+	root=$(_qspool_root "$dir")
+	mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$root")" -- "$cur")
+}
+
+complete -F _qspool qpush qpop
