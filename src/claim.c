@@ -129,18 +129,51 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 }
 
 /*
- * Like next_name, but a walk that began part way (buckets passed as
- * having nothing) looks once more from the top before giving up.
+ * Like next_name, but a claim whose walk began part way (buckets passed
+ * as having nothing) looks once more from the top before giving up:
+ * once per claim, so a bucket of unclaimable names cannot loop it.
  */
 static int
-next_claimable(struct q_queue *q, struct q_scan *s, const char **name)
+next_claimable(struct q_queue *q, struct q_scan *s, const char **name,
+    bool *from_top)
 {
-	bool from_top = !s->after[0] && s->bucketfd == -1;
 	int r = next_name(q, s, name);
 
-	if (r == 1 && !from_top)
+	if (r == 1 && !*from_top) {
+		*from_top = true;
 		r = next_name(q, s, name);
+	}
 	return r;
+}
+
+/*
+ * A file in new/ whose name is not a message name is claimed under a
+ * made-up name (a new id, sequence 0) for the caller to dead-letter as
+ * corrupt, so it is out of the way and visible in dlq/.
+ */
+static int
+claim_stray(struct q_queue *q, struct q_scan *s, const char *name,
+    q_time lease, struct q_lease *l)
+{
+	struct q_name n = { .prio = Q_PRIO_DEFAULT, .attempts = 1 };
+	q_time now = q_now();
+	char stray[Q_FNAME_MAX];
+
+	strlcpy(stray, name, sizeof stray);
+	q_new_id(n.id);
+	n.ready = n.first = now;
+	n.deadline = now + lease;
+	n.token = arc4random();
+	q_name_format(l->name, sizeof l->name, &n, Q_CUR);
+	if (q_rename(s->bucketfd, name, q->curfd, l->name) == -1)
+		return -1;
+	s->progress = true;
+	l->n = n;
+	l->m.fd = -1;
+	l->corrupt = true;
+	errno = 0;
+	q_fail("%s: not a message file name", stray);
+	return 0;
 }
 
 /* Claim the next message: rename new/B/X to cur/X' (the commit). */
@@ -149,12 +182,16 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 {
 	const char *name;
 	enum q_state st;
+	bool from_top = !s->after[0] && s->bucketfd == -1;
 	int r;
 
-	while ((r = next_claimable(q, s, &name)) == 0) {
+	while ((r = next_claimable(q, s, &name, &from_top)) == 0) {
 		struct q_name n;
-		if (q_name_parse(name, &n, &st) == -1 || st != Q_NEW)
-			continue;       /* not a message: qstat --check reports it */
+		if (q_name_parse(name, &n, &st) == -1 || st != Q_NEW) {
+			if (claim_stray(q, s, name, lease, l) == 0)
+				return 0;
+			continue;       /* gone meanwhile */
+		}
 		q_time now = q_now();
 		n.attempts++;
 		if (!n.first)
@@ -198,11 +235,14 @@ q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l)
 {
 	const char *name;
 	enum q_state st;
+	bool from_top = !s->after[0] && s->bucketfd == -1;
 	int r;
 
-	while ((r = next_claimable(q, s, &name)) == 0) {
-		if (q_name_parse(name, &l->n, &st) == -1 || st != Q_NEW)
-			continue;
+	while ((r = next_claimable(q, s, &name, &from_top)) == 0) {
+		if (q_name_parse(name, &l->n, &st) == -1 || st != Q_NEW) {
+			s->i--;         /* claim it, to bury it */
+			return q_claim(q, s, q->cfg.lease, l);
+		}
 		r = q_msg_open(s->bucketfd, name, &l->m);
 		if (r == -1) {
 			if (errno == ENOENT)

@@ -250,9 +250,27 @@ fail:;
 	return -1;
 }
 
+static bool
+empty_subdir(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	bool empty;
+
+	if (fd == -1)
+		return false;
+	empty = q_listdir(fd, &names, &n, &cap) == 0 && n == 0;
+	q_freelist(names, n);
+	free(names);
+	close(fd);
+	return empty;
+}
+
 /*
- * Empty, or holding only what make_body makes (a queue renamed into
- * place whose format file is not written yet): ours to fill in place.
+ * Empty, or holding only what make_body makes, empty (a queue renamed
+ * into place whose format file is not written yet): ours to fill.
  */
 static bool
 fillable(int dirfd)
@@ -271,7 +289,7 @@ fillable(int dirfd)
 		    strcmp(names[i], "q.conf") == 0;
 		for (size_t k = 0; k < sizeof subdirs / sizeof subdirs[0]; k++)
 			if (strcmp(names[i], subdirs[k]) == 0)
-				ours = true;
+				ours = empty_subdir(dirfd, names[i]);
 	}
 	q_freelist(names, n);
 	free(names);
