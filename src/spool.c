@@ -147,7 +147,7 @@ populate(int dirfd)
 
 	if (make_body(dirfd) == -1)
 		return -1;
-	snprintf(tmpname, sizeof tmpname, "tmp/format.%08x", arc4random());
+	snprintf(tmpname, sizeof tmpname, ".format.%08x", arc4random());
 	if (write_file(dirfd, tmpname, format, sizeof format - 1) == -1)
 		return -1;
 	if (linkat(dirfd, tmpname, dirfd, "format", 0) == -1 && errno != EEXIST) {
@@ -312,6 +312,10 @@ check_format(int qfd, const char *operand, bool create)
 			    " empty directory)", operand);
 		if (populate(qfd) == -1)
 			return fail_status(EX_CANTCREAT, "cannot create queue %s", operand);
+		fd = openat(qfd, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	} else if (fd == -1 && errno == ENOENT) {
+		/* not fillable: if that is because a winner of the creation
+		 * race has marked it and already pushed, format is there now */
 		fd = openat(qfd, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	}
 	if (fd == -1) {
