@@ -1,4 +1,4 @@
-# bash completion for qpush and qpop                      -*- shell-script -*-
+# bash completion for qpush, qpop and qdlq                -*- shell-script -*-
 #
 # One file serves every qspool tool.  It is installed as qspool.bash, and
 # the tools' names are symlinks to it, so bash-completion's on-demand
@@ -10,6 +10,10 @@
 # ${XDG_CONFIG_HOME:-~/.config}/qspool/q.conf, else that of
 # /etc/qspool.conf, else ${XDG_STATE_HOME:-~/.local/state}/qspool
 # (/var/spool/qspool for root).
+#
+# For qdlq: the options before the command, the command word, then the
+# queue (with -s, a topic), the command's own options, and for show,
+# replay and purge the ids of the queue's dead letters.
 
 # _qspool_conf_spool FILE: print the value of the spool key of FILE.
 _qspool_conf_spool()
@@ -59,15 +63,203 @@ _qspool_root()
 	printf '%s\n' "$root"
 }
 
-# _qspool_queues ROOT: print the queue names under ROOT, one a line.
+# _qspool_queues ROOT [plain]: print the queue names under ROOT, one a
+# line; with `plain', not the topics.
 _qspool_queues()
 {
-	local f q
+	local f q line
 	for f in "$1"/*/format; do
 		[[ -f $f ]] || continue
+		if [[ ${2-} == plain ]]; then
+			line=
+			IFS= read -r line <"$f"
+			[[ $line == 'qspool topic '* ]] && continue
+		fi
 		q=${f%/format}
 		printf '%s\n' "${q##*/}"
 	done
+}
+
+# _qspool_topics ROOT: print the topic names under ROOT, one a line.
+_qspool_topics()
+{
+	local f line q
+	for f in "$1"/*/format; do
+		[[ -f $f ]] || continue
+		IFS= read -r line <"$f" || [[ -n $line ]] || continue
+		[[ $line == 'qspool topic '* ]] || continue
+		q=${f%/format}
+		printf '%s\n' "${q##*/}"
+	done
+}
+
+# _qspool_subs ROOT [TOPIC]: print the subscription names of TOPIC, or
+# of every topic under ROOT, one a line.
+_qspool_subs()
+{
+	local d t=${2:-*}
+	# shellcheck disable=SC2231 # $t is a name, or * to match every topic
+	for d in "$1"/$t/subs/*/; do
+		[[ -f ${d}format ]] || continue
+		d=${d%/}
+		printf '%s\n' "${d##*/}"
+	done
+}
+
+# _qspool_dlq_ids DIR: print the ids of the dead letters of the queue
+# DIR: the second dot-separated field of the names in DIR/dlq/ that are
+# not diagnostics files.
+_qspool_dlq_ids()
+{
+	local f n
+	for f in "$1"/dlq/*.*.*; do
+		n=${f##*/}
+		[[ $n == *.diag || ! -f $f ]] && continue
+		n=${n#*.}
+		printf '%s\n' "${n%%.*}"
+	done
+}
+
+# qdlq [-d DIR] [-s SUB] COMMAND QUEUE [ARG...]: called by _qspool with
+# its words, cword, cur and curpart.
+_qspool_qdlq()
+{
+	local i w dir='' sub='' cmd='' queue='' want='' nids=0 all=0
+
+	for ((i = 1; i < cword; i++)); do
+		w=${words[i]}
+		if [[ -n $want ]]; then
+			case $want in
+			-d) dir=$w ;;
+			-s) sub=$w ;;
+			esac
+			want=
+			continue
+		fi
+		if [[ -z $cmd ]]; then
+			# Before the command: -d DIR, -s SUB, -h, -V.
+			case $w in
+			-d | -s) want=$w ;;
+			-d?*) dir=${w#-d} ;;
+			-s?*) sub=${w#-s} ;;
+			-*) ;;
+			*) cmd=$w ;;
+			esac
+			continue
+		fi
+		# After it: the command's long options, the queue, the ids.
+		case $w in
+		--to | --max) want=$w ;;
+		--older-than)
+			want=$w
+			all=1
+			;;
+		--all | --older-than=*) all=1 ;;
+		-*) ;;
+		*)
+			if [[ -z $queue ]]; then
+				queue=$w
+			else
+				nids=$((nids + 1))
+			fi
+			;;
+		esac
+	done
+
+	local root
+	root=$(_qspool_root "$dir")
+
+	# The argument of an option given as a word of its own.
+	case $want in
+	-d)
+		compopt -o filenames 2>/dev/null
+		mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+		return
+		;;
+	-s)
+		mapfile -t COMPREPLY < <(compgen -W "$(_qspool_subs "$root")" -- "$cur")
+		return
+		;;
+	--to)
+		mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$root" plain)" -- "$cur")
+		return
+		;;
+	--older-than | --max)
+		return
+		;;
+	esac
+
+	if [[ -z $cmd ]]; then
+		case $cur in
+		-*) mapfile -t COMPREPLY < <(compgen -W '-d -s -h -V' -- "$cur") ;;
+		*) mapfile -t COMPREPLY < <(compgen -W 'ls show replay purge count' -- "$cur") ;;
+		esac
+		return
+	fi
+
+	local opts=''
+	case $cmd in
+	ls) opts='--json' ;;
+	replay) opts='--all --to= --reset-attempts' ;;
+	purge) opts='--all --older-than=' ;;
+	count) opts='--max=' ;;
+	esac
+
+	case $cur in
+	--to=*)
+		[[ $cmd == replay ]] || return
+		if [[ $curpart == --to=* ]]; then
+			# `=' is not in COMP_WORDBREAKS: bash replaces the whole word.
+			mapfile -t COMPREPLY < <(compgen -P --to= -W "$(_qspool_queues "$root" plain)" -- "${cur#--to=}")
+		else
+			mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$root" plain)" -- "$curpart")
+		fi
+		return
+		;;
+	--*=*)
+		# A duration or a count: nothing to offer.
+		return
+		;;
+	-*)
+		mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
+		if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
+			compopt -o nospace 2>/dev/null
+		fi
+		return
+		;;
+	esac
+
+	if [[ -z $queue ]]; then
+		# The queue operand (with -s, a topic): a name or a path.
+		case $cur in
+		/* | ./* | '~'*)
+			compopt -o filenames 2>/dev/null
+			mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+			return
+			;;
+		esac
+		if [[ -n $sub ]]; then
+			mapfile -t COMPREPLY < <(compgen -W "$(_qspool_topics "$root")" -- "$cur")
+		else
+			mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$root" plain)" -- "$cur")
+		fi
+		return
+	fi
+
+	# After the queue: dead-letter ids for show (one), replay and purge.
+	case $cmd in
+	show) ((nids == 0)) || return ;;
+	replay | purge) ((all == 0)) || return ;;
+	*) return ;;
+	esac
+	local qdir=$queue
+	case $qdir in
+	/* | ./*) ;;
+	\~ | \~/*) qdir=$HOME${qdir#\~} ;;
+	*) qdir=$root/$qdir ;;
+	esac
+	[[ -n $sub ]] && qdir=$qdir/subs/$sub
+	mapfile -t COMPREPLY < <(compgen -W "$(_qspool_dlq_ids "$qdir")" -- "$cur")
 }
 
 _qspool()
@@ -92,6 +284,11 @@ _qspool()
 	# What bash will replace: the part after `=' for a --long=value word.
 	local curpart=${COMP_WORDS[COMP_CWORD]-}
 	[[ $curpart == = ]] && curpart=
+
+	if [[ $tool == qdlq ]]; then
+		_qspool_qdlq
+		return
+	fi
 
 	local opts argopts
 	case $tool in
@@ -216,4 +413,4 @@ _qspool()
 	mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$root")" -- "$cur")
 }
 
-complete -F _qspool qpush qpop
+complete -F _qspool qpush qpop qdlq

@@ -169,6 +169,7 @@ claim_stray(struct q_queue *q, struct q_scan *s, const char *name,
 		return -1;
 	s->progress = true;
 	l->n = n;
+	l->claimed = now;
 	l->m.fd = -1;
 	l->corrupt = true;
 	errno = 0;
@@ -208,6 +209,7 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 		q_fault("after-claim");
 		s->progress = true;
 		l->n = n;
+		l->claimed = now;
 		l->m.fd = -1;
 		strlcpy(l->bucket, s->bucket, sizeof l->bucket);
 		r = q_msg_open(q->curfd, l->name, &l->m);
@@ -263,6 +265,7 @@ q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l)
 		}
 		q_fault("after-take");
 		s->progress = true;
+		l->claimed = 0;
 		strlcpy(l->name, name, sizeof l->name);
 		l->corrupt = false;
 		return 0;
@@ -357,7 +360,7 @@ q_retry(struct q_queue *q, struct q_lease *l, q_time due)
 
 static int
 write_diag(struct q_queue *q, const struct q_name *n, const struct q_diag *d,
-    q_time now)
+    q_time now, q_time claimed)
 {
 	char host[256] = "unknown", first[40], last[40], died[40];
 	char tmp[Q_ID_LEN + 16], final[Q_ID_LEN + 8];
@@ -366,21 +369,27 @@ write_diag(struct q_queue *q, const struct q_name *n, const struct q_diag *d,
 
 	gethostname(host, sizeof host - 1);
 	q_fmt_rfc3339(first, sizeof first, n->first ? n->first : now);
-	q_fmt_rfc3339(last, sizeof last, n->deadline ? n->deadline - q->cfg.lease : now);
+	q_fmt_rfc3339(last, sizeof last, claimed ? claimed :
+	    n->deadline ? n->deadline - q->cfg.lease : now);
 	q_fmt_rfc3339(died, sizeof died, now);
 	snprintf(tmp, sizeof tmp, "%s.diag", n->id);
 	snprintf(final, sizeof final, "%s.diag", n->id);
 	fd = openat(q->tmpfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
-	    O_CLOEXEC, 0666);
-	if (fd == -1 || !(f = fdopen(fd, "w"))) {
+	    O_CLOEXEC, q_file_mode());
+	if (fd == -1 || q_perm_fix(fd) == -1 || !(f = fdopen(fd, "w"))) {
 		if (fd != -1)
 			close(fd);
 		return -1;
 	}
+	/* one line per field, whatever a stray file name holds */
+	char status[512];
+	strlcpy(status, d->status ? d->status : "none", sizeof status);
+	for (char *p = status; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	fprintf(f, "Reason: %s\nStatus: %s\nAttempts: %u\nHost: %s\n"
 	    "First-Attempt: %s\nLast-Attempt: %s\nDied: %s\n\n",
-	    d->reason, d->status ? d->status : "none", n->attempts, host,
-	    first, last, died);
+	    d->reason, status, n->attempts, host, first, last, died);
 	if (d->stderr_len)
 		fwrite(d->stderr_tail, 1, d->stderr_len, f);
 	ok = fflush(f) == 0 && !ferror(f);
@@ -407,7 +416,7 @@ q_bury(struct q_queue *q, struct q_lease *l, const struct q_diag *d)
 	q_time now = q_now();
 	char name[Q_FNAME_MAX];
 
-	if (write_diag(q, &n, d, now) == -1)
+	if (write_diag(q, &n, d, now, l->claimed) == -1)
 		return q_fail("%s: %s: cannot write diagnostics", q->operand, n.id);
 	q_fault("after-diag");
 	strlcpy(n.reason, d->reason, sizeof n.reason);

@@ -46,6 +46,7 @@ q_config_defaults(struct q_config *c)
 	c->fsync = Q_FSYNC_ALWAYS;
 	c->grace = 10 * Q_SEC;
 	c->stale = 3600 * Q_SEC;
+	c->mode = -1;
 }
 
 static int
@@ -103,6 +104,17 @@ q_config_set(struct q_config *c, const char *key, const char *value,
 		return set_duration(&c->grace, value, 0, why);
 	if (strcmp(key, "stale") == 0)
 		return set_duration(&c->stale, value, Q_SEC, why);
+	if (strcmp(key, "mode") == 0) {
+		char *end;
+		long m = strtol(value, &end, 8);
+		if (!value[0] || *end || m < 0 || m > 0777 || (m & 0600) != 0600) {
+			*why = "must be octal permissions from 0600 to 0777"
+			    " (like 0660), with the owner's rw";
+			return -1;
+		}
+		c->mode = (int)m;
+		return 0;
+	}
 	if (strcmp(key, "fsync") == 0) {
 		if (strcmp(value, "always") == 0)
 			c->fsync = Q_FSYNC_ALWAYS;

@@ -77,9 +77,11 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	m->due = o->due;
 	q_new_id(m->id);
 	m->fd = openat(q->tmpfd, m->id,
-	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, q_file_mode());
 	if (m->fd == -1)
 		return q_fail("cannot create %s/tmp/%s", q->operand, m->id);
+	if (q_perm_fix(m->fd) == -1)
+		goto fail;
 	/* the lock tells a reaper that a live writer owns this file */
 	if (flock(m->fd, LOCK_EX | LOCK_NB) == -1)
 		goto fail;
@@ -214,7 +216,7 @@ bucket_fd(struct q_queue *q, enum q_state st, const char *bucket, bool fresh)
 	name[0] = '\0';
 	*fd = openat(parent, bucket, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (*fd == -1 && errno == ENOENT) {
-		if (mkdirat(parent, bucket, 0777) == -1 && errno != EEXIST)
+		if (q_mkdirat(parent, bucket) == -1 && errno != EEXIST)
 			return -1;
 		if (later)
 			q->laterdirty = true;
@@ -285,7 +287,7 @@ q_out_commit(struct q_out *m, bool dirsync)
 	bool later = m->due > now;
 
 	memcpy(n.id, m->id, sizeof n.id);
-	n.seq = atomic_fetch_add(q->seq, 1);
+	n.seq = q_next_seq(q);
 	n.ready = later ? m->due : now;
 	n.due = m->due;
 	if (q_place(q, q->tmpfd, m->id, &n, later ? Q_LATER : Q_NEW) == -1) {

@@ -101,6 +101,7 @@ struct q_config {
 	enum q_fsync fsync;
 	q_time grace;
 	q_time stale;
+	int mode;               /* file mode for a shared spool, -1: umask */
 };
 
 void q_config_defaults(struct q_config *c);
@@ -111,12 +112,20 @@ int q_config_queue(struct q_config *c, int qdirfd, const char *display);
 int q_config_set(struct q_config *c, const char *key, const char *value,
     bool queue_file, const char **why);
 
+/* perm.c: modes of what the spool creates (the mode key). */
+void q_perm_set(const struct q_config *c);
+mode_t q_file_mode(void);
+int q_perm_fix(int fd);
+int q_mkdirat(int dirfd, const char *name);
+int q_mkdir_root(const char *path);
+
 /* spool.c: the spool root and queue directories. */
 struct q_queue {
 	char operand[PATH_MAX];  /* as the user gave it, for messages */
 	int dirfd;
 	int tmpfd, newfd, curfd, laterfd, dlqfd;
 	_Atomic uint64_t *seq;
+	bool seq_writable;
 	struct q_config cfg;
 	/* directories that renames have changed since the last sync */
 	char dirty[8][32];
@@ -133,6 +142,10 @@ enum { Q_OPEN_EXISTING = 0, Q_OPEN_CREATE = 1 };
 int q_queue_open(struct q_queue *q, const struct q_config *global,
     const char *operand, int flags);
 int q_open_status(void);
+uint64_t q_next_seq(struct q_queue *q);
+/* A topic's subscription, TOPIC/subs/SUB, opened as the queue it is. */
+int q_sub_open(struct q_queue *q, const struct q_config *global,
+    const char *topic, const char *sub, int flags);
 void q_queue_close(struct q_queue *q);
 int q_subdir(struct q_queue *q, int parentfd, const char *name, bool create);
 int q_fsync_dir(int dirfd);
@@ -222,6 +235,7 @@ struct q_lease {
 	char bucket[32];        /* peek/no-ack: where it was in new/ */
 	struct q_msg m;
 	bool corrupt;
+	q_time claimed;         /* 0: not claimed by this process */
 };
 
 void q_scan_init(struct q_scan *s);
@@ -316,6 +330,20 @@ struct q_consumeopt {
 };
 
 int q_consume(struct q_queue *q, const struct q_consumeopt *o);
+
+/* dlq.c: dead letters. */
+struct q_dead {
+	char name[Q_FNAME_MAX];
+	struct q_name n;
+};
+
+int q_dlq_list(struct q_queue *q, struct q_dead **out, size_t *count);
+int q_dlq_find(const struct q_dead *all, size_t n, const char *id,
+    const struct q_dead **found);
+int q_dlq_open_diag(struct q_queue *q, const char *id);
+int q_dlq_replay(struct q_queue *q, const struct q_dead *d,
+    struct q_queue *to, bool reset_attempts);
+int q_dlq_purge(struct q_queue *q, const struct q_dead *d);
 
 /* Sorted directory listing (names only, no dot files). */
 int q_listdir(int dirfd, char ***names, size_t *n, size_t *cap);

@@ -75,7 +75,7 @@ q_subdir(struct q_queue *q, int parentfd, const char *name, bool create)
 		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd != -1 || errno != ENOENT || !create)
 			break;
-		if (mkdirat(parentfd, name, 0777) == -1 && errno != EEXIST)
+		if (q_mkdirat(parentfd, name) == -1 && errno != EEXIST)
 			break;
 	}
 	return fd;
@@ -95,11 +95,11 @@ mkdirs(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, 0700) == -1 && errno != EEXIST)
+		if (q_mkdir_root(buf) == -1 && errno != EEXIST)
 			return -1;
 		*p = '/';
 	}
-	if (mkdir(buf, 0700) == -1 && errno != EEXIST)
+	if (q_mkdir_root(buf) == -1 && errno != EEXIST)
 		return -1;
 	return 0;
 }
@@ -108,11 +108,11 @@ static int
 write_file(int dirfd, const char *name, const void *data, size_t len)
 {
 	int fd = openat(dirfd, name,
-	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, q_file_mode());
 
 	if (fd == -1)
 		return -1;
-	if (write(fd, data, len) != (ssize_t)len) {
+	if (q_perm_fix(fd) == -1 || write(fd, data, len) != (ssize_t)len) {
 		int saved = errno ? errno : EIO;
 		close(fd);
 		errno = saved;
@@ -128,7 +128,7 @@ make_body(int dirfd)
 	static const char zero[8];
 
 	for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++)
-		if (mkdirat(dirfd, subdirs[i], 0777) == -1 && errno != EEXIST)
+		if (q_mkdirat(dirfd, subdirs[i]) == -1 && errno != EEXIST)
 			return -1;
 	if (write_file(dirfd, "seq", zero, sizeof zero) == -1 && errno != EEXIST)
 		return -1;
@@ -222,7 +222,7 @@ create_queue(int parentfd, const char *base, q_time stale)
 
 	for (;;) {
 		snprintf(tmp, sizeof tmp, ".%s.%08x", base, arc4random());
-		if (mkdirat(parentfd, tmp, 0777) == 0)
+		if (q_mkdirat(parentfd, tmp) == 0)
 			break;
 		if (errno != EEXIST)
 			return -1;
@@ -345,24 +345,32 @@ check_format(int qfd, const char *operand, bool create)
 	return 0;
 }
 
+/*
+ * Map the sequence counter, writable when the file is (a tool that
+ * only reads, on a queue it may not write, maps it read-only).
+ */
 static int
 map_seq(struct q_queue *q, bool create)
 {
 	int fd = openat(q->dirfd, "seq",
-	    (create ? O_RDWR | O_CREAT : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC, 0666);
+	    O_RDWR | (create ? O_CREAT : 0) | O_NOFOLLOW | O_CLOEXEC,
+	    q_file_mode());
 	struct stat st;
 	void *p;
 
+	q->seq_writable = fd != -1;
+	if (fd == -1 && !create && (errno == EACCES || errno == EROFS))
+		fd = openat(q->dirfd, "seq", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd == -1)
 		return -1;
-	if (fstat(fd, &st) == -1 || (st.st_size < 8 && (!create ||
+	if (fstat(fd, &st) == -1 || (st.st_size < 8 && (!q->seq_writable ||
 	    ftruncate(fd, 8) == -1))) {
 		int saved = errno ? errno : EIO;
 		close(fd);
 		errno = saved;
 		return -1;
 	}
-	p = mmap(NULL, 8, create ? PROT_READ | PROT_WRITE : PROT_READ,
+	p = mmap(NULL, 8, q->seq_writable ? PROT_READ | PROT_WRITE : PROT_READ,
 	    MAP_SHARED, fd, 0);
 	close(fd);
 	if (p == MAP_FAILED)
@@ -387,7 +395,8 @@ open_parent(const struct q_config *c, const char *operand, bool create,
 		if ((fd = open(c->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
 			if (errno == ENOENT) {
 				open_status = EX_UNAVAILABLE;
-				return q_fail("%s: no such queue (spool %s does not exist)",
+				errno = 0;
+				return q_fail("%s: no such queue (no spool at %s)",
 				    operand, c->spool);
 			}
 			return fail_status(q_exit_for_errno(errno), "cannot open spool %s", c->spool);
@@ -425,6 +434,7 @@ q_queue_open(struct q_queue *q, const struct q_config *global,
 		*fds[i] = -1;
 	strlcpy(q->operand, operand, sizeof q->operand);
 	q->cfg = *global;
+	q_perm_set(global);
 	if ((why = q_operand_error(operand))) {
 		errno = 0;
 		open_status = EX_USAGE;
@@ -488,10 +498,76 @@ q_queue_open(struct q_queue *q, const struct q_config *global,
 		open_status = errno ? q_exit_for_errno(errno) : EX_CONFIG;
 		goto fail;
 	}
+	q_perm_set(&q->cfg);
 	return 0;
 fail:
 	q_queue_close(q);
 	return -1;
+}
+
+/* The next sequence number: one atomic add on the shared mapping. */
+uint64_t
+q_next_seq(struct q_queue *q)
+{
+	if (!q->seq_writable)
+		return atomic_load(q->seq);     /* its rename will fail */
+	return atomic_fetch_add(q->seq, 1);
+}
+
+int
+q_sub_open(struct q_queue *q, const struct q_config *global,
+    const char *topic, const char *sub, int flags)
+{
+	char path[3 * PATH_MAX], base[PATH_MAX], buf[64];
+	const char *why;
+	int parent, tfd, fd;
+	ssize_t n;
+
+	errno = 0;
+	if ((why = q_operand_error(topic))) {
+		open_status = EX_USAGE;
+		return q_fail("bad topic name '%s': %s", topic, why);
+	}
+	if (q_name_error(sub)) {
+		open_status = EX_USAGE;
+		return q_fail("bad subscription name '%s': 1 to 64 letters, digits,"
+		    " '.', '_' and '-', not starting with a dot", sub);
+	}
+	if ((parent = open_parent(global, topic, false, base, sizeof base)) == -1)
+		return -1;
+	tfd = openat(parent, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	close(parent);
+	if (tfd == -1) {
+		open_status = errno == ENOENT || errno == ELOOP ||
+		    errno == ENOTDIR ? EX_UNAVAILABLE : q_exit_for_errno(errno);
+		if (errno == ENOENT) {
+			errno = 0;
+			return q_fail("%s: no such topic", topic);
+		}
+		return q_fail("cannot open topic %s", topic);
+	}
+	fd = openat(tfd, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	n = fd == -1 ? -1 : read(fd, buf, sizeof buf - 1);
+	if (fd != -1)
+		close(fd);
+	close(tfd);
+	if (n < 13 || strncmp(buf, "qspool topic ", 13) != 0) {
+		errno = 0;
+		open_status = EX_UNAVAILABLE;
+		return q_fail("%s: not a topic", topic);
+	}
+	if (topic[0] == '/' || topic[0] == '.')
+		snprintf(path, sizeof path, "%s/subs/%s", topic, sub);
+	else
+		snprintf(path, sizeof path, "%s%s/%s/subs/%s",
+		    global->spool[0] == '/' ? "" : "./", global->spool, topic, sub);
+	if (q_queue_open(q, global, path, flags) == -1) {
+		if (open_status == EX_UNAVAILABLE)
+			q_fail("%s: no such subscription '%s'", topic, sub);
+		return -1;
+	}
+	snprintf(q->operand, sizeof q->operand, "%s/%s", topic, sub);
+	return 0;
 }
 
 void

@@ -1,0 +1,224 @@
+/*
+ * dlq.c - dead letters: list, find, replay and purge (qdlq(1),
+ * q-spool(5) DEAD LETTERS).  A dead letter is dlq/NAME with reason and
+ * time of death in its name, and dlq/ID.diag beside it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "q.h"
+
+static int
+by_death(const void *a, const void *b)
+{
+	const struct q_dead *x = a, *y = b;
+
+	if (x->n.died != y->n.died)
+		return x->n.died < y->n.died ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* The dead letters of Q, oldest death first. */
+int
+q_dlq_list(struct q_queue *q, struct q_dead **out, size_t *count)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0, k = 0;
+	struct q_dead *d = NULL;
+
+	*out = NULL;
+	*count = 0;
+	if (q_listdir(q->dlqfd, &names, &n, &cap) == -1)
+		return q_fail("cannot read %s/dlq", q->operand);
+	if (n && !(d = reallocarray(NULL, n, sizeof *d))) {
+		q_freelist(names, n);
+		free(names);
+		return q_fail("cannot list %s/dlq", q->operand);
+	}
+	for (size_t i = 0; i < n; i++) {
+		enum q_state st;
+		if (q_name_parse(names[i], &d[k].n, &st) == -1 || st != Q_DLQ)
+			continue;       /* ID.diag, or not ours */
+		strlcpy(d[k].name, names[i], sizeof d[k].name);
+		k++;
+	}
+	q_freelist(names, n);
+	free(names);
+	if (k > 1)
+		qsort(d, k, sizeof *d, by_death);
+	*out = n ? d : NULL;
+	*count = k;
+	return 0;
+}
+
+/*
+ * By id, or a unique prefix or suffix of it (ids made in one second
+ * share their first digits; the random tail tells them apart).
+ * 0 found; 1 no such dead letter; 2 ambiguous.
+ */
+int
+q_dlq_find(const struct q_dead *all, size_t n, const char *id,
+    const struct q_dead **found)
+{
+	size_t len = strlen(id);
+	int hits = 0;
+
+	*found = NULL;
+	if (len == 0 || len > Q_ID_LEN)
+		return 1;
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(all[i].n.id, id, len) != 0 &&
+		    strcmp(all[i].n.id + Q_ID_LEN - len, id) != 0)
+			continue;
+		/* the same id may have died twice: the newest death wins */
+		if (*found && strcmp((*found)->n.id, all[i].n.id) != 0)
+			hits++;
+		*found = &all[i];
+	}
+	return !*found ? 1 : hits ? 2 : 0;
+}
+
+int
+q_dlq_open_diag(struct q_queue *q, const char *id)
+{
+	char name[Q_ID_LEN + 8];
+
+	snprintf(name, sizeof name, "%s.diag", id);
+	return openat(q->dlqfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
+}
+
+static void
+remove_diag(struct q_queue *q, const char *id)
+{
+	char name[Q_ID_LEN + 8];
+
+	snprintf(name, sizeof name, "%s.diag", id);
+	unlinkat(q->dlqfd, name, 0);
+}
+
+/*
+ * Across filesystems: copy into TO's tmp/ under a flock, sync per TO's
+ * policy, commit with the rename into new/, and only then remove the
+ * dead letter.  A crash in between leaves it in both: at least once.
+ */
+static int
+copy_across(struct q_queue *q, const struct q_dead *d, struct q_queue *to,
+    const struct q_name *n)
+{
+	char buf[64 * 1024];
+	ssize_t r;
+	int in, out;
+
+	struct stat st;
+
+	if ((in = openat(q->dlqfd, d->name, O_RDONLY | O_NOFOLLOW |
+	    O_NONBLOCK | O_CLOEXEC)) == -1)
+		return q_fail("cannot open %s/dlq/%s", q->operand, d->name);
+	/* held until the dead letter is unlinked: two replays of it at
+	 * once across filesystems would both copy it */
+	if (flock(in, LOCK_EX | LOCK_NB) == -1 || fstat(in, &st) == -1 ||
+	    st.st_nlink == 0) {
+		if (errno == EWOULDBLOCK)
+			errno = EBUSY;
+		else if (errno == 0 || st.st_nlink == 0)
+			errno = ENOENT;
+		close(in);
+		return q_fail("%s: %s: dead letter is being replayed or gone",
+		    q->operand, d->n.id);
+	}
+	to->producer = true;    /* the copy is a push: sync what it renames */
+	out = openat(to->tmpfd, n->id, O_WRONLY | O_CREAT | O_EXCL |
+	    O_NOFOLLOW | O_CLOEXEC, q_file_mode());
+	if (out == -1 || q_perm_fix(out) == -1 ||
+	    flock(out, LOCK_EX | LOCK_NB) == -1)
+		goto fail;
+	while ((r = read(in, buf, sizeof buf)) != 0) {
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1 || write(out, buf, (size_t)r) != r)
+			goto fail;
+	}
+	if (to->cfg.fsync != Q_FSYNC_NEVER && fdatasync(out) == -1)
+		goto fail;
+	if (q_place(to, to->tmpfd, n->id, n, Q_NEW) == -1)
+		goto fail;
+	q_fault("after-replay-copy");
+	close(out);
+	if (q_sync_new(to) == -1) {
+		close(in);
+		return q_fail("replayed, but cannot sync %s: the dead letter"
+		    " stays", to->operand);
+	}
+	if (unlinkat(q->dlqfd, d->name, 0) == -1 && errno != ENOENT) {
+		close(in);
+		return q_fail("replayed, but cannot remove %s/dlq/%s", q->operand,
+		    d->name);
+	}
+	close(in);
+	return 0;
+fail:;
+	int saved = errno;
+	if (out != -1) {
+		unlinkat(to->tmpfd, n->id, 0);
+		close(out);
+	}
+	close(in);
+	errno = saved;
+	return q_fail("cannot copy %s/dlq/%s into %s", q->operand, d->name,
+	    to->operand);
+}
+
+/*
+ * Back to new/ of TO (Q itself, or another queue), keeping the id and
+ * the content, at the tail of TO.  Within a filesystem the rename is
+ * the commit.
+ */
+int
+q_dlq_replay(struct q_queue *q, const struct q_dead *d, struct q_queue *to,
+    bool reset_attempts)
+{
+	struct q_name n = d->n;
+
+	n.seq = q_next_seq(to);
+	n.ready = q_now();
+	n.reason[0] = '\0';
+	n.died = 0;
+	if (reset_attempts) {
+		n.attempts = 0;
+		n.first = 0;
+	}
+	if (q_place(to, q->dlqfd, d->name, &n, Q_NEW) == -1) {
+		if (errno == EXDEV) {
+			if (copy_across(q, d, to, &n) == -1)
+				return -1;
+		} else if (errno == ENOENT) {
+			return q_fail("%s: %s: dead letter is gone", q->operand,
+			    d->n.id);
+		} else {
+			return q_fail("cannot replay %s/dlq/%s into %s",
+			    q->operand, d->name, to->operand);
+		}
+	}
+	q_fault("after-replay");
+	remove_diag(q, d->n.id);
+	return 0;
+}
+
+/* unlink the dead letter (the commit), then its diagnostics */
+int
+q_dlq_purge(struct q_queue *q, const struct q_dead *d)
+{
+	if (unlinkat(q->dlqfd, d->name, 0) == -1)
+		return q_fail("cannot remove %s/dlq/%s", q->operand, d->name);
+	remove_diag(q, d->n.id);
+	return 0;
+}

@@ -1,0 +1,270 @@
+#!/usr/bin/env bats
+# shellcheck disable=SC2154 # status output lines stderr stderr_lines: set by run
+# qdlq: list, show, replay, purge and count dead letters.
+
+load helper
+
+# kill N messages in queue Q: each body is its argument; max_attempts=1.
+bury() {
+	local q=$1
+	shift
+	qconf "$q" 'max_attempts = 1'
+	qpush "$q" "$@"
+	qpop --drain "$q" -- sh -c 'echo "cannot handle $(cat)" >&2; exit 3' 2>/dev/null || true
+	assert_equal "$(count_dlq "$q")" "$#"
+}
+
+@test "qdlq ls: one line a dead letter: id, reason, attempts, age, body" {
+	bury q 'resize a.jpg'
+	local id
+	id=$(name_field "$(only_file q dlq)" x >/dev/null; basename "$(only_file q dlq)" | cut -d. -f2)
+	run --separate-stderr qdlq ls q
+	assert_success
+	assert_regex "$output" "^$id  max-attempts  1  [0-9.]+(ms|s)  resize a\\.jpg$"
+}
+
+@test "qdlq ls: bodies are made safe with vis(3) and cut at 40 bytes" {
+	bury q "$(printf 'tab\there\033[31mred')" "$(printf '%060d' 0)"
+	run --separate-stderr qdlq ls q
+	assert_success
+	[[ $output != *$'\033'* ]] || fail "an escape reached the output"
+	assert_line --partial 'tab\there\033[31mred'
+	assert_line --partial "$(printf '%040d' 0)..."
+}
+
+@test "qdlq ls: oldest death first; an empty dlq prints nothing" {
+	mkqueue q
+	run qdlq ls q
+	assert_success
+	assert_output ""
+	bury q first
+	qpush q second
+	qpop q -- false 2>/dev/null || true
+	run qdlq ls q
+	assert_line --index 0 --partial first
+	assert_line --index 1 --partial second
+}
+
+@test "qdlq ls --json: one object a line, parsed by jq, numbers as numbers" {
+	bury q 'hello'
+	run --separate-stderr qdlq ls --json q
+	assert_success
+	run jq -r '[.reason, (.attempts|type), .attempts, .status, .size, .body, (.age_seconds|type), (.id|length)] | @tsv' <<<"$output"
+	assert_success
+	assert_output "$(printf 'max-attempts\tnumber\t1\texit 3\t5\thello\tnumber\t24')"
+}
+
+@test "qdlq show: headers, diagnostics and the body, raw when not a terminal" {
+	bury q "$(printf 'line1\nline2\001')"
+	local id
+	id=$(basename "$(only_file q dlq)" | cut -d. -f2)
+	run --separate-stderr qdlq show q "$id"
+	assert_success
+	assert_line "Id: $id"
+	assert_line "Reason: max-attempts"
+	assert_line "Status: exit 3"
+	assert_line "cannot handle line1"
+	[[ $output == *$'line2\001' ]] || fail "body not raw: $output"
+	[[ $(grep -c '^--$' <<<"$output") -eq 2 ]] || fail "no two -- separators"
+}
+
+@test "qdlq show: a unique id prefix is enough; an unknown id exits 1 with one line" {
+	bury q one
+	local id
+	id=$(basename "$(only_file q dlq)" | cut -d. -f2)
+	run --separate-stderr qdlq show q "${id:0:20}"
+	assert_success
+	assert_line "Id: $id"
+	run --separate-stderr qdlq show q ffffffff
+	assert_failure 1
+	assert_equal "$stderr" "qdlq: q: no dead letter 'ffffffff'"
+}
+
+@test "qdlq replay ID: back in new/ with the same id and content, the .diag gone" {
+	bury q payload
+	local f id
+	f=$(only_file q dlq)
+	id=$(basename "$f" | cut -d. -f2)
+	run --separate-stderr qdlq replay q "$id"
+	assert_success
+	assert_output ""
+	assert_one_copy q "$id" new
+	assert_equal "$(count_diag q)" 0
+	assert_equal "$(name_field "$(only_file q new)" a)" 1
+	run qpop q
+	assert_output payload
+}
+
+@test "qdlq replay --all --reset-attempts: attempts back to 0, delivered as attempt 1" {
+	bury q a b c
+	run qdlq replay q --all --reset-attempts
+	assert_success
+	assert_equal "$(count_new q)" 3
+	run qpop --drain q -- sh -c 'echo "$QATTEMPT" >>"$BATS_TEST_TMPDIR/att"'
+	assert_success
+	assert_equal "$(sort -u "$BATS_TEST_TMPDIR/att")" 1
+}
+
+@test "qdlq replay --to: into another existing queue, at its tail" {
+	bury q x
+	qpush other first
+	run qdlq replay q --all --to other
+	assert_success
+	assert_equal "$(count_dlq q)" 0
+	run qpop -n 2 -l other
+	assert_output "$(printf 'first\nx')"
+}
+
+@test "qdlq replay --to a missing queue creates nothing (69)" {
+	bury q x
+	run --separate-stderr qdlq replay q --all --to nosuch
+	assert_failure 69
+	[[ ! -e $QSPOOL/nosuch ]] || fail "created nosuch"
+	assert_equal "$(count_dlq q)" 1
+}
+
+@test "qdlq replay across filesystems: copied, committed, then removed" {
+	[[ $(stat -f -c %T "$BATS_TEST_TMPDIR") != "$(stat -f -c %T /dev/shm)" ]] ||
+		[[ $(stat -c %d "$BATS_TEST_TMPDIR") != "$(stat -c %d /dev/shm)" ]] ||
+		skip "BATS_TEST_TMPDIR is on /dev/shm's filesystem"
+	local far
+	far=$(mktemp -d /dev/shm/qdlq-test.XXXXXX)
+	bury q "far away"
+	mkqueue "$far/q2"
+	run --separate-stderr qdlq replay q --all --to "$far/q2"
+	assert_success
+	assert_equal "$(count_dlq q)" 0
+	assert_equal "$(count_diag q)" 0
+	run qpop "$far/q2"
+	assert_output "far away"
+	assert_equal "$(count_tmp "$far/q2")" 0
+	rm -rf "$far"
+}
+
+@test "qdlq replay: a crash after the copy commits leaves it in both (at least once)" {
+	need_fault_points
+	local far
+	far=$(mktemp -d /dev/shm/qdlq-test.XXXXXX)
+	bury q twice
+	mkqueue "$far/q2"
+	if [[ $(stat -c %d "$QSPOOL") == "$(stat -c %d "$far")" ]]; then
+		rm -rf "$far"
+		skip "the spool and /dev/shm are one filesystem"
+	fi
+	QSPOOL_CRASH_AT=after-replay-copy run qdlq replay q --all --to "$far/q2"
+	assert_equal "$status" 137
+	assert_equal "$(count_dlq q)" 1
+	assert_equal "$(count_new "$far/q2")" 1
+	rm -rf "$far"
+}
+
+@test "qdlq purge ID and --all: gone with their .diag files" {
+	bury q a b c
+	local id
+	id=$(basename "$(find "$QSPOOL/q/dlq" -name '*.p5.*' | head -n 1)" | cut -d. -f2)
+	run qdlq purge q "$id"
+	assert_success
+	assert_equal "$(count_dlq q)" 2
+	[[ ! -e $QSPOOL/q/dlq/$id.diag ]] || fail "diag left"
+	run qdlq purge q --all
+	assert_success
+	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+	assert_equal "$(count_diag q)" 0
+}
+
+@test "qdlq purge --older-than: only the dead letters older than that" {
+	bury q old
+	local f
+	f=$(only_file q dlq)
+	# backdate the death: rewrite the z field as one hour ago
+	local z new
+	z=$(printf '%013x' $((($(date +%s) - 3600) * 1000000)))
+	new=$(sed "s/\\.z[0-9a-f]*\$/.z$z/" <<<"$f")
+	mv "$f" "$new"
+	qpush q young
+	qpop q -- false 2>/dev/null || true
+	run qdlq purge q --older-than 30m
+	assert_success
+	assert_equal "$(count_dlq q)" 1
+	run qdlq ls q
+	assert_output --partial young
+}
+
+@test "qdlq count: prints the number; --max exits 1 when it is exceeded" {
+	mkqueue q
+	run qdlq count q --max 0
+	assert_success
+	assert_output 0
+	bury q a b
+	run qdlq count q
+	assert_success
+	assert_output 2
+	run qdlq count q --max 2
+	assert_success
+	run qdlq count q --max 1
+	assert_failure 1
+	assert_output 2
+}
+
+@test "qdlq never creates: a missing queue is 69 and nothing appears" {
+	run --separate-stderr qdlq ls nosuch
+	assert_failure 69
+	assert_regex "$stderr" '^qdlq: nosuch: no such queue( \(no spool at [^)]*\))?$'
+	[[ ! -e $QSPOOL/nosuch ]] || fail "created"
+	mkqueue q
+	run --separate-stderr qdlq ls nosuch
+	assert_failure 69
+	assert_equal "$stderr" "qdlq: nosuch: no such queue"
+}
+
+@test "qdlq -s on a queue that is not a topic: 69" {
+	mkqueue q
+	run --separate-stderr qdlq -s sub ls q
+	assert_failure 69
+	assert_equal "$stderr" "qdlq: q: not a topic"
+}
+
+@test "qdlq usage errors: no command, unknown command, bad id, stray options (64)" {
+	mkqueue q
+	local args
+	for args in "" "ls" "frobnicate q" "show q" "show q xyz" "show q 12" \
+		"replay q" "replay q --all abcd1234" "purge q" "ls q --max 3" \
+		"count q --max -1" "purge q --older-than 5x" "ls ../x" "ls a/b"; do
+		# shellcheck disable=SC2086 # split on purpose
+		run --separate-stderr qdlq $args
+		[[ $status -eq 64 ]] || fail "qdlq $args: status $status, expected 64"
+		[[ -n $stderr ]] || fail "qdlq $args: no message"
+	done
+}
+
+@test "qdlq ls: a corrupt dead letter is listed with its first bytes" {
+	mkqueue q
+	printf 'garbage\n' >"$QSPOOL/q/new/x-not-a-name"
+	mkdir -p "$QSPOOL/q/new/5-000000000000"
+	printf 'not a message' >"$QSPOOL/q/new/5-000000000000/stray"
+	qpop q || true
+	run --separate-stderr qdlq ls q
+	assert_success
+	assert_regex "$output" "  corrupt  1  .*not a message$"
+}
+
+@test "qdlq: a unique suffix of the id names a dead letter too" {
+	bury q one two
+	local id
+	id=$(basename "$(find "$QSPOOL/q/dlq" -name '*.p5.*' | head -n 1)" | cut -d. -f2)
+	run --separate-stderr qdlq show q "${id: -8}"
+	assert_success
+	assert_line "Id: $id"
+}
+
+@test "qdlq show: the diagnostics end on their own line before the second --" {
+	qconf q 'max_attempts = 1'
+	qpush q body
+	qpop q -- sh -c 'printf "no newline at the end" >&2; exit 3' 2>/dev/null || true
+	local id
+	id=$(basename "$(only_file q dlq)" | cut -d. -f2)
+	run --separate-stderr qdlq show q "$id"
+	assert_success
+	assert_line "no newline at the end"
+	[[ $(grep -c '^--$' <<<"$output") -eq 2 ]] || fail "separators: $output"
+}
