@@ -268,3 +268,29 @@ bury() {
 	assert_line "no newline at the end"
 	[[ $(grep -c '^--$' <<<"$output") -eq 2 ]] || fail "separators: $output"
 }
+
+@test "qdlq: hostile operands are usage errors (64) with one line, and nothing is created" {
+	local op long
+	long=$(printf 'a%.0s' {1..65})
+	for op in .. ../x a/b .hidden "$long" "qüeue" ""; do
+		run --separate-stderr qdlq ls "$op"
+		[[ $status -eq 64 ]] || fail "qdlq ls '$op': status $status"
+		[[ ${#stderr_lines[@]} -eq 1 && $stderr == qdlq:* ]] ||
+			fail "qdlq ls '$op': stderr: $stderr"
+	done
+	run --separate-stderr qdlq -s ../x ls q
+	assert_failure 64
+	[[ ! -e $QSPOOL ]] || fail "the spool was created"
+}
+
+@test "qdlq: a symlink planted in dlq/ is never followed or removed through" {
+	bury q real
+	local target=$BATS_TEST_TMPDIR/target
+	echo precious >"$target"
+	ln -s "$target" "$QSPOOL/q/dlq/0000000000000009.$(printf '%024x' 7).p5.a1.r1.xpoison.z2"
+	run --separate-stderr qdlq ls q
+	assert_success
+	[[ $output != *precious* ]] || fail "followed the symlink: $output"
+	run qdlq purge q --all
+	assert_equal "$(cat "$target")" precious
+}
