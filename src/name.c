@@ -128,7 +128,8 @@ q_name_parse(const char *s, struct q_name *n, enum q_state *st)
 		dot = strchr(f, '.');
 		len = dot ? (size_t)(dot - f) : strlen(f);
 		if (field == 0) {
-			if (len != 16 || parse_hex(f, len, 16, &n->seq) == -1)
+			if (len != 16 || parse_hex(f, len, 16, &n->seq) == -1 ||
+			    n->seq >> Q_SEQ_BITS)
 				goto bad;
 		} else if (field == 1) {
 			if (len != Q_ID_LEN || parse_hex(f, 13, 13, &v) == -1 ||
@@ -273,7 +274,8 @@ q_later_bucket_start(const char *bucket, q_time *start)
 {
 	uint64_t v;
 
-	if (strlen(bucket) != 11 || parse_hex(bucket, 11, 11, &v) == -1)
+	if (strlen(bucket) != 11 || parse_hex(bucket, 11, 11, &v) == -1 ||
+	    v > (uint64_t)INT64_MAX >> Q_LATER_SHIFT)
 		return -1;
 	*start = (q_time)(v << Q_LATER_SHIFT);
 	return 0;

@@ -54,6 +54,7 @@ void q_fault(const char *point);
 #define Q_FNAME_MAX 256
 #define Q_PRIO_DEFAULT 5
 #define Q_BUCKET_SHIFT 10     /* new/ bucket = SEQ >> 10: <= 1024 entries */
+#define Q_SEQ_BITS 58         /* so a bucket number fits its 12 hex digits */
 #define Q_LATER_SHIFT 26      /* later/ bucket = due >> 26 us: ~67 s */
 
 const char *q_operand_error(const char *operand);

@@ -505,13 +505,18 @@ fail:
 	return -1;
 }
 
-/* The next sequence number: one atomic add on the shared mapping. */
+/*
+ * The next sequence number: one atomic add on the shared mapping, kept
+ * to Q_SEQ_BITS (a garbage counter wraps; a repeated number is harmless).
+ */
 uint64_t
 q_next_seq(struct q_queue *q)
 {
+	const uint64_t mask = (UINT64_C(1) << Q_SEQ_BITS) - 1;
+
 	if (!q->seq_writable)
-		return atomic_load(q->seq);     /* its rename will fail */
-	return atomic_fetch_add(q->seq, 1);
+		return atomic_load(q->seq) & mask;      /* its rename will fail */
+	return atomic_fetch_add(q->seq, 1) & mask;
 }
 
 int
