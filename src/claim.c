@@ -374,7 +374,9 @@ write_diag(struct q_queue *q, const struct q_name *n, const struct q_diag *d,
 	q_fmt_rfc3339(died, sizeof died, now);
 	snprintf(tmp, sizeof tmp, "%s.diag", n->id);
 	snprintf(final, sizeof final, "%s.diag", n->id);
-	fd = openat(q->tmpfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+	/* whatever is there (an old attempt, a planted link) goes first */
+	unlinkat(q->tmpfd, tmp, 0);
+	fd = openat(q->tmpfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_CLOEXEC, q_file_mode());
 	if (fd == -1 || q_perm_fix(fd) == -1 || !(f = fdopen(fd, "w"))) {
 		if (fd != -1)

@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +88,29 @@ q_exitq(int status)
 {
 	q_warnq();
 	exit(status);
+}
+
+/*
+ * Make sure fds 0, 1 and 2 are open (on /dev/null), so no spool file
+ * or directory can take their numbers; returns a mask of those that
+ * were closed (1 << fd), for the tool to refuse to use them.
+ */
+int
+q_std_fds(void)
+{
+	int closed = 0;
+
+	for (int fd = 0; fd < 3; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		closed |= 1 << fd;
+		int nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+		if (nfd != -1 && nfd != fd) {
+			dup2(nfd, fd);
+			close(nfd);
+		}
+	}
+	return closed;
 }
 
 int

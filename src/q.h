@@ -32,6 +32,7 @@ void q_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void q_warnq(void);                   /* "prog: q_what(): strerror" */
 _Noreturn void q_exitq(int status);   /* q_warnq(), then exit */
 int q_exit_for_errno(int err);        /* 73, 74, ... for an errno */
+int q_std_fds(void);                  /* open 0-2 on /dev/null; mask closed */
 
 /* num.c: numbers, durations and times from the user. */
 int q_parse_duration(const char *s, q_time *out, const char **why);

@@ -397,6 +397,7 @@ main(int argc, char *argv[])
 	int ch, status;
 
 	q_setprogname(argv[0]);
+	q_std_fds();
 	while ((ch = getopt_long(argc, argv, "+d:s:hV", longopts + 6, NULL)) != -1) {
 		switch (ch) {
 		case 'd': spool = optarg; break;

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,7 @@ main(int argc, char *argv[])
 	bool jobs_given = false;
 
 	q_setprogname(argv[0]);
+	int closed = q_std_fds();
 	/* options before the queue, as in the synopsis; then -- CMD */
 	while ((c = getopt_long(argc, argv, "+d:n:fwj:l0hV", longopts, NULL)) != -1) {
 		switch (c) {
@@ -176,6 +178,11 @@ main(int argc, char *argv[])
 	if (o.peek && (o.argv || o.no_ack || o.follow)) {
 		q_warnx("--peek only prints: not with a command, --no-ack or -f");
 		return EX_USAGE;
+	}
+	if (!o.argv && (closed & 2)) {
+		errno = EBADF;
+		q_warn("standard output is closed");    /* before any claim */
+		return EX_IOERR;
 	}
 	if (jobs_given && !o.argv) {
 		q_warnx("-j runs commands in parallel: give a command");

@@ -61,17 +61,28 @@ add_header(struct q_headers *hs, char *arg)
 	}
 	if (hs->n == Q_MAX_USER_HEADERS) {
 		q_warnx("too many headers (at most %d)", Q_MAX_USER_HEADERS);
-		exit(EX_USAGE);
+		exit(EX_DATAERR);
 	}
 	q_header_add(hs, arg, value);
 }
 
+/* An id goes out as soon as its message is committed (or its batch
+ * synced): a producer killed later has reported all it committed. */
 static void
 print_id(struct push *p, const char *id)
 {
 	if (p->print_ids) {
 		printf("%s\n", id);
 		p->ids_unflushed = true;
+	}
+}
+
+static void
+flush_ids(struct push *p)
+{
+	if (p->ids_unflushed) {
+		fflush(stdout);
+		p->ids_unflushed = false;
 	}
 }
 
@@ -98,10 +109,7 @@ commit_pending(struct push *p)
 			print_id(p, p->pending[i].id);
 	else
 		r = -1;
-	if (p->ids_unflushed) {
-		fflush(stdout);
-		p->ids_unflushed = false;
-	}
+	flush_ids(p);
 	return r;
 }
 
@@ -125,6 +133,7 @@ done(struct push *p, struct q_out *m)
 		if (q_out_commit(m, policy == Q_FSYNC_ALWAYS) == -1)
 			return -1;
 		print_id(p, m->id);
+		flush_ids(p);
 		return 0;
 	}
 	if (p->npending == 0)
@@ -237,6 +246,7 @@ main(int argc, char *argv[])
 	int c, delim = -1, r = 0;
 
 	q_setprogname(argv[0]);
+	int closed = q_std_fds();
 	while ((c = getopt_long(argc, argv, "+d:l0iH:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd': spool = optarg; break;
@@ -260,6 +270,12 @@ main(int argc, char *argv[])
 	if (delim != -1 && argc > 1) {
 		q_warnx("-l and -0 read standard input: no message arguments");
 		return EX_USAGE;
+	}
+	if ((argc == 1 && (closed & 1)) || (p.print_ids && (closed & 2))) {
+		errno = EBADF;
+		q_warn("standard %s is closed", closed & 1 && argc == 1 ?
+		    "input" : "output");
+		return EX_IOERR;
 	}
 
 	q_config_defaults(&cfg);

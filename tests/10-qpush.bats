@@ -364,3 +364,20 @@ load helper
 	assert_output --regexp '^usage: qpush '
 	assert_equal "$stderr" ''
 }
+
+@test "qpush -l -i: each id is out as soon as its message is committed" {
+	qconf q 'fsync = always'
+	seq 1 20000 >"$BATS_TEST_TMPDIR/lines"
+	qpush -l -i q <"$BATS_TEST_TMPDIR/lines" >"$BATS_TEST_TMPDIR/ids" &
+	local pid=$!
+	wait_for -t 20 eval '[[ $(count_new q) -ge 200 ]]'
+	kill -STOP "$pid"
+	local committed printed
+	committed=$(count_new q)
+	printed=$(wc -l <"$BATS_TEST_TMPDIR/ids")
+	kill -KILL "$pid"
+	wait "$pid" || true
+	# at most the one between its rename and its line is unreported
+	((committed - printed <= 1 && committed >= printed)) ||
+		fail "committed $committed, printed $printed"
+}
