@@ -96,13 +96,60 @@ q_dlq_open_diag(struct q_queue *q, const char *id)
 	    O_CLOEXEC);
 }
 
+/* The inode of ID's diagnostics, 0 if none: so we remove only it. */
+static ino_t
+diag_ino(struct q_queue *q, const char *id)
+{
+	char name[Q_ID_LEN + 8];
+	struct stat st;
+
+	snprintf(name, sizeof name, "%s.diag", id);
+	return fstatat(q->dlqfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ?
+	    st.st_ino : 0;
+}
+
+/* Remove ID's diagnostics, unless a new death of it has replaced them. */
 static void
-remove_diag(struct q_queue *q, const char *id)
+remove_diag(struct q_queue *q, const char *id, ino_t ino)
 {
 	char name[Q_ID_LEN + 8];
 
 	snprintf(name, sizeof name, "%s.diag", id);
-	unlinkat(q->dlqfd, name, 0);
+	if (ino && diag_ino(q, id) == ino)
+		unlinkat(q->dlqfd, name, 0);
+}
+
+/*
+ * Lock a dead letter for replay or purge: held until it has left dlq/,
+ * so two of them (even a replay across filesystems, which copies) never
+ * both act on it.  The fd, or -1 with EBUSY or ENOENT.
+ */
+static int
+lock_dead(struct q_queue *q, const struct q_dead *d)
+{
+	int fd = openat(q->dlqfd, d->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
+	struct stat st;
+
+	if (fd == -1 && errno == ELOOP)     /* a planted link: act on the link */
+		fd = openat(q->dlqfd, d->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1)
+		return q_fail("%s: %s: dead letter is gone", q->operand, d->n.id);
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1 && errno != EBADF) {
+		close(fd);
+		errno = errno == EWOULDBLOCK ? EBUSY : errno;
+		return q_fail("%s: %s: dead letter is being replayed or purged",
+		    q->operand, d->n.id);
+	}
+	/* still the file of that name, after we got the lock? */
+	struct stat now;
+	if (fstat(fd, &st) == -1 || fstatat(q->dlqfd, d->name, &now,
+	    AT_SYMLINK_NOFOLLOW) == -1 || now.st_ino != st.st_ino) {
+		close(fd);
+		errno = ENOENT;
+		return q_fail("%s: %s: dead letter is gone", q->operand, d->n.id);
+	}
+	return fd;
 }
 
 /*
@@ -112,29 +159,14 @@ remove_diag(struct q_queue *q, const char *id)
  */
 static int
 copy_across(struct q_queue *q, const struct q_dead *d, struct q_queue *to,
-    const struct q_name *n)
+    const struct q_name *n, int in)
 {
 	char buf[64 * 1024];
 	ssize_t r;
-	int in, out;
+	int out;
 
-	struct stat st;
-
-	if ((in = openat(q->dlqfd, d->name, O_RDONLY | O_NOFOLLOW |
-	    O_NONBLOCK | O_CLOEXEC)) == -1)
-		return q_fail("cannot open %s/dlq/%s", q->operand, d->name);
-	/* held until the dead letter is unlinked: two replays of it at
-	 * once across filesystems would both copy it */
-	if (flock(in, LOCK_EX | LOCK_NB) == -1 || fstat(in, &st) == -1 ||
-	    st.st_nlink == 0) {
-		if (errno == EWOULDBLOCK)
-			errno = EBUSY;
-		else if (errno == 0 || st.st_nlink == 0)
-			errno = ENOENT;
-		close(in);
-		return q_fail("%s: %s: dead letter is being replayed or gone",
-		    q->operand, d->n.id);
-	}
+	if (lseek(in, 0, SEEK_SET) == -1)
+		return q_fail("cannot read %s/dlq/%s", q->operand, d->name);
 	to->producer = true;    /* the copy is a push: sync what it renames */
 	out = openat(to->tmpfd, n->id, O_WRONLY | O_CREAT | O_EXCL |
 	    O_NOFOLLOW | O_CLOEXEC, q_file_mode());
@@ -154,16 +186,13 @@ copy_across(struct q_queue *q, const struct q_dead *d, struct q_queue *to,
 	q_fault("after-replay-copy");
 	close(out);
 	if (q_sync_new(to) == -1) {
-		close(in);
+		errno = EIO;
 		return q_fail("replayed, but cannot sync %s: the dead letter"
-		    " stays", to->operand);
+		    " stays too (purge it, do not replay it again)", to->operand);
 	}
-	if (unlinkat(q->dlqfd, d->name, 0) == -1 && errno != ENOENT) {
-		close(in);
-		return q_fail("replayed, but cannot remove %s/dlq/%s", q->operand,
-		    d->name);
-	}
-	close(in);
+	if (unlinkat(q->dlqfd, d->name, 0) == -1 && errno != ENOENT)
+		return q_fail("replayed, but cannot remove %s/dlq/%s (purge it,"
+		    " do not replay it again)", q->operand, d->name);
 	return 0;
 fail:;
 	int saved = errno;
@@ -171,7 +200,6 @@ fail:;
 		unlinkat(to->tmpfd, n->id, 0);
 		close(out);
 	}
-	close(in);
 	errno = saved;
 	return q_fail("cannot copy %s/dlq/%s into %s", q->operand, d->name,
 	    to->operand);
@@ -187,7 +215,11 @@ q_dlq_replay(struct q_queue *q, const struct q_dead *d, struct q_queue *to,
     bool reset_attempts)
 {
 	struct q_name n = d->n;
+	ino_t diag = diag_ino(q, d->n.id);
+	int lock, r = 0;
 
+	if ((lock = lock_dead(q, d)) == -1)
+		return -1;
 	n.seq = q_next_seq(to);
 	n.ready = q_now();
 	n.reason[0] = '\0';
@@ -197,28 +229,40 @@ q_dlq_replay(struct q_queue *q, const struct q_dead *d, struct q_queue *to,
 		n.first = 0;
 	}
 	if (q_place(to, q->dlqfd, d->name, &n, Q_NEW) == -1) {
-		if (errno == EXDEV) {
-			if (copy_across(q, d, to, &n) == -1)
-				return -1;
-		} else if (errno == ENOENT) {
-			return q_fail("%s: %s: dead letter is gone", q->operand,
+		if (errno == EXDEV)
+			r = copy_across(q, d, to, &n, lock);
+		else if (errno == ENOENT)
+			r = q_fail("%s: %s: dead letter is gone", q->operand,
 			    d->n.id);
-		} else {
-			return q_fail("cannot replay %s/dlq/%s into %s",
+		else
+			r = q_fail("cannot replay %s/dlq/%s into %s",
 			    q->operand, d->name, to->operand);
-		}
 	}
-	q_fault("after-replay");
-	remove_diag(q, d->n.id);
-	return 0;
+	if (r == 0) {
+		q_fault("after-replay");
+		remove_diag(q, d->n.id, diag);
+	}
+	int saved = errno;
+	close(lock);
+	errno = saved;
+	return r;
 }
 
 /* unlink the dead letter (the commit), then its diagnostics */
 int
 q_dlq_purge(struct q_queue *q, const struct q_dead *d)
 {
+	ino_t diag = diag_ino(q, d->n.id);
+	int lock = lock_dead(q, d), r = 0;
+
+	if (lock == -1)
+		return -1;
 	if (unlinkat(q->dlqfd, d->name, 0) == -1)
-		return q_fail("cannot remove %s/dlq/%s", q->operand, d->name);
-	remove_diag(q, d->n.id);
-	return 0;
+		r = q_fail("cannot remove %s/dlq/%s", q->operand, d->name);
+	else
+		remove_diag(q, d->n.id, diag);
+	int saved = errno;
+	close(lock);
+	errno = saved;
+	return r;
 }

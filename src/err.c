@@ -105,7 +105,9 @@ q_std_fds(void)
 			continue;
 		closed |= 1 << fd;
 		int nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
-		if (nfd != -1 && nfd != fd) {
+		if (nfd == -1)
+			_exit(EX_OSERR);        /* no fd 0-2, and no way to fill it */
+		if (nfd != fd) {
 			dup2(nfd, fd);
 			close(nfd);
 		}

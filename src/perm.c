@@ -62,6 +62,7 @@ q_mkdirat(int dirfd, const char *name)
 		int saved = errno;
 		if (fd != -1)
 			close(fd);
+		unlinkat(dirfd, name, AT_REMOVEDIR);    /* not left private */
 		errno = saved;
 		return -1;
 	}
@@ -72,9 +73,20 @@ q_mkdirat(int dirfd, const char *name)
 int
 q_mkdir_root(const char *path)
 {
+	int fd;
+
 	if (mode < 0)
 		return mkdir(path, 0700);
 	if (mkdir(path, 0700) == -1)
 		return -1;
-	return chmod(path, dir_mode());
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1 || fchmod(fd, dir_mode()) == -1) {
+		int saved = errno;
+		if (fd != -1)
+			close(fd);
+		rmdir(path);
+		errno = saved;
+		return -1;
+	}
+	return close(fd);
 }

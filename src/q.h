@@ -144,6 +144,7 @@ enum { Q_OPEN_EXISTING = 0, Q_OPEN_CREATE = 1 };
 int q_queue_open(struct q_queue *q, const struct q_config *global,
     const char *operand, int flags);
 int q_open_status(void);
+int q_open_regular(int dirfd, const char *name);
 uint64_t q_next_seq(struct q_queue *q);
 /* A topic's subscription, TOPIC/subs/SUB, opened as the queue it is. */
 int q_sub_open(struct q_queue *q, const struct q_config *global,

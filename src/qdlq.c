@@ -268,27 +268,33 @@ cmd_show(struct ctx *c, const char *id)
 	} else {
 		printf("(corrupt: %s)\n", q_what());
 	}
+	int bad = 0;
+
 	puts("--");
 	if ((fd = q_dlq_open_diag(&c->q, d->n.id)) != -1) {
-		copy_out(fd, safe, true);
+		bad |= copy_out(fd, safe, true);
 		close(fd);
 	} else {
 		puts("(no diagnostics)");
 	}
 	puts("--");
-	fflush(stdout);
+	bad |= fflush(stdout) == EOF ? -1 : 0;
 	if (r == 0 && safe) {
 		put_vis(stdout, m.buf + m.body_off, m.buflen - m.body_off);
 		if ((off_t)m.buflen < m.size && lseek(m.fd, (off_t)m.buflen,
 		    SEEK_SET) != -1)
-			copy_out(m.fd, true, false);
+			bad |= copy_out(m.fd, true, false);
 	} else if (r == 0) {
-		q_msg_copy_body(&m, 1);
+		bad |= q_msg_copy_body(&m, 1);
 	} else if (m.fd != -1 && lseek(m.fd, 0, SEEK_SET) != -1) {
-		copy_out(m.fd, safe, false);
+		bad |= copy_out(m.fd, safe, false);
 	}
 	q_msg_free(&m);
-	return fflush(stdout) == EOF ? EX_IOERR : 0;
+	if (fflush(stdout) == EOF || ferror(stdout) || bad) {
+		q_warn("write error");
+		return EX_IOERR;
+	}
+	return 0;
 }
 
 /* The dead letters named by IDS, or all of them. */
@@ -397,7 +403,7 @@ main(int argc, char *argv[])
 	int ch, status;
 
 	q_setprogname(argv[0]);
-	q_std_fds();
+	int closed = q_std_fds();
 	while ((ch = getopt_long(argc, argv, "+d:s:hV", longopts + 6, NULL)) != -1) {
 		switch (ch) {
 		case 'd': spool = optarg; break;
@@ -474,6 +480,11 @@ main(int argc, char *argv[])
 		}
 	}
 
+	if ((closed & 2) && (is_ls || is_show || is_count)) {
+		errno = EBADF;
+		q_warn("standard output is closed");
+		return EX_IOERR;
+	}
 	q_config_defaults(&c.cfg);
 	if (q_config_global(&c.cfg) == -1)
 		q_exitq(EX_CONFIG);
@@ -495,7 +506,7 @@ main(int argc, char *argv[])
 	}
 	free(c.dead);
 	q_queue_close(&c.q);
-	if (fflush(stdout) == EOF) {
+	if ((fflush(stdout) == EOF || ferror(stdout)) && status != EX_IOERR) {
 		q_warn("write error");
 		return EX_IOERR;
 	}

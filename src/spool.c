@@ -28,6 +28,25 @@ static const char *const subdirs[] = { "tmp", "new", "cur", "later", "dlq",
 	"keys" };
 static int open_status;
 
+/* Open a small file of the format for reading: never a link, never a
+ * FIFO that would block us, never anything but a regular file. */
+int
+q_open_regular(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name,
+	    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+
+	if (fd == -1)
+		return -1;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	return fd;
+}
+
 int
 q_open_status(void)
 {
@@ -303,7 +322,7 @@ check_format(int qfd, const char *operand, bool create)
 {
 	char buf[64];
 	ssize_t n;
-	int fd = openat(qfd, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = q_open_regular(qfd, "format");
 	int version;
 
 	if (fd == -1 && errno == ENOENT && fillable(qfd)) {
@@ -312,14 +331,14 @@ check_format(int qfd, const char *operand, bool create)
 			    " empty directory)", operand);
 		if (populate(qfd) == -1)
 			return fail_status(EX_CANTCREAT, "cannot create queue %s", operand);
-		fd = openat(qfd, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		fd = q_open_regular(qfd, "format");
 	} else if (fd == -1 && errno == ENOENT) {
 		/* not fillable: if that is because a winner of the creation
 		 * race has marked it and already pushed, format is there now */
-		fd = openat(qfd, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		fd = q_open_regular(qfd, "format");
 	}
 	if (fd == -1) {
-		if (errno == ENOENT || errno == ELOOP) {
+		if (errno == ENOENT || errno == ELOOP || errno == EINVAL) {
 			errno = 0;
 			return fail_status(EX_UNAVAILABLE,
 			    "%s: not a queue (no format file)", operand);
@@ -352,19 +371,18 @@ check_format(int qfd, const char *operand, bool create)
 static int
 map_seq(struct q_queue *q, bool create)
 {
-	int fd = openat(q->dirfd, "seq",
-	    O_RDWR | (create ? O_CREAT : 0) | O_NOFOLLOW | O_CLOEXEC,
-	    q_file_mode());
+	int fd = openat(q->dirfd, "seq", O_RDWR | (create ? O_CREAT : 0) |
+	    O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, q_file_mode());
 	struct stat st;
 	void *p;
 
 	q->seq_writable = fd != -1;
 	if (fd == -1 && !create && (errno == EACCES || errno == EROFS))
-		fd = openat(q->dirfd, "seq", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		fd = q_open_regular(q->dirfd, "seq");
 	if (fd == -1)
 		return -1;
-	if (fstat(fd, &st) == -1 || (st.st_size < 8 && (!q->seq_writable ||
-	    ftruncate(fd, 8) == -1))) {
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    (st.st_size < 8 && (!q->seq_writable || ftruncate(fd, 8) == -1))) {
 		int saved = errno ? errno : EIO;
 		close(fd);
 		errno = saved;
@@ -542,6 +560,7 @@ q_sub_open(struct q_queue *q, const struct q_config *global,
 		return -1;
 	tfd = openat(parent, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	close(parent);
+	struct stat want = { 0 }, got;
 	if (tfd == -1) {
 		open_status = errno == ENOENT || errno == ELOOP ||
 		    errno == ENOTDIR ? EX_UNAVAILABLE : q_exit_for_errno(errno);
@@ -551,10 +570,22 @@ q_sub_open(struct q_queue *q, const struct q_config *global,
 		}
 		return q_fail("cannot open topic %s", topic);
 	}
-	fd = openat(tfd, "format", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = q_open_regular(tfd, "format");
 	n = fd == -1 ? -1 : read(fd, buf, sizeof buf - 1);
 	if (fd != -1)
 		close(fd);
+	/* subs/ and SUB by fd, refusing links: the path below must lead
+	 * to this very directory */
+	int subs = openat(tfd, "subs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	int sfd = subs == -1 ? -1 : openat(subs, sub, O_RDONLY | O_DIRECTORY |
+	    O_NOFOLLOW | O_CLOEXEC);
+	if (sfd != -1)
+		fstat(sfd, &want);
+	if (subs != -1)
+		close(subs);
+	if (sfd != -1)
+		close(sfd);
 	close(tfd);
 	if (n < 13 || strncmp(buf, "qspool topic ", 13) != 0) {
 		errno = 0;
@@ -566,10 +597,23 @@ q_sub_open(struct q_queue *q, const struct q_config *global,
 	else
 		snprintf(path, sizeof path, "%s%s/%s/subs/%s",
 		    global->spool[0] == '/' ? "" : "./", global->spool, topic, sub);
+	if (!want.st_ino) {
+		errno = 0;
+		open_status = EX_UNAVAILABLE;
+		return q_fail("%s: no such subscription '%s'", topic, sub);
+	}
 	if (q_queue_open(q, global, path, flags) == -1) {
 		if (open_status == EX_UNAVAILABLE)
 			q_fail("%s: no such subscription '%s'", topic, sub);
 		return -1;
+	}
+	if (fstat(q->dirfd, &got) == -1 || got.st_dev != want.st_dev ||
+	    got.st_ino != want.st_ino) {
+		q_queue_close(q);
+		errno = 0;
+		open_status = EX_UNAVAILABLE;
+		return q_fail("%s: subscription '%s' moved while opening it",
+		    topic, sub);
 	}
 	snprintf(q->operand, sizeof q->operand, "%s/%s", topic, sub);
 	return 0;

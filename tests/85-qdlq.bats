@@ -294,3 +294,50 @@ bury() {
 	run qdlq purge q --all
 	assert_equal "$(cat "$target")" precious
 }
+
+@test "qdlq: output that cannot be written is an I/O error (74), one line" {
+	bury q body
+	local id
+	id=$(basename "$(only_file q dlq)" | cut -d. -f2)
+	run --separate-stderr sh -c "qdlq show q $id >/dev/full"
+	assert_failure 74
+	assert_equal "${#stderr_lines[@]}" 1
+	run --separate-stderr sh -c 'qdlq count q >&-'
+	assert_failure 74
+	assert_equal "$stderr" "qdlq: standard output is closed: Bad file descriptor"
+}
+
+@test "qdlq: a FIFO as the format file is refused at once, never waited on" {
+	mkdir -p "$QSPOOL/f"
+	mkfifo "$QSPOOL/f/format"
+	run --separate-stderr timeout 5 qdlq ls f
+	assert_failure 69
+	assert_equal "$stderr" "qdlq: f: not a queue (no format file)"
+}
+
+@test "qdlq -s: a symlink as a topic's subs/ is never followed" {
+	bury q secret
+	mkdir -p "$QSPOOL/t"
+	echo 'qspool topic 1' >"$QSPOOL/t/format"
+	ln -s "$QSPOOL" "$QSPOOL/t/subs"
+	run --separate-stderr qdlq -s q ls t
+	assert_failure 69
+	[[ $output != *secret* ]] || fail "listed another queue through the link"
+}
+
+@test "qdlq replay: a dead letter another qdlq holds is left to it (1), not doubled" {
+	bury q once
+	local f
+	f=$(only_file q dlq)
+	# hold the dead letter's lock as a replay in progress would
+	flock -x "$f" sleep 30 &
+	local holder=$!
+	wait_for -t 5 eval "! flock -n -x '$f' true"
+	run --separate-stderr qdlq replay q --all
+	assert_failure 1
+	assert_regex "$stderr" 'being replayed or purged'
+	assert_equal "$(count_dlq q)" 1
+	assert_equal "$(count_new q)" 0
+	kill "$holder"
+	wait "$holder" || true
+}
