@@ -237,6 +237,21 @@ q_config_global(struct q_config *c)
 	return 0;
 }
 
+/* Defaults, system and user files, $QSPOOL, then the -d flag if given. */
+int
+q_config_load(struct q_config *c, const char *spool_flag)
+{
+	q_config_defaults(c);
+	if (q_config_global(c) == -1)
+		return -1;
+	if (spool_flag && strlcpy(c->spool, spool_flag, sizeof c->spool) >=
+	    sizeof c->spool) {
+		errno = ENAMETOOLONG;
+		return q_fail("-d %s", spool_flag);
+	}
+	return 0;
+}
+
 int
 q_config_queue(struct q_config *c, int qdirfd, const char *display)
 {

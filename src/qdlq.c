@@ -485,11 +485,8 @@ main(int argc, char *argv[])
 		q_warn("standard output is closed");
 		return EX_IOERR;
 	}
-	q_config_defaults(&c.cfg);
-	if (q_config_global(&c.cfg) == -1)
+	if (q_config_load(&c.cfg, spool) == -1)
 		q_exitq(EX_CONFIG);
-	if (spool)
-		strlcpy(c.cfg.spool, spool, sizeof c.cfg.spool);
 	open_queue(&c, queue);
 
 	if (is_ls)

@@ -189,11 +189,8 @@ main(int argc, char *argv[])
 		return EX_USAGE;
 	}
 
-	q_config_defaults(&cfg);
-	if (q_config_global(&cfg) == -1)
+	if (q_config_load(&cfg, spool) == -1)
 		q_exitq(EX_CONFIG);
-	if (spool)
-		strlcpy(cfg.spool, spool, sizeof cfg.spool);
 	if (q_queue_open(&q, &cfg, argv[0], o.peek ? Q_OPEN_EXISTING :
 	    Q_OPEN_CREATE) == -1)
 		q_exitq(q_open_status());
