@@ -109,6 +109,37 @@ diag_ino(struct q_queue *q, const char *id)
 }
 
 /* Remove ID's diagnostics, unless a new death of it has replaced them. */
+/*
+ * A field of a dead letter's diagnostics ("Status", "Reason", ...), as
+ * claim.c writes them: "Key: value" lines before the blank line.
+ * 0 and OUT filled, or -1 when there is no such file or field.
+ */
+int
+q_dlq_diag_field(struct q_queue *q, const char *id, const char *key,
+    char *out, size_t len)
+{
+	char buf[1024], *line, *save;
+	size_t klen = strlen(key);
+	int fd = q_dlq_open_diag(q, id);
+	ssize_t n;
+
+	if (fd == -1)
+		return -1;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	for (line = strtok_r(buf, "\n", &save); line && line[0];
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, key, klen) == 0 && strncmp(line + klen, ": ", 2) == 0) {
+			strlcpy(out, line + klen + 2, len);
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static void
 remove_diag(struct q_queue *q, const char *id, ino_t ino)
 {

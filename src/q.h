@@ -346,6 +346,8 @@ int q_dlq_list(struct q_queue *q, struct q_dead **out, size_t *count);
 int q_dlq_find(const struct q_dead *all, size_t n, const char *id,
     const struct q_dead **found);
 int q_dlq_open_diag(struct q_queue *q, const char *id);
+int q_dlq_diag_field(struct q_queue *q, const char *id, const char *key,
+    char *out, size_t len);
 int q_dlq_replay(struct q_queue *q, const struct q_dead *d,
     struct q_queue *to, bool reset_attempts);
 int q_dlq_purge(struct q_queue *q, const struct q_dead *d);

@@ -98,31 +98,15 @@ put_json_string(const char *s)
 	putchar('"');
 }
 
-/* The Status line of a dead letter's diagnostics, or "". */
+/* The Status of a dead letter's diagnostics made ASCII, or "". */
 static void
 diag_status(struct ctx *c, const struct q_dead *d, char *out, size_t len)
 {
-	char buf[1024], *p = NULL, *nl;
-	int fd = q_dlq_open_diag(&c->q, d->n.id);
-	ssize_t n;
+	char raw[1024], vis[4 * sizeof raw];
 
 	out[0] = '\0';
-	if (fd == -1)
-		return;
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = '\0';
-	if (strncmp(buf, "Status: ", 8) == 0)
-		p = buf + 8;
-	else if ((p = strstr(buf, "\nStatus: ")))
-		p += 9;
-	if (p) {
-		char vis[4 * sizeof buf];
-		if ((nl = strchr(p, '\n')))
-			*nl = '\0';
-		strvis(vis, p, VISFLAGS);       /* ASCII: valid in JSON */
+	if (q_dlq_diag_field(&c->q, d->n.id, "Status", raw, sizeof raw) == 0) {
+		strvis(vis, raw, VISFLAGS);     /* ASCII: valid in JSON */
 		strlcpy(out, vis, len);
 	}
 }
