@@ -47,6 +47,9 @@ q_config_defaults(struct q_config *c)
 	c->grace = 10 * Q_SEC;
 	c->stale = 3600 * Q_SEC;
 	c->mode = -1;
+	c->retain = 7 * 86400 * Q_SEC;
+	c->retain_count = -1;
+	c->retain_bytes = -1;
 }
 
 static int
@@ -113,6 +116,39 @@ q_config_set(struct q_config *c, const char *key, const char *value,
 			return -1;
 		}
 		c->mode = (int)m;
+		return 0;
+	}
+	if (strcmp(key, "retain") == 0) {
+		if (strcmp(value, "forever") == 0) {
+			c->retain = -1;
+			return 0;
+		}
+		if (set_duration(&c->retain, value, 0, why) == -1) {
+			*why = "must be a duration (like 7d) or forever";
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(key, "retain_count") == 0) {
+		if (strcmp(value, "unlimited") == 0) {
+			c->retain_count = -1;
+			return 0;
+		}
+		if (q_parse_count(value, 0, LLONG_MAX, &c->retain_count, why) == -1) {
+			*why = "must be a whole number or unlimited";
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(key, "retain_bytes") == 0) {
+		if (strcmp(value, "unlimited") == 0) {
+			c->retain_bytes = -1;
+			return 0;
+		}
+		if (q_parse_size(value, &c->retain_bytes, why) == -1) {
+			*why = "must be a size (like 512M, 2G) or unlimited";
+			return -1;
+		}
 		return 0;
 	}
 	if (strcmp(key, "fsync") == 0) {

@@ -42,7 +42,7 @@ struct run {
 	struct q_waiter w;
 	bool waiting_armed;
 	long long handled;
-	bool failed, lost, exec_failed, io_error, stopping, signalled;
+	bool failed, lost, exec_failed, io_error, stopping, signalled, gone;
 	q_time stop_at, upkeep_at, next_event, wait_until;
 	struct pollfd *pollfds;
 };
@@ -56,7 +56,7 @@ on_signal(int sig)
 	int saved = errno;
 	char c = (char)sig;
 
-	if (sig == SIGTERM || sig == SIGINT)
+	if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP)
 		got_stop++;
 	(void)!write(sigpipe_fds[1], &c, 1);
 	errno = saved;
@@ -75,6 +75,7 @@ setup_signals(void)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGCHLD, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 }
@@ -86,6 +87,10 @@ upkeep(struct run *r)
 
 	if (q_reap(r->q, &u) == -1 || q_promote(r->q, &u) == -1)
 		q_warnq();
+	if (r->o->check && !r->gone && r->o->check(r->o->check_arg) == -1) {
+		q_warnq();      /* e.g. the subscription was removed */
+		r->gone = r->stopping = true;
+	}
 	r->next_event = u.next;
 	r->upkeep_at = q_now() + Q_POLL_INTERVAL;
 	if (u.reaped || u.promoted)
@@ -607,7 +612,7 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 		q_msg_free(&r.jobs[i].l.m);
 	free(r.jobs);
 	free(r.pollfds);
-	if (r.exec_failed)
+	if (r.exec_failed || r.gone)
 		status = EX_UNAVAILABLE;
 	else if (r.io_error)
 		status = EX_IOERR;

@@ -38,6 +38,25 @@ q_header_error(const char *name, const char *value, bool user)
 	return NULL;
 }
 
+/* A -H argument, "Name: value", split in place. */
+int
+q_header_arg(struct q_headers *hs, char *arg)
+{
+	char *colon = strchr(arg, ':');
+	const char *why;
+
+	errno = 0;
+	if (!colon)
+		return q_fail("bad header '%s': expected 'Name: value'", arg);
+	*colon = '\0';
+	char *value = colon + 1 + strspn(colon + 1, " \t");
+	if ((why = q_header_error(arg, value, true)))
+		return q_fail("bad header '%s': %s", arg, why);
+	if (hs->n == Q_MAX_USER_HEADERS)
+		return q_fail("too many headers (at most %d)", Q_MAX_USER_HEADERS);
+	return q_header_add(hs, arg, value);
+}
+
 int
 q_header_add(struct q_headers *hs, const char *name, const char *value)
 {

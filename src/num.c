@@ -1,6 +1,7 @@
 /* num.c - numbers and durations from the user, and times for people. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,92 @@ q_parse_duration(const char *s, q_time *out, const char **why)
 		return 0;
 	}
 	return -1;
+}
+
+/* A size in bytes: digits and an optional k, M, G or T (powers of 1024). */
+int
+q_parse_size(const char *s, long long *out, const char **why)
+{
+	static const char units[] = "kMGT";
+	char digits[32];
+	size_t n = strspn(s, "0123456789");
+	int shift = 0;
+	const char *errstr;
+
+	*why = "not a size (like 4096, 64k, 512M, 2G)";
+	errno = EINVAL;
+	if (n == 0 || n >= sizeof digits)
+		return -1;
+	if (s[n]) {
+		const char *u = strchr(units, s[n]);
+		if (!u || s[n + 1])
+			return -1;
+		shift = 10 * (int)(u - units + 1);
+	}
+	memcpy(digits, s, n);
+	digits[n] = '\0';
+	long long v = strtonum(digits, 0, LLONG_MAX >> shift, &errstr);
+	if (errstr) {
+		*why = "too large";
+		return -1;
+	}
+	*out = v << shift;
+	return 0;
+}
+
+/*
+ * A point in time: @SECONDS since the epoch, or RFC 3339
+ * (2026-11-30T10:00:00Z, fractions and offsets like +01:00 allowed).
+ */
+int
+q_parse_time(const char *s, q_time *out, const char **why)
+{
+	const q_time limit = 10000LL * 365 * 86400;
+	const char *errstr;
+	struct tm tm = { 0 };
+	q_time frac = 0, off = 0;
+	const char *p;
+
+	*why = "not a time (RFC 3339 like 2026-11-30T10:00:00Z, or @epoch)";
+	errno = EINVAL;
+	if (s[0] == '@') {
+		long long v = strtonum(s + 1, 0, limit, &errstr);
+		if (errstr || !s[1])
+			return -1;
+		*out = v * Q_SEC;
+		return 0;
+	}
+	if (!(p = strptime(s, "%Y-%m-%d", &tm)) || (*p != 'T' && *p != 't' &&
+	    *p != ' ') || !(p = strptime(p + 1, "%H:%M:%S", &tm)))
+		return -1;
+	if (*p == '.') {
+		q_time unit = Q_SEC;
+		if (!isdigit((unsigned char)p[1]))
+			return -1;
+		while (isdigit((unsigned char)*++p))
+			if ((unit /= 10) > 0)
+				frac += (*p - '0') * unit;
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]) &&
+	    isdigit((unsigned char)p[2]) && p[3] == ':' &&
+	    isdigit((unsigned char)p[4]) && isdigit((unsigned char)p[5])) {
+		off = ((p[1] - '0') * 10 + (p[2] - '0')) * 3600 +
+		    ((p[4] - '0') * 10 + (p[5] - '0')) * 60;
+		if (*p == '-')
+			off = -off;
+		p += 6;
+	} else {
+		return -1;
+	}
+	if (*p)
+		return -1;
+	time_t t = timegm(&tm);
+	if (t < 0)
+		return -1;
+	*out = ((q_time)t - off) * Q_SEC + frac;
+	return 0;
 }
 
 q_time

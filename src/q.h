@@ -38,6 +38,8 @@ int q_std_fds(void);                  /* open 0-2 on /dev/null; mask closed */
 int q_parse_duration(const char *s, q_time *out, const char **why);
 int q_parse_count(const char *s, long long min, long long max,
     long long *out, const char **why);
+int q_parse_size(const char *s, long long *out, const char **why);
+int q_parse_time(const char *s, q_time *out, const char **why);
 q_time q_now(void);
 void q_fmt_rfc3339(char *buf, size_t len, q_time t);
 void q_fmt_duration(char *buf, size_t len, q_time d);
@@ -104,6 +106,9 @@ struct q_config {
 	q_time grace;
 	q_time stale;
 	int mode;               /* file mode for a shared spool, -1: umask */
+	q_time retain;          /* topics: log/ age limit, -1: forever */
+	long long retain_count; /* -1: unlimited */
+	long long retain_bytes; /* -1: unlimited */
 };
 
 void q_config_defaults(struct q_config *c);
@@ -145,12 +150,23 @@ enum { Q_OPEN_EXISTING = 0, Q_OPEN_CREATE = 1 };
 /* 0 ok; -1 with errno and q_what(), and q_open_status() the exit status */
 int q_queue_open(struct q_queue *q, const struct q_config *global,
     const char *operand, int flags);
+int q_queue_fromfd(struct q_queue *q, const struct q_config *cfg, int dirfd,
+    const char *operand, const char *conf);
 int q_open_status(void);
+void q_set_open_status(int status);
 int q_open_regular(int dirfd, const char *name);
+/* What a queue or a topic is made of (spool.c). */
+struct kind;
+int q_populate(int dirfd, const struct kind *k);
+extern const struct kind q_kind_queue, q_kind_topic;
+int q_open_dir(struct q_queue *q, const struct q_config *global,
+    const char *operand, int flags, const struct kind *k);
+int q_open_subdir(struct q_queue *q, const char *name, bool create);
+int q_create_dir(int parentfd, const char *base, q_time stale,
+    const struct kind *k);
+void *q_map_counter(int dirfd, const char *name, size_t size, bool create,
+    bool *writable);
 uint64_t q_next_seq(struct q_queue *q);
-/* A topic's subscription, TOPIC/subs/SUB, opened as the queue it is. */
-int q_sub_open(struct q_queue *q, const struct q_config *global,
-    const char *topic, const char *sub, int flags);
 void q_queue_close(struct q_queue *q);
 int q_subdir(struct q_queue *q, int parentfd, const char *name, bool create);
 int q_fsync_dir(int dirfd);
@@ -173,6 +189,7 @@ struct q_headers {
 
 const char *q_header_error(const char *name, const char *value, bool user);
 int q_header_add(struct q_headers *hs, const char *name, const char *value);
+int q_header_arg(struct q_headers *hs, char *arg);     /* -H argument */
 const char *q_header_get(const struct q_headers *hs, const char *name);
 
 /* A message read back from a spool file: header block parsed. */
@@ -221,6 +238,31 @@ void q_out_abort(struct q_out *m);
 int q_sync_new(struct q_queue *q);
 int q_place(struct q_queue *q, int fromfd, const char *from,
     const struct q_name *n, enum q_state st);
+
+/* produce.c: messages from arguments or standard input, committed in
+ * batches by a sink (a queue's or a topic's); ids printed once committed. */
+#define Q_BATCH_MAX 256
+
+struct q_producer {
+	struct q_queue *q;              /* whose tmp/ messages are written in */
+	const struct q_pushopt *opt;
+	/* commit M[0..N): set *committed to how many, in order */
+	int (*commit)(void *ctx, struct q_out *m, int n, int *committed);
+	void *ctx;
+	bool batch;                     /* stage up to Q_BATCH_MAX / 100 ms */
+	bool sync;                      /* fdatasync each message file */
+	bool print_ids;
+	struct q_out pending[Q_BATCH_MAX];
+	int npending;
+	q_time first;
+};
+
+int q_produce_args(struct q_producer *p, char *const *args, int n);
+int q_produce_stdin(struct q_producer *p, int delim);
+int q_queue_commit(void *ctx, struct q_out *m, int n, int *committed);
+int q_producer_check(const char *operand, const char *kind, int delim,
+    int nargs, bool print_ids, int closed);
+int q_produce_exit(int r);
 
 /* claim.c: consuming.  A scan walks new/ in delivery order. */
 struct q_scan {
@@ -332,9 +374,78 @@ struct q_consumeopt {
 	bool peek;
 	char *const *argv;      /* CMD, or NULL: print mode */
 	const char *sub;
+	/* called at each upkeep: -1 (q_what() set) stops with 69 */
+	int (*check)(void *arg);
+	void *check_arg;
 };
 
 int q_consume(struct q_queue *q, const struct q_consumeopt *o);
+
+/* topic.c: topics, publishing by links, recovery (q-spool(5), TOPICS). */
+#define Q_STATE_SIZE 32
+enum { Q_STATE_GEN, Q_STATE_COUNT, Q_STATE_BYTES, Q_STATE_PRUNE };
+
+struct q_sublink {              /* a subscription a publish links into */
+	struct q_queue q;
+	char name[Q_NAME_MAX + 1];
+	dev_t dev;
+	ino_t ino;
+	bool skip;              /* removed during this batch */
+	bool moved;
+};
+
+struct q_topic {
+	struct q_queue q;       /* operand, dirfd, tmpfd and cfg */
+	int logfd, subsfd, lockfd;
+	_Atomic int64_t *state; /* Q_STATE_* */
+	bool writable;
+	struct q_sublink *subs;
+	size_t nsubs, capsubs;
+	char logbucket[32];
+	int logbucketfd;
+	bool logdirty;
+};
+
+struct q_recovery {
+	int finished, undone;   /* publishes completed, taken back */
+	int removed, reaped;    /* leftover trees; dead ephemeral subs */
+};
+
+int q_topic_open(struct q_topic *t, const struct q_config *global,
+    const char *operand, int flags);
+void q_topic_close(struct q_topic *t);
+int q_topic_commit(void *ctx, struct q_out *m, int n, int *committed);
+int q_topic_recover(struct q_topic *t, struct q_recovery *rec);
+int q_topic_load_subs(struct q_topic *t);
+void q_topic_drop_subs(struct q_topic *t);
+int q_topic_prune(struct q_topic *t, bool force);
+int q_topic_subs(struct q_topic *t, char ***names, size_t *n);
+int q_sub_openat(struct q_topic *t, const char *name, struct q_queue *q);
+
+/* subscribe.c: subscriptions. */
+struct q_subopt {
+	const char *name;       /* NULL: ephemeral */
+	bool replay;            /* fill a new one from log/ first */
+	q_time since;           /* replay entries published from then on */
+	bool reset;             /* remove it first if it exists */
+};
+
+struct q_sub {
+	struct q_queue q;
+	char name[Q_NAME_MAX + 1];
+	int livefd;             /* ephemeral: the liveness lock */
+	struct q_topic *t;
+};
+
+int q_subscribe(struct q_topic *t, const struct q_subopt *o, struct q_sub *s);
+int q_sub_wait_replay(struct q_topic *t, struct q_queue *sub);
+int q_sub_check(void *arg);
+int q_sub_close(struct q_sub *s);
+int q_unsubscribe(struct q_topic *t, const char *name);
+int q_remove_all(int parentfd, const char *name);
+/* A topic's subscription, TOPIC/subs/SUB, opened as the queue it is. */
+int q_sub_open(struct q_queue *q, const struct q_config *global,
+    const char *topic, const char *sub, int flags);
 
 /* dlq.c: dead letters. */
 struct q_dead {

@@ -21,11 +21,29 @@
 
 #include "q.h"
 
-#define FORMAT_QUEUE "qspool queue"
 #define FORMAT_VERSION 1
 
 static const char *const subdirs[] = { "tmp", "new", "cur", "later", "dlq",
 	"keys" };
+static const char *const topic_subdirs[] = { "tmp", "log", "subs" };
+
+/* What a queue and a topic are made of: their format line, their
+ * directories and their counter file (mapped; created zeroed). */
+struct kind {
+	const char *format;     /* "qspool queue" */
+	const char *what, *other;
+	const char *const *dirs;
+	size_t ndirs;
+	const char *counter;
+	size_t counter_size;
+	const char *lock;       /* an empty lock file, or NULL */
+};
+
+const struct kind q_kind_queue = { "qspool queue", "queue", "topic",
+	subdirs, sizeof subdirs / sizeof subdirs[0], "seq", 8, NULL };
+const struct kind q_kind_topic = { "qspool topic", "topic", "queue",
+	topic_subdirs, sizeof topic_subdirs / sizeof topic_subdirs[0],
+	"state", 32, "lock" };
 static int open_status;
 
 /* Open a small file of the format for reading: never a link, never a
@@ -51,6 +69,12 @@ int
 q_open_status(void)
 {
 	return open_status;
+}
+
+void
+q_set_open_status(int status)
+{
+	open_status = status;
 }
 
 static int
@@ -140,16 +164,20 @@ write_file(int dirfd, const char *name, const void *data, size_t len)
 	return close(fd);
 }
 
-/* The subdirectories and seq; idempotent. */
+/* The subdirectories and counter file; idempotent. */
 static int
-make_body(int dirfd)
+make_body(int dirfd, const struct kind *k)
 {
-	static const char zero[8];
+	static const char zero[32];
 
-	for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++)
-		if (q_mkdirat(dirfd, subdirs[i]) == -1 && errno != EEXIST)
+	for (size_t i = 0; i < k->ndirs; i++)
+		if (q_mkdirat(dirfd, k->dirs[i]) == -1 && errno != EEXIST)
 			return -1;
-	if (write_file(dirfd, "seq", zero, sizeof zero) == -1 && errno != EEXIST)
+	if (write_file(dirfd, k->counter, zero, k->counter_size) == -1 &&
+	    errno != EEXIST)
+		return -1;
+	if (k->lock && write_file(dirfd, k->lock, "", 0) == -1 &&
+	    errno != EEXIST)
 		return -1;
 	return 0;
 }
@@ -158,16 +186,16 @@ make_body(int dirfd)
  * Fill DIRFD in place and mark it a queue: the format file comes last,
  * by link, so no one sees half of it and a concurrent filler is fine.
  */
-static int
-populate(int dirfd)
+int
+q_populate(int dirfd, const struct kind *k)
 {
-	static const char format[] = FORMAT_QUEUE " 1\n";
-	char tmpname[32];
+	char tmpname[32], format[32];
 
-	if (make_body(dirfd) == -1)
+	if (make_body(dirfd, k) == -1)
 		return -1;
+	snprintf(format, sizeof format, "%s %d\n", k->format, FORMAT_VERSION);
 	snprintf(tmpname, sizeof tmpname, ".format.%08x", arc4random());
-	if (write_file(dirfd, tmpname, format, sizeof format - 1) == -1)
+	if (write_file(dirfd, tmpname, format, strlen(format)) == -1)
 		return -1;
 	if (linkat(dirfd, tmpname, dirfd, "format", 0) == -1 && errno != EEXIST) {
 		int saved = errno;
@@ -178,15 +206,21 @@ populate(int dirfd)
 	return unlinkat(dirfd, tmpname, 0);
 }
 
+/* Undo make_body (what it made is empty) and remove the directory. */
 static void
 remove_tree(int parentfd, const char *name)
 {
+	const struct kind *kinds[] = { &q_kind_queue, &q_kind_topic };
 	int fd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 
+	for (size_t k = 0; fd != -1 && k < 2; k++) {
+		for (size_t i = 0; i < kinds[k]->ndirs; i++)
+			unlinkat(fd, kinds[k]->dirs[i], AT_REMOVEDIR);
+		unlinkat(fd, kinds[k]->counter, 0);
+		if (kinds[k]->lock)
+			unlinkat(fd, kinds[k]->lock, 0);
+	}
 	if (fd != -1) {
-		for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++)
-			unlinkat(fd, subdirs[i], AT_REMOVEDIR);
-		unlinkat(fd, "seq", 0);
 		unlinkat(fd, "format", 0);
 		close(fd);
 	}
@@ -233,8 +267,9 @@ clean_creations(int parentfd, q_time stale)
 }
 
 /* Build the queue as PARENT/.BASE.XXXXXXXX, then rename it into place. */
-static int
-create_queue(int parentfd, const char *base, q_time stale)
+int
+q_create_dir(int parentfd, const char *base, q_time stale,
+    const struct kind *k)
 {
 	char tmp[PATH_MAX + 16];
 	int fd, r;
@@ -248,7 +283,7 @@ create_queue(int parentfd, const char *base, q_time stale)
 	}
 	if ((fd = openat(parentfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) == -1)
 		goto fail;
-	r = make_body(fd);
+	r = make_body(fd, k);
 	close(fd);
 	if (r == -1)
 		goto fail;
@@ -292,7 +327,7 @@ empty_subdir(int dirfd, const char *name)
  * into place whose format file is not written yet): ours to fill.
  */
 static bool
-fillable(int dirfd)
+fillable(int dirfd, const struct kind *k)
 {
 	char **names = NULL;
 	size_t n = 0, cap = 0;
@@ -304,10 +339,11 @@ fillable(int dirfd)
 		return false;
 	}
 	for (size_t i = 0; i < n && ours; i++) {
-		ours = strcmp(names[i], "seq") == 0 ||
+		ours = strcmp(names[i], k->counter) == 0 ||
+		    (k->lock && strcmp(names[i], k->lock) == 0) ||
 		    strcmp(names[i], "q.conf") == 0;
-		for (size_t k = 0; k < sizeof subdirs / sizeof subdirs[0]; k++)
-			if (strcmp(names[i], subdirs[k]) == 0)
+		for (size_t j = 0; j < k->ndirs; j++)
+			if (strcmp(names[i], k->dirs[j]) == 0)
 				ours = empty_subdir(dirfd, names[i]);
 	}
 	q_freelist(names, n);
@@ -318,19 +354,24 @@ fillable(int dirfd)
 
 /* 0: a queue of a version we understand; else -1, open_status set. */
 static int
-check_format(int qfd, const char *operand, bool create)
+check_format(int qfd, const char *operand, bool create, const struct kind *k)
 {
-	char buf[64];
+	char buf[64], other[32];
 	ssize_t n;
 	int fd = q_open_regular(qfd, "format");
 	int version;
+	size_t flen = strlen(k->format);
 
-	if (fd == -1 && errno == ENOENT && fillable(qfd)) {
-		if (!create)
-			return fail_status(EX_UNAVAILABLE, "%s: no such queue (an"
-			    " empty directory)", operand);
-		if (populate(qfd) == -1)
-			return fail_status(EX_CANTCREAT, "cannot create queue %s", operand);
+	if (fd == -1 && errno == ENOENT && fillable(qfd, k)) {
+		if (!create) {
+			open_status = EX_UNAVAILABLE;
+			return q_fail("%s: no such %s (an empty directory)",
+			    operand, k->what);
+		}
+		if (q_populate(qfd, k) == -1) {
+			open_status = EX_CANTCREAT;
+			return q_fail("cannot create %s %s", k->what, operand);
+		}
 		fd = q_open_regular(qfd, "format");
 	} else if (fd == -1 && errno == ENOENT) {
 		/* not fillable: if that is because a winner of the creation
@@ -340,8 +381,9 @@ check_format(int qfd, const char *operand, bool create)
 	if (fd == -1) {
 		if (errno == ENOENT || errno == ELOOP || errno == EINVAL) {
 			errno = 0;
-			return fail_status(EX_UNAVAILABLE,
-			    "%s: not a queue (no format file)", operand);
+			open_status = EX_UNAVAILABLE;
+			return q_fail("%s: not a %s (no format file)", operand,
+			    k->what);
 		}
 		return fail_status(q_exit_for_errno(errno), "%s/format", operand);
 	}
@@ -351,11 +393,16 @@ check_format(int qfd, const char *operand, bool create)
 		return fail_status(EX_IOERR, "%s/format", operand);
 	buf[n] = '\0';
 	errno = 0;
-	if (strncmp(buf, "qspool topic ", 13) == 0)
-		return fail_status(EX_USAGE, "%s: is a topic, not a queue", operand);
-	if (strncmp(buf, FORMAT_QUEUE " ", sizeof FORMAT_QUEUE) != 0 ||
-	    (version = atoi(buf + sizeof FORMAT_QUEUE)) < 1)
-		return fail_status(EX_UNAVAILABLE, "%s: not a queue (bad format file)", operand);
+	snprintf(other, sizeof other, "qspool %s ", k->other);
+	if (strncmp(buf, other, strlen(other)) == 0) {
+		open_status = EX_USAGE;
+		return q_fail("%s: is a %s, not a %s", operand, k->other, k->what);
+	}
+	if (strncmp(buf, k->format, flen) != 0 || buf[flen] != ' ' ||
+	    (version = atoi(buf + flen + 1)) < 1) {
+		open_status = EX_UNAVAILABLE;
+		return q_fail("%s: not a %s (bad format file)", operand, k->what);
+	}
 	if (version > FORMAT_VERSION) {
 		open_status = EX_UNAVAILABLE;
 		return q_fail("%s: format version %d is newer than this qspool"
@@ -365,36 +412,35 @@ check_format(int qfd, const char *operand, bool create)
 }
 
 /*
- * Map the sequence counter, writable when the file is (a tool that
- * only reads, on a queue it may not write, maps it read-only).
+ * Map a counter file (seq, state), writable when the file is (a tool
+ * that only reads, on a queue it may not write, maps it read-only).
  */
-static int
-map_seq(struct q_queue *q, bool create)
+void *
+q_map_counter(int dirfd, const char *name, size_t size, bool create,
+    bool *writable)
 {
-	int fd = openat(q->dirfd, "seq", O_RDWR | (create ? O_CREAT : 0) |
+	int fd = openat(dirfd, name, O_RDWR | (create ? O_CREAT : 0) |
 	    O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, q_file_mode());
 	struct stat st;
 	void *p;
 
-	q->seq_writable = fd != -1;
+	*writable = fd != -1;
 	if (fd == -1 && !create && (errno == EACCES || errno == EROFS))
-		fd = q_open_regular(q->dirfd, "seq");
+		fd = q_open_regular(dirfd, name);
 	if (fd == -1)
-		return -1;
+		return NULL;
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
-	    (st.st_size < 8 && (!q->seq_writable || ftruncate(fd, 8) == -1))) {
+	    (st.st_size < (off_t)size &&
+	    (!*writable || ftruncate(fd, (off_t)size) == -1))) {
 		int saved = errno ? errno : EIO;
 		close(fd);
 		errno = saved;
-		return -1;
+		return NULL;
 	}
-	p = mmap(NULL, 8, q->seq_writable ? PROT_READ | PROT_WRITE : PROT_READ,
+	p = mmap(NULL, size, *writable ? PROT_READ | PROT_WRITE : PROT_READ,
 	    MAP_SHARED, fd, 0);
 	close(fd);
-	if (p == MAP_FAILED)
-		return -1;
-	q->seq = p;
-	return 0;
+	return p == MAP_FAILED ? NULL : p;
 }
 
 /* Split OPERAND into the directory that holds it and its last name. */
@@ -436,9 +482,14 @@ open_parent(const struct q_config *c, const char *operand, bool create,
 	return fd;
 }
 
+/*
+ * Open (or create) the queue or topic directory OPERAND names, check
+ * its format and read its q.conf over GLOBAL.  Fills q->dirfd,
+ * q->operand and q->cfg; everything else is the caller's.
+ */
 int
-q_queue_open(struct q_queue *q, const struct q_config *global,
-    const char *operand, int flags)
+q_open_dir(struct q_queue *q, const struct q_config *global,
+    const char *operand, int flags, const struct kind *k)
 {
 	bool create = flags & Q_OPEN_CREATE;
 	char base[PATH_MAX], display[2 * PATH_MAX + 16];
@@ -453,10 +504,10 @@ q_queue_open(struct q_queue *q, const struct q_config *global,
 	strlcpy(q->operand, operand, sizeof q->operand);
 	q->cfg = *global;
 	q_perm_set(global);
+	errno = 0;
 	if ((why = q_operand_error(operand))) {
-		errno = 0;
 		open_status = EX_USAGE;
-		return q_fail("bad queue name '%s': %s", operand, why);
+		return q_fail("bad %s name '%s': %s", k->what, operand, why);
 	}
 	if ((parent = open_parent(global, operand, create, base, sizeof base)) == -1)
 		return -1;
@@ -471,42 +522,32 @@ q_queue_open(struct q_queue *q, const struct q_config *global,
 			    S_ISLNK(st.st_mode);
 			errno = 0;
 			close(parent);
-			return fail_status(EX_UNAVAILABLE, link ?
-			    "%s: not a queue (a symlink; refusing to follow it)" :
-			    "%s: not a queue (not a directory)", operand);
+			open_status = EX_UNAVAILABLE;
+			return q_fail(link ?
+			    "%s: not a %s (a symlink; refusing to follow it)" :
+			    "%s: not a %s (not a directory)", operand, k->what);
 		}
 		if (errno != ENOENT || !create)
 			break;
-		if (create_queue(parent, base, global->stale) == -1) {
+		if (q_create_dir(parent, base, global->stale, k) == -1) {
 			close(parent);
-			return fail_status(q_exit_for_errno(errno) == EX_IOERR ?
-			    EX_CANTCREAT : q_exit_for_errno(errno),
-			    "cannot create queue %s", operand);
+			open_status = q_exit_for_errno(errno) == EX_IOERR ?
+			    EX_CANTCREAT : q_exit_for_errno(errno);
+			return q_fail("cannot create %s %s", k->what, operand);
 		}
 	}
 	close(parent);
 	if (q->dirfd == -1) {
 		if (errno == ENOENT) {
 			errno = 0;
-			return fail_status(EX_UNAVAILABLE, "%s: no such queue", operand);
+			open_status = EX_UNAVAILABLE;
+			return q_fail("%s: no such %s", operand, k->what);
 		}
-		return fail_status(q_exit_for_errno(errno), "cannot open queue %s", operand);
+		open_status = q_exit_for_errno(errno);
+		return q_fail("cannot open %s %s", k->what, operand);
 	}
-	if (check_format(q->dirfd, operand, create) == -1)
+	if (check_format(q->dirfd, operand, create, k) == -1)
 		goto fail;
-	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
-		if ((*fds[i] = q_subdir(q, q->dirfd, subdirs[i], create)) == -1) {
-			fail_status(errno == ELOOP || errno == ENOTDIR ? EX_UNAVAILABLE :
-			    q_exit_for_errno(errno), "cannot open %s", operand);
-			q_fail("cannot open %s/%s", operand, subdirs[i]);
-			goto fail;
-		}
-	}
-	if (map_seq(q, create) == -1) {
-		fail_status(q_exit_for_errno(errno), "%s", operand);
-		q_fail("cannot map %s/seq", operand);
-		goto fail;
-	}
 	if (operand[0] == '/' || operand[0] == '.')
 		snprintf(display, sizeof display, "%s/q.conf", operand);
 	else
@@ -523,6 +564,79 @@ fail:
 	return -1;
 }
 
+/* A subdirectory of an open queue or topic; open status set on failure. */
+int
+q_open_subdir(struct q_queue *q, const char *name, bool create)
+{
+	int fd = q_subdir(q, q->dirfd, name, create);
+
+	if (fd == -1) {
+		open_status = errno == ELOOP || errno == ENOTDIR ?
+		    EX_UNAVAILABLE : q_exit_for_errno(errno);
+		q_fail("cannot open %s/%s", q->operand, name);
+	}
+	return fd;
+}
+
+/* Open the queue subdirectories and map seq: the rest of an open. */
+static int
+open_body(struct q_queue *q, bool create)
+{
+	int *fds[] = { &q->tmpfd, &q->newfd, &q->curfd, &q->laterfd,
+		&q->dlqfd };
+
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+		if ((*fds[i] = q_open_subdir(q, subdirs[i], create)) == -1)
+			return -1;
+	if (!(q->seq = q_map_counter(q->dirfd, "seq", 8, create,
+	    &q->seq_writable))) {
+		open_status = q_exit_for_errno(errno);
+		return q_fail("cannot map %s/seq", q->operand);
+	}
+	return 0;
+}
+
+/*
+ * A queue from a directory fd already open (a subscription), which it
+ * takes over.  OPERAND names it in messages; CONF is its q.conf path.
+ */
+int
+q_queue_fromfd(struct q_queue *q, const struct q_config *cfg, int dirfd,
+    const char *operand, const char *conf)
+{
+	memset(q, 0, sizeof *q);
+	q->dirfd = dirfd;
+	q->tmpfd = q->newfd = q->curfd = q->laterfd = q->dlqfd =
+	    q->newbucketfd = q->laterbucketfd = -1;
+	strlcpy(q->operand, operand, sizeof q->operand);
+	q->cfg = *cfg;
+	if (check_format(dirfd, operand, false, &q_kind_queue) == -1)
+		goto fail;
+	if (q_config_queue(&q->cfg, dirfd, conf) == -1) {
+		open_status = errno ? q_exit_for_errno(errno) : EX_CONFIG;
+		goto fail;
+	}
+	q_perm_set(&q->cfg);
+	if (open_body(q, false) == -1)
+		goto fail;
+	return 0;
+fail:
+	q_queue_close(q);
+	return -1;
+}
+
+int
+q_queue_open(struct q_queue *q, const struct q_config *global,
+    const char *operand, int flags)
+{
+	if (q_open_dir(q, global, operand, flags, &q_kind_queue) == -1)
+		return -1;
+	if (open_body(q, flags & Q_OPEN_CREATE) == 0)
+		return 0;
+	q_queue_close(q);
+	return -1;
+}
+
 /*
  * The next sequence number: one atomic add on the shared mapping, kept
  * to Q_SEQ_BITS (a garbage counter wraps; a repeated number is harmless).
@@ -535,88 +649,6 @@ q_next_seq(struct q_queue *q)
 	if (!q->seq_writable)
 		return atomic_load(q->seq) & mask;      /* its rename will fail */
 	return atomic_fetch_add(q->seq, 1) & mask;
-}
-
-int
-q_sub_open(struct q_queue *q, const struct q_config *global,
-    const char *topic, const char *sub, int flags)
-{
-	char path[3 * PATH_MAX], base[PATH_MAX], buf[64];
-	const char *why;
-	int parent, tfd, fd;
-	ssize_t n;
-
-	errno = 0;
-	if ((why = q_operand_error(topic))) {
-		open_status = EX_USAGE;
-		return q_fail("bad topic name '%s': %s", topic, why);
-	}
-	if (q_name_error(sub)) {
-		open_status = EX_USAGE;
-		return q_fail("bad subscription name '%s': 1 to 64 letters, digits,"
-		    " '.', '_' and '-', not starting with a dot", sub);
-	}
-	if ((parent = open_parent(global, topic, false, base, sizeof base)) == -1)
-		return -1;
-	tfd = openat(parent, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	close(parent);
-	struct stat want = { 0 }, got;
-	if (tfd == -1) {
-		open_status = errno == ENOENT || errno == ELOOP ||
-		    errno == ENOTDIR ? EX_UNAVAILABLE : q_exit_for_errno(errno);
-		if (errno == ENOENT) {
-			errno = 0;
-			return q_fail("%s: no such topic", topic);
-		}
-		return q_fail("cannot open topic %s", topic);
-	}
-	fd = q_open_regular(tfd, "format");
-	n = fd == -1 ? -1 : read(fd, buf, sizeof buf - 1);
-	if (fd != -1)
-		close(fd);
-	/* subs/ and SUB by fd, refusing links: the path below must lead
-	 * to this very directory */
-	int subs = openat(tfd, "subs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	int sfd = subs == -1 ? -1 : openat(subs, sub, O_RDONLY | O_DIRECTORY |
-	    O_NOFOLLOW | O_CLOEXEC);
-	if (sfd != -1)
-		fstat(sfd, &want);
-	if (subs != -1)
-		close(subs);
-	if (sfd != -1)
-		close(sfd);
-	close(tfd);
-	if (n < 13 || strncmp(buf, "qspool topic ", 13) != 0) {
-		errno = 0;
-		open_status = EX_UNAVAILABLE;
-		return q_fail("%s: not a topic", topic);
-	}
-	if (topic[0] == '/' || topic[0] == '.')
-		snprintf(path, sizeof path, "%s/subs/%s", topic, sub);
-	else
-		snprintf(path, sizeof path, "%s%s/%s/subs/%s",
-		    global->spool[0] == '/' ? "" : "./", global->spool, topic, sub);
-	if (!want.st_ino) {
-		errno = 0;
-		open_status = EX_UNAVAILABLE;
-		return q_fail("%s: no such subscription '%s'", topic, sub);
-	}
-	if (q_queue_open(q, global, path, flags) == -1) {
-		if (open_status == EX_UNAVAILABLE)
-			q_fail("%s: no such subscription '%s'", topic, sub);
-		return -1;
-	}
-	if (fstat(q->dirfd, &got) == -1 || got.st_dev != want.st_dev ||
-	    got.st_ino != want.st_ino) {
-		q_queue_close(q);
-		errno = 0;
-		open_status = EX_UNAVAILABLE;
-		return q_fail("%s: subscription '%s' moved while opening it",
-		    topic, sub);
-	}
-	snprintf(q->operand, sizeof q->operand, "%s/%s", topic, sub);
-	return 0;
 }
 
 void

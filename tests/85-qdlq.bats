@@ -217,11 +217,11 @@ bury() {
 	assert_equal "$stderr" "qdlq: nosuch: no such queue"
 }
 
-@test "qdlq -s on a queue that is not a topic: 69" {
+@test "qdlq -s on a queue, not a topic: usage error 64" {
 	mkqueue q
 	run --separate-stderr qdlq -s sub ls q
-	assert_failure 69
-	assert_equal "$stderr" "qdlq: q: not a topic"
+	assert_failure 64
+	assert_equal "$stderr" "qdlq: q: is a queue, not a topic"
 }
 
 @test "qdlq usage errors: no command, unknown command, bad id, stray options (64)" {

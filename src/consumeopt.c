@@ -1,0 +1,156 @@
+/*
+ * consumeopt.c - parsing the consumption options of qpop and qsub.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "consumeopt.h"
+
+static _Noreturn void
+bad(const char *what, const char *arg, const char *why)
+{
+	q_warnx("bad %s '%s': %s", what, arg, why);
+	exit(EX_USAGE);
+}
+
+static _Noreturn void
+usage_error(const char *msg)
+{
+	q_warnx("%s", msg);
+	exit(EX_USAGE);
+}
+
+static q_time
+duration(const char *what, const char *arg)
+{
+	q_time d;
+	const char *why;
+
+	if (q_parse_duration(arg, &d, &why) == -1)
+		bad(what, arg, why);
+	return d;
+}
+
+void
+q_consume_args_init(struct q_consumeargs *a)
+{
+	memset(a, 0, sizeof *a);
+	a->o.max = 1;
+	a->o.jobs = 1;
+	a->timeout = -1;
+}
+
+int
+q_consume_option(struct q_consumeargs *a, int c, const char *arg)
+{
+	struct q_consumeopt *o = &a->o;
+	const char *why;
+	long long v;
+
+	switch (c) {
+	case 'n':
+		if (q_parse_count(arg, 1, LLONG_MAX, &v, &why) == -1)
+			bad("count", arg, why);
+		o->max = v;
+		a->modes++;
+		return 1;
+	case Q_OPT_DRAIN:
+		o->drain = true;
+		o->max = 0;
+		a->modes++;
+		return 1;
+	case 'f':
+		o->follow = true;
+		o->max = 0;
+		a->modes++;
+		return 1;
+	case 'w':
+		o->wait = true;
+		return 1;
+	case Q_OPT_WAIT:
+		o->wait = true;
+		if (arg && (o->wait_for = duration("duration", arg)) == 0)
+			o->wait = false;
+		return 1;
+	case Q_OPT_LEASE:
+		a->lease = duration("lease", arg);
+		if (a->lease < 100 * Q_MS)
+			bad("lease", arg, "must be at least 100ms");
+		return 1;
+	case Q_OPT_TIMEOUT:
+		a->timeout = duration("timeout", arg);
+		return 1;
+	case 'j':
+		if (q_parse_count(arg, 1, 256, &v, &why) == -1)
+			bad("job count", arg, why);
+		o->jobs = (int)v;
+		a->jobs_given = true;
+		return 1;
+	case 'l':
+		o->frame = Q_FRAME_LINE;
+		a->frames++;
+		return 1;
+	case '0':
+		o->frame = Q_FRAME_NUL;
+		a->frames++;
+		return 1;
+	case Q_OPT_NOACK:
+		o->no_ack = true;
+		return 1;
+	case Q_OPT_PEEK:
+		o->peek = true;
+		return 1;
+	}
+	return 0;
+}
+
+void
+q_consume_command(struct q_consumeargs *a, int argc, char **argv)
+{
+	if (argc > 0 && strcmp(argv[0], "--") == 0) {
+		if (argc == 1)
+			usage_error("-- must be followed by a command");
+		a->o.argv = argv + 1;
+	} else if (argc > 0 && argv[0][0] == '-') {
+		q_warnx("options go before the queue: %s", argv[0]);
+		exit(EX_USAGE);
+	} else if (argc > 0) {
+		a->o.argv = argv;
+	}
+}
+
+void
+q_consume_args_check(struct q_consumeargs *a, int closed)
+{
+	const struct q_consumeopt *o = &a->o;
+
+	if (a->modes > 1)
+		usage_error("-n, --drain and -f exclude each other");
+	if (a->frames > 1 || (a->frames && o->argv))
+		usage_error(o->argv ? "-l and -0 frame printed messages: not"
+		    " with a command" : "-l and -0 exclude each other");
+	if (o->peek && (o->argv || o->no_ack || o->follow))
+		usage_error("--peek only prints: not with a command, --no-ack"
+		    " or -f");
+	if (!o->argv && (closed & 2)) {
+		errno = EBADF;
+		q_warn("standard output is closed");    /* before any claim */
+		exit(EX_IOERR);
+	}
+	if (a->jobs_given && !o->argv)
+		usage_error("-j runs commands in parallel: give a command");
+}
+
+void
+q_consume_apply(const struct q_consumeargs *a, struct q_queue *q)
+{
+	if (a->lease)
+		q->cfg.lease = a->lease;
+	if (a->timeout >= 0)
+		q->cfg.timeout = a->timeout;
+}

@@ -1,0 +1,45 @@
+/*
+ * consumeopt.h - the consumption options qpop and qsub share, parsed
+ * once: each tool adds Q_CONSUME_LONGOPTS and Q_CONSUME_SHORTOPTS to
+ * its own and passes what getopt_long returns to q_consume_option.
+ */
+#ifndef CONSUMEOPT_H
+#define CONSUMEOPT_H
+
+#include <getopt.h>
+
+#include "q.h"
+
+enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
+	Q_OPT_NOACK, Q_OPT_PEEK, Q_OPT_TOOL = 300 /* the tool's own from here */ };
+
+#define Q_CONSUME_SHORTOPTS "n:fwj:l0"
+#define Q_CONSUME_LONGOPTS \
+	{ "drain", no_argument, NULL, Q_OPT_DRAIN }, \
+	{ "follow", no_argument, NULL, 'f' }, \
+	{ "wait", optional_argument, NULL, Q_OPT_WAIT }, \
+	{ "lease", required_argument, NULL, Q_OPT_LEASE }, \
+	{ "timeout", required_argument, NULL, Q_OPT_TIMEOUT }, \
+	{ "jobs", required_argument, NULL, 'j' }, \
+	{ "no-ack", no_argument, NULL, Q_OPT_NOACK }, \
+	{ "peek", no_argument, NULL, Q_OPT_PEEK }
+
+struct q_consumeargs {
+	struct q_consumeopt o;
+	q_time lease;           /* 0: the configured one */
+	q_time timeout;         /* -1: the configured one */
+	int modes, frames;
+	bool jobs_given;
+};
+
+void q_consume_args_init(struct q_consumeargs *a);
+/* 1 if C was a consumption option (bad values exit 64), else 0. */
+int q_consume_option(struct q_consumeargs *a, int c, const char *arg);
+/* After the operand: [-- CMD [ARG...]] or CMD [ARG...].  Exits 64. */
+void q_consume_command(struct q_consumeargs *a, int argc, char **argv);
+/* The combinations that make no sense; exits 64 (74: closed stdout). */
+void q_consume_args_check(struct q_consumeargs *a, int closed);
+/* Flags over the queue's configuration. */
+void q_consume_apply(const struct q_consumeargs *a, struct q_queue *q);
+
+#endif

@@ -1,0 +1,216 @@
+/*
+ * produce.c - what qpush and qpub share: reading messages from
+ * arguments or standard input (whole, lines, NUL records), staging them
+ * in batches, and printing each id once its message is committed.  The
+ * commit itself (into a queue, or fanned out by a topic) is the sink's.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "q.h"
+
+#define BATCH_AGE (100 * Q_MS)
+
+/* An id goes out as soon as its message is committed: a producer
+ * killed later has reported all it committed, and nothing more. */
+static void
+print_ids(struct q_producer *p, int n)
+{
+	if (!p->print_ids)
+		return;
+	for (int i = 0; i < n; i++)
+		printf("%s\n", p->pending[i].id);
+	fflush(stdout);
+}
+
+/* Commit what is staged.  What was complete still counts on failure. */
+static int
+commit_pending(struct q_producer *p)
+{
+	int committed = 0, r = 0;
+
+	if (p->npending == 0)
+		return 0;
+	if (p->commit(p->ctx, p->pending, p->npending, &committed) == -1)
+		r = -1;
+	int saved = errno;
+	for (int i = committed; i < p->npending; i++)
+		q_out_abort(&p->pending[i]);
+	print_ids(p, committed);
+	p->npending = 0;
+	errno = saved;
+	return r;
+}
+
+/* A message is written: stage it, and commit when the batch is due. */
+static int
+done(struct q_producer *p, struct q_out *m)
+{
+	if (q_out_finish(m, p->sync) == -1) {
+		q_out_abort(m);
+		return -1;
+	}
+	if (p->npending == 0)
+		p->first = q_now();
+	p->pending[p->npending++] = *m;
+	if (!p->batch || p->npending == Q_BATCH_MAX ||
+	    q_now() - p->first >= BATCH_AGE)
+		return commit_pending(p);
+	return 0;
+}
+
+static int
+produce_buffer(struct q_producer *p, const char *data, size_t len)
+{
+	struct q_out m;
+
+	if (q_out_begin(p->q, p->opt, &m) == -1)
+		return -1;
+	if (q_out_write(&m, data, len) == -1) {
+		q_out_abort(&m);
+		return -1;
+	}
+	return done(p, &m);
+}
+
+int
+q_produce_args(struct q_producer *p, char *const *args, int n)
+{
+	int r = 0;
+
+	for (int i = 0; i < n && r == 0; i++)
+		r = produce_buffer(p, args[i], strlen(args[i]));
+	int saved = errno;
+	if (commit_pending(p) == -1 && r == 0)
+		return -1;
+	errno = saved;
+	return r;
+}
+
+/* Before blocking on input, commit what is staged: ids show promptly. */
+static int
+idle(struct q_producer *p)
+{
+	struct pollfd pfd = { 0, POLLIN, 0 };
+
+	if (p->npending == 0 || poll(&pfd, 1, 0) == 1)
+		return 0;
+	return commit_pending(p);
+}
+
+/*
+ * Stream standard input: one message, or one per record when DELIM is
+ * '\n' or '\0'.  Records may be any size; nothing is slurped.
+ */
+int
+q_produce_stdin(struct q_producer *p, int delim)
+{
+	static char buf[64 * 1024];
+	struct q_out m;
+	bool inrec = false;
+	ssize_t n;
+
+	for (;;) {
+		if (idle(p) == -1)
+			return -1;
+		n = read(0, buf, sizeof buf);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			q_fail("cannot read standard input");
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		for (char *s = buf, *end = buf + n; s < end; ) {
+			char *d = delim == -1 ? NULL :
+			    memchr(s, delim, (size_t)(end - s));
+			size_t len = (size_t)((d ? d : end) - s);
+			if (!inrec && q_out_begin(p->q, p->opt, &m) == -1)
+				goto fail;
+			inrec = true;
+			if (q_out_write(&m, s, len) == -1)
+				goto fail;
+			s += len;
+			if (d) {
+				inrec = false;
+				if (done(p, &m) == -1)
+					goto fail_done;
+				s++;
+			}
+		}
+	}
+	if ((inrec || delim == -1) && ((!inrec &&
+	    q_out_begin(p->q, p->opt, &m) == -1) || done(p, &m) == -1))
+		goto fail_done;
+	return commit_pending(p);
+fail:
+	if (inrec)
+		q_out_abort(&m);
+fail_done:;
+	int saved = errno;
+	commit_pending(p);
+	errno = saved;
+	return -1;
+}
+
+/* The sink of a work queue: the commit rename of each, then one sync. */
+int
+q_queue_commit(void *ctx, struct q_out *m, int n, int *committed)
+{
+	struct q_queue *q = ctx;
+
+	*committed = 0;
+	for (int i = 0; i < n; i++) {
+		if (q_out_commit(&m[i], false) == -1)
+			return -1;
+		(*committed)++;
+	}
+	if (q_sync_new(q) == -1) {
+		*committed = 0;         /* not durable: not reported */
+		return -1;
+	}
+	return 0;
+}
+
+/* The operand and input checks qpush and qpub share; open status set. */
+int
+q_producer_check(const char *operand, const char *kind, int delim,
+    int nargs, bool print_ids, int closed)
+{
+	const char *why;
+
+	errno = 0;
+	q_set_open_status(EX_USAGE);
+	if ((why = q_operand_error(operand)))
+		return q_fail("bad %s name '%s': %s", kind, operand, why);
+	if (delim != -1 && nargs > 0)
+		return q_fail("-l and -0 read standard input: no message arguments");
+	if ((nargs == 0 && (closed & 1)) || (print_ids && (closed & 2))) {
+		q_set_open_status(EX_IOERR);
+		errno = EBADF;
+		return q_fail("standard %s is closed",
+		    closed & 1 && nargs == 0 ? "input" : "output");
+	}
+	return 0;
+}
+
+/* A producer's exit status from its result. */
+int
+q_produce_exit(int r)
+{
+	if (fflush(stdout) == EOF && r == 0) {
+		q_warn("cannot write ids");
+		return EX_IOERR;
+	}
+	if (r == 0)
+		return 0;
+	q_exitq(errno == EMSGSIZE ? EX_DATAERR : errno == ENOSPC ||
+	    errno == EIO || errno == EDQUOT ? EX_IOERR : q_exit_for_errno(errno));
+}

@@ -1,0 +1,191 @@
+/*
+ * qsub - consume a topic through a subscription: a durable one (-s),
+ * shared by every qsub that names it, or an ephemeral one that lives
+ * as long as this process.  A new subscription can start with a replay
+ * of the topic's retained log.  Everything else is qpop(1).
+ *
+ *	qsub [-d spool] [-s name] [--from-beginning | --since time] [--reset]
+ *	     [consumption options of qpop] topic [-- command [arg ...]]
+ *	qsub [-d spool] -s name --unsubscribe topic
+ *	qsub [-d spool] --list topic
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sysexits.h>
+
+#include "consumeopt.h"
+
+#define USAGE "usage: qsub [-d spool] [-s name] [--from-beginning | " \
+	"--since time] [--reset]\n" \
+	"            [-n count | --drain | -f] [-w | --wait=duration]\n" \
+	"            [--lease=duration] [--timeout=duration] [-j jobs] " \
+	"[-l | -0]\n" \
+	"            [--no-ack] [--peek] topic [-- command [arg ...]]\n" \
+	"       qsub [-d spool] -s name --unsubscribe topic\n" \
+	"       qsub [-d spool] --list topic\n"
+
+enum { OPT_FROM_BEGINNING = Q_OPT_TOOL, OPT_SINCE, OPT_RESET,
+	OPT_UNSUBSCRIBE, OPT_LIST };
+
+static _Noreturn void
+usage(void)
+{
+	fputs(USAGE, stderr);
+	exit(EX_USAGE);
+}
+
+static _Noreturn void
+usage_error(const char *msg)
+{
+	q_warnx("%s", msg);
+	exit(EX_USAGE);
+}
+
+/* --list: one subscription a line, its name and its kind. */
+static int
+list(struct q_topic *t)
+{
+	char **names;
+	size_t n;
+
+	if (q_topic_subs(t, &names, &n) == -1)
+		q_exitq(EX_IOERR);
+	for (size_t i = 0; i < n; i++)
+		printf("%s\t%s\n", names[i], names[i][0] == '_' ?
+		    "ephemeral" : "durable");
+	q_freelist(names, n);
+	free(names);
+	if (fflush(stdout) == EOF) {
+		q_warn("cannot write");
+		return EX_IOERR;
+	}
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		Q_CONSUME_LONGOPTS,
+		{ "from-beginning", no_argument, NULL, OPT_FROM_BEGINNING },
+		{ "since", required_argument, NULL, OPT_SINCE },
+		{ "reset", no_argument, NULL, OPT_RESET },
+		{ "unsubscribe", no_argument, NULL, OPT_UNSUBSCRIBE },
+		{ "list", no_argument, NULL, OPT_LIST },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static struct q_topic t;
+	static struct q_sub s;
+	struct q_consumeargs a;
+	struct q_subopt so = { 0 };
+	struct q_config cfg;
+	const char *spool = NULL, *why;
+	bool unsubscribe = false, listing = false;
+	int c, replays = 0;
+
+	q_setprogname(argv[0]);
+	int closed = q_std_fds();
+	q_consume_args_init(&a);
+	while ((c = getopt_long(argc, argv, "+d:s:hV" Q_CONSUME_SHORTOPTS,
+	    longopts, NULL)) != -1) {
+		if (q_consume_option(&a, c, optarg))
+			continue;
+		switch (c) {
+		case 'd':
+			spool = optarg;
+			break;
+		case 's':
+			if ((why = q_name_error(optarg))) {
+				q_warnx("bad subscription name '%s': %s", optarg, why);
+				return EX_USAGE;
+			}
+			if (optarg[0] == '_') {
+				q_warnx("bad subscription name '%s': names starting"
+				    " with '_' are for ephemeral subscriptions", optarg);
+				return EX_USAGE;
+			}
+			so.name = optarg;
+			break;
+		case OPT_FROM_BEGINNING:
+			so.replay = true;
+			so.since = 0;
+			replays++;
+			break;
+		case OPT_SINCE:
+			if (q_parse_time(optarg, &so.since, &why) == -1) {
+				q_warnx("bad time '%s': %s", optarg, why);
+				return EX_USAGE;
+			}
+			so.replay = true;
+			replays++;
+			break;
+		case OPT_RESET:
+			so.reset = true;
+			break;
+		case OPT_UNSUBSCRIBE:
+			unsubscribe = true;
+			break;
+		case OPT_LIST:
+			listing = true;
+			break;
+		case 'h':
+			fputs(USAGE, stdout);
+			return 0;
+		case 'V':
+			puts("qsub " PACKAGE_VERSION);
+			return 0;
+		default:
+			usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		usage();
+	if ((why = q_operand_error(argv[0]))) {
+		q_warnx("bad topic name '%s': %s", argv[0], why);
+		return EX_USAGE;
+	}
+	if (replays > 1)
+		usage_error("--from-beginning and --since exclude each other");
+	if (so.reset && !(so.name && so.replay))
+		usage_error("--reset starts a subscription over: give -s and"
+		    " --from-beginning or --since");
+	if (unsubscribe + listing > 1 || ((unsubscribe || listing) &&
+	    (so.replay || so.reset || argc > 1)))
+		usage_error("--unsubscribe and --list take only -d, -s and a topic");
+	if (unsubscribe && !so.name)
+		usage_error("--unsubscribe removes a durable subscription: give -s");
+	if (!unsubscribe && !listing) {
+		q_consume_command(&a, argc - 1, argv + 1);
+		q_consume_args_check(&a, closed);
+	}
+
+	if (q_config_load(&cfg, spool) == -1)
+		q_exitq(EX_CONFIG);
+	if (q_topic_open(&t, &cfg, argv[0], unsubscribe || listing ?
+	    Q_OPEN_EXISTING : Q_OPEN_CREATE) == -1)
+		q_exitq(q_open_status());
+	if (listing)
+		return list(&t);
+	if (unsubscribe) {
+		if (q_unsubscribe(&t, so.name) == -1)
+			q_exitq(q_open_status());
+		return 0;
+	}
+	if (q_subscribe(&t, &so, &s) == -1)
+		q_exitq(q_open_status());
+	q_consume_apply(&a, &s.q);
+	a.o.sub = s.name;
+	a.o.check = q_sub_check;
+	a.o.check_arg = &s;
+	int status = q_consume(&s.q, &a.o);
+	if (q_sub_close(&s) == -1)
+		q_warnq();
+	q_topic_close(&t);
+	return status;
+}

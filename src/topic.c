@@ -1,0 +1,545 @@
+/*
+ * topic.c - topics: publishing by hard links into every subscription
+ * and into the retained log/, and recovering publishes a crash cut
+ * short (q-spool(5), TOPICS).
+ *
+ * The commit of a publish is its link into log/.  Links into the
+ * subscriptions' tmp/ come before it and are invisible to consumers;
+ * the renames into their new/ come after it and are finished by
+ * recovery if the publisher dies.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "q.h"
+
+int
+q_topic_open(struct q_topic *t, const struct q_config *global,
+    const char *operand, int flags)
+{
+	bool create = flags & Q_OPEN_CREATE;
+
+	memset(t, 0, sizeof *t);
+	t->logfd = t->subsfd = t->lockfd = t->logbucketfd = -1;
+	if (q_open_dir(&t->q, global, operand, flags, &q_kind_topic) == -1)
+		return -1;
+	if ((t->q.tmpfd = q_open_subdir(&t->q, "tmp", create)) == -1 ||
+	    (t->logfd = q_open_subdir(&t->q, "log", create)) == -1 ||
+	    (t->subsfd = q_open_subdir(&t->q, "subs", create)) == -1)
+		goto fail;
+	t->lockfd = q_open_regular(t->q.dirfd, "lock");
+	if (t->lockfd == -1 && errno == ENOENT && create) {
+		int fd = openat(t->q.dirfd, "lock", O_WRONLY | O_CREAT |
+		    O_NOFOLLOW | O_CLOEXEC, q_file_mode());
+		if (fd != -1)
+			close(fd);
+		t->lockfd = q_open_regular(t->q.dirfd, "lock");
+	}
+	if (t->lockfd == -1) {
+		q_set_open_status(q_exit_for_errno(errno));
+		q_fail("cannot open %s/lock", operand);
+		goto fail;
+	}
+	if (!(t->state = q_map_counter(t->q.dirfd, "state", Q_STATE_SIZE,
+	    create, &t->writable))) {
+		q_set_open_status(q_exit_for_errno(errno));
+		q_fail("cannot map %s/state", operand);
+		goto fail;
+	}
+	if (t->writable)
+		q_topic_recover(t, NULL);
+	return 0;
+fail:
+	q_topic_close(t);
+	return -1;
+}
+
+void
+q_topic_close(struct q_topic *t)
+{
+	int *fds[] = { &t->logfd, &t->subsfd, &t->lockfd, &t->logbucketfd };
+
+	q_topic_drop_subs(t);
+	free(t->subs);
+	t->subs = NULL;
+	t->capsubs = 0;
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
+		if (*fds[i] != -1)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+	if (t->state)
+		munmap((void *)t->state, Q_STATE_SIZE);
+	t->state = NULL;
+	q_queue_close(&t->q);
+}
+
+/* The configuration a subscription starts from: the topic's. */
+static void
+sub_display(const struct q_topic *t, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", t->q.operand, name);
+}
+
+/*
+ * Open subscription NAME of an open topic as the queue it is.  Its
+ * q.conf is read over the topic's configuration.
+ */
+int
+q_sub_openat(struct q_topic *t, const char *name, struct q_queue *q)
+{
+	char display[2 * PATH_MAX];
+	int fd = openat(t->subsfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+
+	sub_display(t, name, display, sizeof display);
+	if (fd == -1) {
+		memset(q, 0, sizeof *q);
+		q->dirfd = q->tmpfd = q->newfd = q->curfd = q->laterfd =
+		    q->dlqfd = q->newbucketfd = q->laterbucketfd = -1;
+		q_set_open_status(errno == ENOENT || errno == ELOOP ||
+		    errno == ENOTDIR ? EX_UNAVAILABLE : q_exit_for_errno(errno));
+		if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR) {
+			errno = 0;
+			return q_fail("%s: no such subscription '%s'",
+			    t->q.operand, name);
+		}
+		return q_fail("cannot open subscription %s", display);
+	}
+	char conf[3 * PATH_MAX];
+	if (t->q.operand[0] == '/' || t->q.operand[0] == '.')
+		snprintf(conf, sizeof conf, "%s/subs/%s/q.conf", t->q.operand, name);
+	else
+		snprintf(conf, sizeof conf, "%s/%s/subs/%s/q.conf",
+		    t->q.cfg.spool, t->q.operand, name);
+	return q_queue_fromfd(q, &t->q.cfg, fd, display, conf);
+}
+
+/* Forget the subscriptions opened for the last batch. */
+void
+q_topic_drop_subs(struct q_topic *t)
+{
+	for (size_t i = 0; i < t->nsubs; i++)
+		if (!t->subs[i].moved)
+			q_queue_close(&t->subs[i].q);
+	t->nsubs = 0;
+}
+
+/*
+ * Is ephemeral subscription NAME's owner gone?  Its lock is taken
+ * before it becomes visible and held for its whole life.
+ */
+static bool
+owner_gone(struct q_topic *t, const char *name)
+{
+	int sfd = openat(t->subsfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	int fd = sfd == -1 ? -1 : q_open_regular(sfd, "live");
+	bool gone;
+
+	if (sfd != -1)
+		close(sfd);
+	if (fd == -1)
+		return errno == ENOENT;
+	gone = flock(fd, LOCK_EX | LOCK_NB) == 0;
+	close(fd);
+	return gone;
+}
+
+/* Remove the subscriptions of owners that died without unsubscribing. */
+static int
+reap_ephemeral(struct q_topic *t, char **names, size_t n)
+{
+	int reaped = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (names[i][0] == '_' && owner_gone(t, names[i]) &&
+		    q_unsubscribe(t, names[i]) == 0)
+			reaped++;
+	return reaped;
+}
+
+/*
+ * Open every subscription for a batch (call under the shared lock):
+ * the ones still open from the last batch are kept if they are the
+ * same directory.  Dead ephemeral ones are removed on the way.
+ */
+int
+q_topic_load_subs(struct q_topic *t)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct q_sublink *keep = NULL;
+	size_t nkeep = 0;
+	int r = 0;
+
+	if (q_listdir(t->subsfd, &names, &n, &cap) == -1) {
+		q_freelist(names, n);
+		free(names);
+		return q_fail("cannot read %s/subs", t->q.operand);
+	}
+	if (n > 0 && !(keep = calloc(n, sizeof *keep))) {
+		r = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+		struct q_sublink *s = &keep[nkeep];
+		if (names[i][0] == '_' && owner_gone(t, names[i])) {
+			q_unsubscribe(t, names[i]);
+			continue;
+		}
+		if (fstatat(t->subsfd, names[i], &st, AT_SYMLINK_NOFOLLOW) == -1)
+			continue;       /* unsubscribed meanwhile */
+		size_t j;
+		for (j = 0; j < t->nsubs; j++)
+			if (t->subs[j].q.dirfd != -1 &&
+			    strcmp(t->subs[j].name, names[i]) == 0 &&
+			    t->subs[j].ino == st.st_ino && t->subs[j].dev == st.st_dev)
+				break;
+		if (j < t->nsubs) {
+			*s = t->subs[j];
+			t->subs[j].moved = true;        /* now keep's to close */
+		} else {
+			if (!S_ISDIR(st.st_mode) ||
+			    q_sub_openat(t, names[i], &s->q) == -1)
+				continue;       /* not a subscription: not ours */
+			strlcpy(s->name, names[i], sizeof s->name);
+			s->ino = st.st_ino;
+			s->dev = st.st_dev;
+			s->q.producer = true;
+		}
+		s->skip = s->moved = false;
+		nkeep++;
+	}
+	q_topic_drop_subs(t);
+	free(t->subs);
+	t->subs = keep;
+	t->nsubs = nkeep;
+	t->capsubs = n;
+	keep = NULL;
+out:
+	free(keep);
+	q_freelist(names, n);
+	free(names);
+	return r;
+}
+
+/* The log/ bucket an id belongs in, opened (and made) as needed. */
+static int
+log_bucket(struct q_topic *t, const char *id, bool fresh, bool create)
+{
+	char bucket[32];
+
+	q_later_bucket(bucket, sizeof bucket, q_id_time(id));
+	if (t->logbucketfd != -1 && !fresh &&
+	    strcmp(t->logbucket, bucket) == 0)
+		return t->logbucketfd;
+	if (t->logbucketfd != -1)
+		close(t->logbucketfd);
+	t->logbucket[0] = '\0';
+	t->logbucketfd = q_subdir(&t->q, t->logfd, bucket, false);
+	if (t->logbucketfd == -1 && errno == ENOENT && create) {
+		if (q_mkdirat(t->logfd, bucket) == -1 && errno != EEXIST)
+			return -1;
+		t->logdirty = true;
+		t->logbucketfd = q_subdir(&t->q, t->logfd, bucket, false);
+	}
+	if (t->logbucketfd != -1)
+		strlcpy(t->logbucket, bucket, sizeof t->logbucket);
+	return t->logbucketfd;
+}
+
+/* The commit: link tmp/ID into log/BUCKET/ID.gGEN. */
+static int
+log_link(struct q_topic *t, const char *id, uint64_t gen, bool sync)
+{
+	char name[Q_ID_LEN + 24];
+	int fd;
+
+	snprintf(name, sizeof name, "%s.g%" PRIx64, id, gen);
+	for (int tries = 0; ; tries++) {
+		/* a pruner may remove an emptied bucket: make it again */
+		if ((fd = log_bucket(t, id, tries > 0, true)) != -1 &&
+		    linkat(t->q.tmpfd, id, fd, name, 0) == 0)
+			break;
+		if (errno != ENOENT || tries == 100 ||
+		    faccessat(t->q.tmpfd, id, F_OK, AT_SYMLINK_NOFOLLOW) == -1)
+			return q_fail("cannot link %s/tmp/%s into log/",
+			    t->q.operand, id);
+	}
+	if (sync && (fsync(fd) == -1 || (t->logdirty && fsync(t->logfd) == -1)))
+		return q_fail("cannot sync %s/log", t->q.operand);
+	t->logdirty = false;
+	return 0;
+}
+
+/* Move subscription S's link of message ID from its tmp/ into new/. */
+static int
+deliver(struct q_queue *s, const char *id, int prio, q_time due)
+{
+	q_time now = q_now();
+	bool later = due > now;
+	struct q_name n = { .prio = prio };
+
+	memcpy(n.id, id, sizeof n.id);
+	n.seq = q_next_seq(s);
+	n.ready = later ? due : now;
+	n.due = due;
+	return q_place(s, s->tmpfd, id, &n, later ? Q_LATER : Q_NEW);
+}
+
+static void
+state_add(struct q_topic *t, int slot, int64_t v)
+{
+	if (t->writable)
+		atomic_fetch_add(&t->state[slot], v);
+}
+
+/* Undo the tmp/ links of messages that will not be committed. */
+static void
+unlink_subs(struct q_topic *t, struct q_out *m, int from, int n)
+{
+	for (size_t s = 0; s < t->nsubs; s++)
+		for (int i = from; i < n; i++)
+			unlinkat(t->subs[s].q.tmpfd, m[i].id, 0);
+}
+
+/*
+ * The sink of a topic: publish a batch (q-spool(5), Publish).  Under
+ * the shared lock: link each message into each subscription's tmp/,
+ * then into log/ (the commit); then move the links into new/.
+ */
+int
+q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
+{
+	struct q_topic *t = ctx;
+	bool sync = t->q.cfg.fsync != Q_FSYNC_NEVER;
+	int r = 0, linked = 0;
+
+	*committed = 0;
+	while (flock(t->lockfd, LOCK_SH) == -1)
+		if (errno != EINTR)
+			return q_fail("cannot lock %s", t->q.operand);
+	uint64_t gen = (uint64_t)atomic_load(&t->state[Q_STATE_GEN]);
+	if (q_topic_load_subs(t) == -1) {
+		r = -1;
+		goto unlock;
+	}
+	for (size_t s = 0; s < t->nsubs && r == 0; s++) {
+		struct q_queue *sq = &t->subs[s].q;
+		for (int i = 0; i < n; i++) {
+			if (linkat(t->q.tmpfd, m[i].id, sq->tmpfd, m[i].id, 0) == 0)
+				continue;
+			if (errno == ENOENT && i == 0 &&
+			    faccessat(t->q.tmpfd, m[i].id, F_OK,
+			    AT_SYMLINK_NOFOLLOW) == 0) {
+				t->subs[s].skip = true; /* removed meanwhile */
+				break;
+			}
+			r = q_fail("cannot link %s/tmp/%s into %s/tmp",
+			    t->q.operand, m[i].id, sq->operand);
+			break;
+		}
+		if (r == 0 && !t->subs[s].skip && sync && fsync(sq->tmpfd) == -1)
+			r = q_fail("cannot sync %s/tmp", sq->operand);
+	}
+	if (r == -1)
+		goto undo;
+	q_fault("before-publish-commit");
+	for (linked = 0; linked < n; linked++) {
+		if (log_link(t, m[linked].id, gen, sync) == -1) {
+			r = -1;
+			break;
+		}
+		state_add(t, Q_STATE_COUNT, 1);
+		state_add(t, Q_STATE_BYTES, (int64_t)m[linked].size);
+		q_fault("after-publish-commit");
+	}
+undo:
+	unlink_subs(t, m, linked, n);
+unlock:
+	flock(t->lockfd, LOCK_UN);
+	/* committed: each subscription's link goes into its new/ */
+	for (int i = 0; i < linked; i++) {
+		bool left = false;
+		for (size_t s = 0; s < t->nsubs; s++) {
+			if (t->subs[s].skip)
+				continue;
+			if (deliver(&t->subs[s].q, m[i].id, m[i].prio, m[i].due) == -1) {
+				q_warn("cannot move %s/tmp/%s into new/; left for"
+				    " recovery", t->subs[s].q.operand, m[i].id);
+				left = true;
+			}
+			if (i == 0 && s == 0)
+				q_fault("after-publish-deliver");
+		}
+		/* recovery finds what is left by this file, once unlocked */
+		if (!left)
+			unlinkat(t->q.tmpfd, m[i].id, 0);
+		close(m[i].fd);
+		m[i].fd = -1;
+	}
+	for (size_t s = 0; s < t->nsubs; s++)
+		if (!t->subs[s].skip && q_sync_new(&t->subs[s].q) == -1 && r == 0)
+			r = -1;
+	*committed = linked;
+	if (linked > 0)
+		q_topic_prune(t, false);
+	return r;
+}
+
+/* Is message ID committed: is there a log/BUCKET/ID.g* ? */
+static int
+in_log(struct q_topic *t, const char *id)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0, idlen = strlen(id);
+	int fd = log_bucket(t, id, false, false), found = 0;
+
+	if (fd == -1)
+		return errno == ENOENT ? 0 : -1;
+	if (q_listdir(fd, &names, &n, &cap) == -1)
+		found = -1;
+	for (size_t i = 0; i < n && found == 0; i++)
+		if (strncmp(names[i], id, idlen) == 0 && names[i][idlen] == '.')
+			found = 1;
+	q_freelist(names, n);
+	free(names);
+	return found;
+}
+
+static bool
+is_id(const char *s)
+{
+	return strlen(s) == Q_ID_LEN &&
+	    strspn(s, "0123456789abcdef") == Q_ID_LEN;
+}
+
+/*
+ * A publish whose publisher is gone (its flock is free): finish it if
+ * it was committed, else take back its links once it is older than
+ * `grace` (a publisher creates its file a moment before locking it).
+ */
+static void
+recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec)
+{
+	int fd = openat(t->q.tmpfd, id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
+	struct stat st;
+	int committed;
+
+	if (fd == -1)
+		return;
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1 || fstat(fd, &st) == -1 ||
+	    (committed = in_log(t, id)) == -1)
+		goto out;
+	if (!committed && (q_time)st.st_mtime * Q_SEC + t->q.cfg.grace > q_now())
+		goto out;
+	if (flock(t->lockfd, LOCK_SH) == -1)
+		goto out;
+	int r = q_topic_load_subs(t);
+	flock(t->lockfd, LOCK_UN);
+	if (r == -1)
+		goto out;
+	bool left = false;
+	for (size_t s = 0; s < t->nsubs; s++) {
+		struct q_queue *sq = &t->subs[s].q;
+		struct stat lst;
+		if (fstatat(sq->tmpfd, id, &lst, AT_SYMLINK_NOFOLLOW) == -1 ||
+		    lst.st_ino != st.st_ino || lst.st_dev != st.st_dev)
+			continue;
+		if (committed) {
+			if (deliver(sq, id, Q_PRIO_DEFAULT, 0) == -1)
+				left = true;
+		} else {
+			unlinkat(sq->tmpfd, id, 0);
+		}
+	}
+	if (!left && unlinkat(t->q.tmpfd, id, 0) == 0 && rec) {
+		if (committed)
+			rec->finished++;
+		else
+			rec->undone++;
+	}
+	for (size_t s = 0; s < t->nsubs; s++)
+		q_sync_new(&t->subs[s].q);
+out:
+	close(fd);
+}
+
+/*
+ * What crashes leave in a topic, put right (q-spool(5), Recovery):
+ * publishes cut short, subscriptions half built or half deleted, and
+ * ephemeral subscriptions whose owner died.  Best effort.
+ */
+int
+q_topic_recover(struct q_topic *t, struct q_recovery *rec)
+{
+	int fd = openat(t->q.tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd == -1 ? NULL : fdopendir(fd);
+	struct dirent *e;
+	char **ids = NULL;
+	size_t nids = 0, cap = 0;
+	q_time now = q_now();
+
+	if (!d) {
+		if (fd != -1)
+			close(fd);
+		return q_fail("cannot read %s/tmp", t->q.operand);
+	}
+	while ((e = readdir(d))) {
+		struct stat st;
+		if (strncmp(e->d_name, ".gone.", 6) == 0) {
+			if (q_remove_all(t->q.tmpfd, e->d_name) == 0 && rec)
+				rec->removed++;
+		} else if (strncmp(e->d_name, ".sub.", 5) == 0) {
+			if (fstatat(t->q.tmpfd, e->d_name, &st,
+			    AT_SYMLINK_NOFOLLOW) == 0 &&
+			    (q_time)st.st_mtime * Q_SEC + t->q.cfg.stale <= now &&
+			    q_remove_all(t->q.tmpfd, e->d_name) == 0 && rec)
+				rec->removed++;
+		} else if (is_id(e->d_name)) {
+			if (nids == cap) {
+				size_t ncap = cap ? 2 * cap : 16;
+				char **p = reallocarray(ids, ncap, sizeof *p);
+				if (!p)
+					break;
+				ids = p;
+				cap = ncap;
+			}
+			if (!(ids[nids] = strdup(e->d_name)))
+				break;
+			nids++;
+		}
+	}
+	closedir(d);
+	for (size_t i = 0; i < nids; i++)
+		recover_publish(t, ids[i], rec);
+	q_freelist(ids, nids);
+	free(ids);
+
+	char **names = NULL;
+	size_t n = 0;
+	cap = 0;
+	if (q_listdir(t->subsfd, &names, &n, &cap) == 0) {
+		int reaped = reap_ephemeral(t, names, n);
+		if (rec)
+			rec->reaped += reaped;
+	}
+	q_freelist(names, n);
+	free(names);
+	return 0;
+}
