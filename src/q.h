@@ -383,7 +383,7 @@ int q_consume(struct q_queue *q, const struct q_consumeopt *o);
 
 /* topic.c: topics, publishing by links, recovery (q-spool(5), TOPICS). */
 #define Q_STATE_SIZE 32
-enum { Q_STATE_GEN, Q_STATE_COUNT, Q_STATE_BYTES, Q_STATE_PRUNE };
+enum { Q_STATE_GEN, Q_STATE_COUNT, Q_STATE_BYTES, Q_STATE_OLDEST };
 
 struct q_sublink {              /* a subscription a publish links into */
 	struct q_queue q;

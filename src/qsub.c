@@ -13,6 +13,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sysexits.h>
 
 #include "consumeopt.h"
@@ -158,6 +159,9 @@ main(int argc, char *argv[])
 	if (unsubscribe + listing > 1 || ((unsubscribe || listing) &&
 	    (so.replay || so.reset || argc > 1)))
 		usage_error("--unsubscribe and --list take only -d, -s and a topic");
+	if (a.o.peek && (!so.name || so.replay || so.reset))
+		usage_error("--peek looks into an existing durable subscription:"
+		    " give -s, without --from-beginning, --since or --reset");
 	if (unsubscribe && !so.name)
 		usage_error("--unsubscribe removes a durable subscription: give -s");
 	if (!unsubscribe && !listing) {
@@ -167,8 +171,8 @@ main(int argc, char *argv[])
 
 	if (q_config_load(&cfg, spool) == -1)
 		q_exitq(EX_CONFIG);
-	if (q_topic_open(&t, &cfg, argv[0], unsubscribe || listing ?
-	    Q_OPEN_EXISTING : Q_OPEN_CREATE) == -1)
+	if (q_topic_open(&t, &cfg, argv[0], unsubscribe || listing ||
+	    a.o.peek ? Q_OPEN_EXISTING : Q_OPEN_CREATE) == -1)
 		q_exitq(q_open_status());
 	if (listing)
 		return list(&t);
@@ -177,8 +181,15 @@ main(int argc, char *argv[])
 			q_exitq(q_open_status());
 		return 0;
 	}
-	if (q_subscribe(&t, &so, &s) == -1)
+	if (a.o.peek) {
+		s.t = &t;
+		s.livefd = -1;
+		strlcpy(s.name, so.name, sizeof s.name);
+		if (q_sub_openat(&t, so.name, &s.q) == -1)
+			q_exitq(q_open_status());
+	} else if (q_subscribe(&t, &so, &s) == -1) {
 		q_exitq(q_open_status());
+	}
 	q_consume_apply(&a, &s.q);
 	a.o.sub = s.name;
 	a.o.check = q_sub_check;

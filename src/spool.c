@@ -446,7 +446,7 @@ q_map_counter(int dirfd, const char *name, size_t size, bool create,
 /* Split OPERAND into the directory that holds it and its last name. */
 static int
 open_parent(const struct q_config *c, const char *operand, bool create,
-    char *base, size_t baselen)
+    char *base, size_t baselen, const char *what)
 {
 	char dir[PATH_MAX];
 	const char *slash;
@@ -460,8 +460,8 @@ open_parent(const struct q_config *c, const char *operand, bool create,
 			if (errno == ENOENT) {
 				open_status = EX_UNAVAILABLE;
 				errno = 0;
-				return q_fail("%s: no such queue (no spool at %s)",
-				    operand, c->spool);
+				return q_fail("%s: no such %s (no spool at %s)",
+				    operand, what, c->spool);
 			}
 			return fail_status(q_exit_for_errno(errno), "cannot open spool %s", c->spool);
 		}
@@ -474,7 +474,8 @@ open_parent(const struct q_config *c, const char *operand, bool create,
 	if (strlcpy(base, slash + 1, baselen) >= baselen || !base[0] ||
 	    strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
 		errno = 0;
-		return fail_status(EX_USAGE, "%s: bad queue path", operand);
+		open_status = EX_USAGE;
+		return q_fail("%s: bad %s path", operand, what);
 	}
 	dir[slash == dir ? 1 : slash - dir] = '\0';
 	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
@@ -509,7 +510,7 @@ q_open_dir(struct q_queue *q, const struct q_config *global,
 		open_status = EX_USAGE;
 		return q_fail("bad %s name '%s': %s", k->what, operand, why);
 	}
-	if ((parent = open_parent(global, operand, create, base, sizeof base)) == -1)
+	if ((parent = open_parent(global, operand, create, base, sizeof base, k->what)) == -1)
 		return -1;
 	for (int tries = 0; q->dirfd == -1 && tries < 3; tries++) {
 		q->dirfd = openat(parent, base,

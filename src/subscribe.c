@@ -89,6 +89,8 @@ q_unsubscribe(struct q_topic *t, const char *name)
 		    name);
 	}
 	q_fault("after-unsubscribe-commit");
+	if (t->q.cfg.fsync != Q_FSYNC_NEVER)
+		fsync(t->subsfd);
 	q_remove_all(t->q.tmpfd, gone);         /* else recovery finishes */
 	return 0;
 }
@@ -231,8 +233,14 @@ int
 q_sub_wait_replay(struct q_topic *t, struct q_queue *sub)
 {
 	for (;;) {
-		int fd = q_open_regular(sub->dirfd, "replay");
+		int fd = openat(sub->dirfd, "replay", O_RDWR | O_NOFOLLOW |
+		    O_NONBLOCK | O_CLOEXEC);
 		struct replay rp;
+		struct stat st;
+		if (fd != -1 && (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))) {
+			close(fd);
+			return q_fail("%s/replay: not a regular file", sub->operand);
+		}
 		if (fd == -1)
 			return errno == ENOENT ? 0 :
 			    q_fail("cannot open %s/replay", sub->operand);
@@ -352,8 +360,17 @@ q_subscribe(struct q_topic *t, const struct q_subopt *o, struct q_sub *s)
 	    q_open_status() != EX_UNAVAILABLE)
 		return -1;
 	if (o->name && !o->reset) {
+		/* asking again for a replay a crash cut short resumes it */
+		bool unfinished = false;
+		int sfd = openat(t->subsfd, o->name, O_RDONLY | O_DIRECTORY |
+		    O_NOFOLLOW | O_CLOEXEC);
+		if (sfd != -1) {
+			unfinished = faccessat(sfd, "replay", F_OK,
+			    AT_SYMLINK_NOFOLLOW) == 0;
+			close(sfd);
+		}
 		if ((r = open_existing(t, o->name, s)) != 1) {
-			if (r == 0 && o->replay) {
+			if (r == 0 && o->replay && !unfinished) {
 				q_queue_close(&s->q);
 				return exists_error(t, o->name);
 			}
@@ -391,6 +408,9 @@ q_subscribe(struct q_topic *t, const struct q_subopt *o, struct q_sub *s)
 	}
 	if (locked)
 		flock(t->lockfd, LOCK_UN);
+	/* a subscription qpub has linked into must outlive a power loss */
+	if (t->q.cfg.fsync != Q_FSYNC_NEVER && fsync(t->subsfd) == -1)
+		goto fail_committed;
 	q_fault("after-subscribe-commit");
 	if (q_sub_openat(t, s->name, &s->q) == -1) {
 		if (replayfd != -1)
@@ -406,6 +426,11 @@ q_subscribe(struct q_topic *t, const struct q_subopt *o, struct q_sub *s)
 			return -1;
 	}
 	return 0;
+fail_committed:
+	if (replayfd != -1)
+		close(replayfd);
+	q_set_open_status(EX_IOERR);
+	return q_fail("cannot sync %s/subs", t->q.operand);
 fail:;
 	int saved = errno;
 	if (locked)
@@ -497,7 +522,8 @@ q_topic_subs(struct q_topic *t, char ***names, size_t *n)
 
 /*
  * Retention (q-spool(5), Retention): drop the oldest log/ entries while
- * a limit is exceeded.  The check is three loads from the mapped state;
+ * a limit is exceeded.  The check is three loads from the mapped state
+ * (count, bytes, and the time of the oldest entry kept, 0 if unknown);
  * the walk starts at the oldest bucket and stops at the first entry to
  * keep.  Only the log/ name goes: a subscription's link to the same
  * file is another name, so what it holds is never taken from it.
@@ -510,7 +536,7 @@ q_topic_prune(struct q_topic *t, bool force)
 	int64_t count, bytes;
 	char **buckets = NULL, **names = NULL;
 	size_t nb = 0, capb = 0, n = 0, cap = 0;
-	q_time at = c->retain < 0 ? INT64_MAX : now + c->retain;
+	q_time oldest = 0;      /* of what is kept; 0: none known */
 	bool done = false;
 	int lockfd;
 
@@ -520,7 +546,8 @@ q_topic_prune(struct q_topic *t, bool force)
 		return 0;
 	count = atomic_load(&t->state[Q_STATE_COUNT]);
 	bytes = atomic_load(&t->state[Q_STATE_BYTES]);
-	if (!force && !OVER() && now < atomic_load(&t->state[Q_STATE_PRUNE]))
+	if (!force && !OVER() && (c->retain < 0 ||
+	    atomic_load(&t->state[Q_STATE_OLDEST]) + c->retain > now))
 		return 0;
 	/* one pruner at a time; the others have nothing to add */
 	if ((lockfd = q_open_regular(t->q.dirfd, "state")) == -1)
@@ -550,7 +577,7 @@ q_topic_prune(struct q_topic *t, bool force)
 			count = atomic_load(&t->state[Q_STATE_COUNT]);
 			bytes = atomic_load(&t->state[Q_STATE_BYTES]);
 			if (!OVER() && (c->retain < 0 || born + c->retain > now)) {
-				at = c->retain < 0 ? INT64_MAX : born + c->retain;
+				oldest = born;
 				done = true;
 				break;
 			}
@@ -578,7 +605,7 @@ q_topic_prune(struct q_topic *t, bool force)
 		if (atomic_load(&t->state[Q_STATE_BYTES]) < 0)
 			atomic_store(&t->state[Q_STATE_BYTES], 0);
 	}
-	atomic_store(&t->state[Q_STATE_PRUNE], at);
+	atomic_store(&t->state[Q_STATE_OLDEST], oldest);
 out:
 	q_freelist(names, n);
 	free(names);

@@ -364,8 +364,10 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 			r = -1;
 			break;
 		}
+		struct stat st;
 		state_add(t, Q_STATE_COUNT, 1);
-		state_add(t, Q_STATE_BYTES, (int64_t)m[linked].size);
+		if (fstat(m[linked].fd, &st) == 0)
+			state_add(t, Q_STATE_BYTES, (int64_t)st.st_size);
 		q_fault("after-publish-commit");
 	}
 undo:
