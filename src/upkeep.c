@@ -124,7 +124,8 @@ q_promote(struct q_queue *q, struct q_upkeep *u)
 	return r;
 }
 
-/* tmp/ files no writer holds a lock on, older than `stale`, are garbage. */
+/* tmp/ files no writer holds a lock on, older than `stale`, with no
+ * other name, are garbage. */
 int
 q_clean_tmp(struct q_queue *q, struct q_upkeep *u)
 {
@@ -140,6 +141,10 @@ q_clean_tmp(struct q_queue *q, struct q_upkeep *u)
 		if (fstatat(q->tmpfd, names[i], &st, AT_SYMLINK_NOFOLLOW) == -1)
 			continue;
 		if ((q_time)st.st_mtime * Q_SEC + q->cfg.stale > now)
+			continue;
+		/* another name of it is a topic's publish or log/: the
+		 * topic's recovery decides (q-spool(5), Recovery) */
+		if (S_ISREG(st.st_mode) && st.st_nlink > 1)
 			continue;
 		if (!S_ISREG(st.st_mode)) {
 			if (S_ISLNK(st.st_mode) && unlinkat(q->tmpfd, names[i], 0) == 0)

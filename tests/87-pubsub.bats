@@ -401,6 +401,21 @@ assert_all_or_nothing() {
 	assert_equal "$(count_files "$QSPOOL/t/tmp" "$QSPOOL/t/subs/a/tmp" "$QSPOOL/t/subs/b/tmp")" 0
 }
 
+@test "a subscription's own tmp/ cleaning leaves a committed publish's link to the topic" {
+	need_fault_points
+	mksub a
+	run env QSPOOL_CRASH_AT=after-publish-commit qpub t kept
+	assert_failure 137
+	touch -h -d '2 hours ago' "$QSPOOL"/t/subs/a/tmp/*
+	# the subscription as a plain queue: its cleaning, no topic recovery
+	run qpop "$QSPOOL/t/subs/a"
+	assert_failure 1
+	assert_equal "$(count_files "$QSPOOL/t/subs/a/tmp")" 1
+	run qsub -s a t
+	assert_success
+	assert_output kept
+}
+
 @test "crash while publishing: a live publisher's files are left alone by recovery" {
 	need_fault_points
 	mksub a
