@@ -38,6 +38,57 @@ void
 q_scan_restart(struct q_scan *s)
 {
 	s->after[0] = '\0';
+	s->nblocked = 0;        /* a busy key may be free now */
+}
+
+static bool
+key_blocked(const struct q_scan *s, const struct q_name *n)
+{
+	for (int i = 0; i < s->nblocked; i++)
+		if (s->blocked[i].key == n->key && n->seq > s->blocked[i].seq)
+			return true;
+	return false;
+}
+
+/* No message of KEY after SEQ can go in this pass (0: none at all). */
+static void
+block_key(struct q_scan *s, uint32_t key, uint64_t seq)
+{
+	if (s->nblocked < (int)(sizeof s->blocked / sizeof s->blocked[0])) {
+		s->blocked[s->nblocked].key = key;
+		s->blocked[s->nblocked++].seq = seq;
+	}
+}
+
+/*
+ * A keyed message may go only while its key is free (its slot lock)
+ * and nothing of the key pushed before it is pending.  -1: skip it
+ * (the key is busy; noted for the rest of the scan); else the lock fd.
+ */
+static int
+lock_key(struct q_queue *q, struct q_scan *s, const struct q_name *n,
+    const char *name)
+{
+	uint64_t blocker = 0;
+	int fd, ok;
+
+	if (key_blocked(s, n))
+		return -1;
+	if ((fd = q_key_lock(q, n->key)) == -1) {
+		if (errno != EWOULDBLOCK)
+			q_warnq();
+		block_key(s, n->key, 0);        /* in flight: all of it waits */
+		return -1;
+	}
+	if ((ok = q_key_eligible(q, n, s->bucketfd, name, &blocker)) != 1) {
+		if (ok == -1)
+			q_warnq();
+		close(fd);
+		/* the blocker itself may be further on in the walk */
+		block_key(s, n->key, blocker);
+		return -1;
+	}
+	return fd;
 }
 
 void
@@ -93,8 +144,10 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 				    s->bucketfd);
 			/* After progress, look again from the top (it is
 			 * cheap); a bucket that gave nothing is passed. */
-			if (s->progress)
+			if (s->progress) {
 				s->after[0] = '\0';
+				s->nblocked = 0;
+			}
 			else
 				strlcpy(s->after, s->bucket, sizeof s->after);
 			s->progress = false;
@@ -109,6 +162,7 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 			b++;
 		if (b == s->nb) {
 			s->after[0] = '\0';    /* next time, from the top */
+			s->nblocked = 0;
 			return 1;
 		}
 		strlcpy(s->bucket, s->buckets[b], sizeof s->bucket);
@@ -171,6 +225,8 @@ claim_stray(struct q_queue *q, struct q_scan *s, const char *name,
 	l->n = n;
 	l->claimed = now;
 	l->m.fd = -1;
+	l->keyfd = -1;
+	l->expired = false;
 	l->corrupt = true;
 	errno = 0;
 	q_fail("%s: not a message file name", stray);
@@ -193,6 +249,9 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 				return 0;
 			continue;       /* gone meanwhile */
 		}
+		int keyfd = -1;
+		if (n.has_key && (keyfd = lock_key(q, s, &n, name)) == -1)
+			continue;
 		q_time now = q_now();
 		n.attempts++;
 		if (!n.first)
@@ -201,8 +260,12 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 		n.token = arc4random();
 		q_name_format(l->name, sizeof l->name, &n, Q_CUR);
 		if (q_rename(s->bucketfd, name, q->curfd, l->name) == -1) {
-			if (errno == ENOENT)
+			int saved = errno;
+			if (keyfd != -1)
+				close(keyfd);
+			if (saved == ENOENT)
 				continue;       /* another consumer won */
+			errno = saved;
 			return q_fail("cannot claim %s/new/%s/%s", q->operand,
 			    s->bucket, name);
 		}
@@ -211,6 +274,8 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 		l->n = n;
 		l->claimed = now;
 		l->m.fd = -1;
+		l->keyfd = keyfd;
+		l->expired = n.expires && n.expires <= now;
 		strlcpy(l->bucket, s->bucket, sizeof l->bucket);
 		r = q_msg_open(q->curfd, l->name, &l->m);
 		if (r == -1) {
@@ -245,6 +310,24 @@ q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l)
 			s->i--;         /* claim it, to bury it */
 			return q_claim(q, s, q->cfg.lease, l);
 		}
+		if (l->n.has_key || (l->n.expires && l->n.expires <= q_now())) {
+			/* claimed under its key's lock (or to bury), and
+			 * removed before it is delivered: still at most once */
+			s->i--;
+			if ((r = q_claim(q, s, q->cfg.lease, l)) != 0 ||
+			    l->corrupt || l->expired)
+				return r;
+			if (q_ack(q, l) == -1) {
+				q_lease_done(l);
+				if (errno == ENOENT)
+					continue;
+				return -1;
+			}
+			l->claimed = 0;
+			return 0;
+		}
+		l->keyfd = -1;
+		l->expired = false;
 		r = q_msg_open(s->bucketfd, name, &l->m);
 		if (r == -1) {
 			if (errno == ENOENT)
@@ -284,6 +367,10 @@ q_peek(struct q_queue *q, struct q_scan *s, struct q_lease *l)
 	while ((r = next_name(q, s, &name)) == 0) {
 		if (q_name_parse(name, &l->n, &st) == -1 || st != Q_NEW)
 			continue;
+		l->keyfd = -1;
+		l->expired = false;
+		if (l->n.expires && l->n.expires <= q_now())
+			continue;       /* left for a consumer to bury */
 		r = q_msg_open(s->bucketfd, name, &l->m);
 		if (r == -1 && errno == ENOENT)
 			continue;
@@ -306,6 +393,7 @@ q_ack(struct q_queue *q, struct q_lease *l)
 		    errno == ENOENT ? " (lease lost: the message may be"
 		    " delivered again)" : "");
 	q_fault("after-ack");
+	q_key_done(q, &l->n);
 	return 0;
 }
 
@@ -427,6 +515,7 @@ q_bury(struct q_queue *q, struct q_lease *l, const struct q_diag *d)
 	if (q_rename(q->curfd, l->name, q->dlqfd, name) == -1)
 		return q_fail("%s: %s: cannot dead-letter", q->operand, n.id);
 	q_fault("after-bury");
+	q_key_done(q, &l->n);
 	return 0;
 }
 
@@ -434,6 +523,9 @@ void
 q_lease_done(struct q_lease *l)
 {
 	q_msg_close(&l->m);
+	if (l->keyfd != -1)
+		close(l->keyfd);        /* the key is free for its next */
+	l->keyfd = -1;
 }
 
 /* Exponential backoff with full jitter: uniform in [0, cap]. */

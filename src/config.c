@@ -47,6 +47,8 @@ q_config_defaults(struct q_config *c)
 	c->grace = 10 * Q_SEC;
 	c->stale = 3600 * Q_SEC;
 	c->mode = -1;
+	c->ttl = 0;
+	c->max_message_size = 256LL << 20;
 	c->retain = 7 * 86400 * Q_SEC;
 	c->retain_count = -1;
 	c->retain_bytes = -1;
@@ -116,6 +118,22 @@ q_config_set(struct q_config *c, const char *key, const char *value,
 			return -1;
 		}
 		c->mode = (int)m;
+		return 0;
+	}
+	if (strcmp(key, "ttl") == 0) {
+		if (strcmp(value, "none") == 0) {
+			c->ttl = 0;
+			return 0;
+		}
+		return set_duration(&c->ttl, value, Q_SEC, why);
+	}
+	if (strcmp(key, "max_message_size") == 0) {
+		if (q_parse_size(value, &c->max_message_size, why) == -1)
+			return -1;
+		if (c->max_message_size < 1) {
+			*why = "must be at least 1 byte";
+			return -1;
+		}
 		return 0;
 	}
 	if (strcmp(key, "retain") == 0) {

@@ -231,6 +231,11 @@ deliver_print(struct run *r, struct q_lease *l)
 		q_lease_done(l);
 		return;
 	}
+	if (l->expired) {
+		bury(r, l, "expired", "time to live passed", NULL);
+		q_lease_done(l);
+		return;
+	}
 	if (write_body(r, l) == -1) {
 		int err = errno;
 		if (!r->o->peek && !r->o->no_ack)
@@ -268,6 +273,11 @@ start_job(struct run *r, struct job *j)
 
 	if (j->l.corrupt) {
 		bury_corrupt(r, &j->l);
+		return;
+	}
+	if (j->l.expired) {
+		bury(r, &j->l, "expired", "time to live passed", NULL);
+		q_lease_done(&j->l);
 		return;
 	}
 	if (q_run_start(&ro, &j->c) == -1) {
@@ -532,7 +542,7 @@ int
 q_consume(struct q_queue *q, const struct q_consumeopt *o)
 {
 	struct run r = { .q = q, .o = o };
-	struct q_lease printed = { .m.fd = -1 };
+	struct q_lease printed = { .m.fd = -1, .keyfd = -1 };
 	struct q_upkeep u = { 0 };
 	int status;
 
@@ -549,7 +559,7 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 		return EX_OSERR;
 	}
 	for (int i = 0; i < r.njobs; i++)
-		r.jobs[i].l.m.fd = -1;
+		r.jobs[i].l.m.fd = r.jobs[i].l.keyfd = -1;
 	q_scan_init(&r.scan);
 	r.w.ifd = -1;
 	if (o->wait_for)

@@ -11,9 +11,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sysexits.h>
+#include <stdlib.h>
 #include <unistd.h>
 
-#include "q.h"
+#include "produceopt.h"
 
 #define BATCH_AGE (100 * Q_MS)
 
@@ -69,7 +70,14 @@ static int
 produce_buffer(struct q_producer *p, const char *data, size_t len)
 {
 	struct q_out m;
+	long long max = p->opt->max_size ? p->opt->max_size :
+	    p->q->cfg.max_message_size;
 
+	if (max > 0 && (long long)len > max) {
+		errno = EMSGSIZE;       /* known before anything is written */
+		return q_fail("message too large (%zu bytes; at most %lld)",
+		    len, max);
+	}
 	if (q_out_begin(p->q, p->opt, &m) == -1)
 		return -1;
 	if (q_out_write(&m, data, len) == -1) {
@@ -181,8 +189,8 @@ q_queue_commit(void *ctx, struct q_out *m, int n, int *committed)
 
 /* The operand and input checks qpush and qpub share; open status set. */
 int
-q_producer_check(const char *operand, const char *kind, int delim,
-    int nargs, bool print_ids, int closed)
+q_producer_check(const char *operand, const char *kind,
+    const struct q_produceargs *a, int nargs, int closed)
 {
 	const char *why;
 
@@ -190,15 +198,32 @@ q_producer_check(const char *operand, const char *kind, int delim,
 	q_set_open_status(EX_USAGE);
 	if ((why = q_operand_error(operand)))
 		return q_fail("bad %s name '%s': %s", kind, operand, why);
-	if (delim != -1 && nargs > 0)
+	if (a->delim != -1 && nargs > 0)
 		return q_fail("-l and -0 read standard input: no message arguments");
-	if ((nargs == 0 && (closed & 1)) || (print_ids && (closed & 2))) {
+	if (a->timing > 1)
+		return q_fail("--delay and --at exclude each other");
+	if (a->dedup && (a->delim != -1 || nargs > 1))
+		return q_fail("--dedup names one message: not with -l, -0 or"
+		    " several arguments");
+	if ((nargs == 0 && (closed & 1)) || (a->print_ids && (closed & 2))) {
 		q_set_open_status(EX_IOERR);
 		errno = EBADF;
 		return q_fail("standard %s is closed",
 		    closed & 1 && nargs == 0 ? "input" : "output");
 	}
 	return 0;
+}
+
+/* Produce what the arguments say into the open queue or topic. */
+int
+q_produce(struct q_producer *p, const struct q_produceargs *a, int nargs,
+    char *const *args)
+{
+	p->opt = &a->opt;
+	p->print_ids = a->print_ids;
+	p->sync = p->q->cfg.fsync != Q_FSYNC_NEVER;
+	return nargs > 0 ? q_produce_args(p, args, nargs) :
+	    q_produce_stdin(p, a->delim);
 }
 
 /* A producer's exit status from its result. */
@@ -211,6 +236,86 @@ q_produce_exit(int r)
 	}
 	if (r == 0)
 		return 0;
+	if (errno == EMSGSIZE) {
+		q_warnx("%s", q_what());
+		exit(EX_DATAERR);
+	}
 	q_exitq(errno == EMSGSIZE ? EX_DATAERR : errno == ENOSPC ||
 	    errno == EIO || errno == EDQUOT ? EX_IOERR : q_exit_for_errno(errno));
+}
+
+void
+q_produce_args_init(struct q_produceargs *a)
+{
+	memset(a, 0, sizeof *a);
+	a->delim = -1;
+	a->opt.prio = Q_PRIO_DEFAULT;
+	a->opt.user = &a->hs;
+}
+
+static _Noreturn void
+bad(const char *what, const char *arg, const char *why)
+{
+	q_warnx("bad %s '%s': %s", what, arg, why);
+	exit(EX_USAGE);
+}
+
+int
+q_produce_option(struct q_produceargs *a, int c, const char *arg)
+{
+	const char *why;
+	long long v;
+	q_time t;
+
+	switch (c) {
+	case 'd': a->spool = arg; return 1;
+	case 'l': a->delim = '\n'; return 1;
+	case '0': a->delim = '\0'; return 1;
+	case 'i': a->print_ids = true; return 1;
+	case 'H':
+		if (q_header_arg(&a->hs, (char *)arg) == -1)
+			q_exitq(EX_DATAERR);
+		return 1;
+	case 'p':
+		if (q_parse_count(arg, 0, 9, &v, &why) == -1)
+			bad("priority", arg, "must be 0 (most urgent) to 9");
+		a->opt.prio = (int)v;
+		return 1;
+	case 'k':
+		if ((why = q_key_error(arg)))
+			bad("key", arg, why);
+		a->opt.key = arg;
+		return 1;
+	case Q_OPT_DELAY:
+		if (q_parse_duration(arg, &t, &why) == -1)
+			bad("delay", arg, why);
+		a->opt.due = q_now() + t;
+		a->timing++;
+		return 1;
+	case Q_OPT_AT:
+		if (q_parse_time(arg, &t, &why) == -1)
+			bad("time", arg, why);
+		a->opt.due = t;
+		a->timing++;
+		return 1;
+	case Q_OPT_TTL:
+		if (q_parse_duration(arg, &t, &why) == -1)
+			bad("time to live", arg, why);
+		if (t < Q_SEC)
+			bad("time to live", arg, "must be at least 1s");
+		a->opt.ttl = t;
+		return 1;
+	case Q_OPT_DEDUP:
+		if (!arg[0] || strlen(arg) > Q_KEY_MAX ||
+		    q_header_error("Dedup-Id", arg, false))
+			bad("dedup id", arg, "1 to 256 bytes, no control characters");
+		a->dedup = arg;
+		return 1;
+	case Q_OPT_BLOCK:
+		a->block = true;
+		if (arg && q_parse_duration(arg, &a->block_for, &why) == -1)
+			bad("duration", arg, why);
+		return 1;
+	}
+	return 0;
 }

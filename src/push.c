@@ -75,6 +75,12 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	m->size = 0;
 	m->prio = o->prio;
 	m->due = o->due;
+	m->has_key = o->key != NULL;
+	m->key = o->key ? q_key_hash(o->key) : 0;
+	m->max_size = o->max_size ? o->max_size : q->cfg.max_message_size;
+	q_time ttl = o->ttl ? o->ttl : q->cfg.ttl;
+	/* a delayed message's time to live starts when it is due */
+	m->expires = ttl ? (o->due > q_now() ? o->due : q_now()) + ttl : 0;
 	q_new_id(m->id);
 	m->fd = openat(q->tmpfd, m->id,
 	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, q_file_mode());
@@ -98,7 +104,8 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	    out_add(m, "Enqueued-At", when) == -1 ||
 	    out_add(m, "Correlation-Id", corr ? corr : m->id) == -1 ||
 	    (cause && out_add(m, "Causation-Id", cause) == -1) ||
-	    (trace && out_add(m, "traceparent", trace) == -1))
+	    (trace && out_add(m, "traceparent", trace) == -1) ||
+	    (o->key && out_add(m, "Key", o->key) == -1))
 		goto fail;
 	for (int i = 0; o->user && i < o->user->n; i++) {
 		if (strcasecmp(o->user->h[i].name, "Correlation-Id") == 0)
@@ -118,6 +125,11 @@ fail:
 int
 q_out_write(struct q_out *m, const void *p, size_t n)
 {
+	if (m->max_size > 0 && m->size + (off_t)n > m->max_size) {
+		errno = EMSGSIZE;
+		return q_fail("message too large (at most %lld bytes)",
+		    m->max_size);
+	}
 	m->size += (off_t)n;
 	while (n > 0) {
 		size_t room = OUTBUF - m->len;
@@ -290,6 +302,16 @@ q_out_commit(struct q_out *m, bool dirsync)
 	n.seq = q_next_seq(q);
 	n.ready = later ? m->due : now;
 	n.due = m->due;
+	n.expires = m->expires;
+	n.has_key = m->has_key;
+	n.key = m->key;
+	/* the key's index entry comes first: from the commit on, the
+	 * message blocks the later ones of its key */
+	if (m->has_key && q_key_index(q, q->tmpfd, m->id, m->key, n.seq,
+	    m->id) == -1) {
+		q_out_abort(m);
+		return -1;
+	}
 	if (q_place(q, q->tmpfd, m->id, &n, later ? Q_LATER : Q_NEW) == -1) {
 		q_fail("cannot move %s/tmp/%s into %s", q->operand, m->id,
 		    later ? "later/" : "new/");

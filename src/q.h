@@ -106,6 +106,8 @@ struct q_config {
 	q_time grace;
 	q_time stale;
 	int mode;               /* file mode for a shared spool, -1: umask */
+	q_time ttl;             /* default message TTL, 0: none */
+	long long max_message_size;
 	q_time retain;          /* topics: log/ age limit, -1: forever */
 	long long retain_count; /* -1: unlimited */
 	long long retain_bytes; /* -1: unlimited */
@@ -132,7 +134,7 @@ int q_mkdir_root(const char *path);
 struct q_queue {
 	char operand[PATH_MAX];  /* as the user gave it, for messages */
 	int dirfd;
-	int tmpfd, newfd, curfd, laterfd, dlqfd;
+	int tmpfd, newfd, curfd, laterfd, dlqfd, keysfd;
 	_Atomic uint64_t *seq;
 	bool seq_writable;
 	struct q_config cfg;
@@ -214,6 +216,9 @@ struct q_pushopt {
 	int prio;
 	const struct q_headers *user;
 	q_time due;             /* 0: now */
+	q_time ttl;             /* 0: none */
+	const char *key;        /* ordering key, or NULL */
+	long long max_size;     /* of a body; 0: the queue's max_message_size */
 };
 
 struct q_out {
@@ -224,7 +229,11 @@ struct q_out {
 	size_t len;
 	off_t size;
 	q_time due;
+	q_time expires;         /* 0: never */
 	int prio;
+	bool has_key;
+	uint32_t key;
+	long long max_size;
 };
 
 int q_out_begin(struct q_queue *q, const struct q_pushopt *o,
@@ -260,8 +269,11 @@ struct q_producer {
 int q_produce_args(struct q_producer *p, char *const *args, int n);
 int q_produce_stdin(struct q_producer *p, int delim);
 int q_queue_commit(void *ctx, struct q_out *m, int n, int *committed);
-int q_producer_check(const char *operand, const char *kind, int delim,
-    int nargs, bool print_ids, int closed);
+struct q_produceargs;
+int q_producer_check(const char *operand, const char *kind,
+    const struct q_produceargs *a, int nargs, int closed);
+int q_produce(struct q_producer *p, const struct q_produceargs *a, int nargs,
+    char *const *args);
 int q_produce_exit(int r);
 
 /* claim.c: consuming.  A scan walks new/ in delivery order. */
@@ -274,6 +286,11 @@ struct q_scan {
 	size_t nb, capb;
 	char after[32];         /* buckets up to here had nothing for us */
 	bool progress;          /* the current bucket gave us a message */
+	struct {                /* keys found busy since the last restart: */
+		uint32_t key;   /* no message of it after seq can go */
+		uint64_t seq;
+	} blocked[64];
+	int nblocked;
 };
 
 struct q_lease {
@@ -282,7 +299,9 @@ struct q_lease {
 	char bucket[32];        /* peek/no-ack: where it was in new/ */
 	struct q_msg m;
 	bool corrupt;
+	bool expired;           /* past its TTL: to bury, not to deliver */
 	q_time claimed;         /* 0: not claimed by this process */
+	int keyfd;              /* its key's lock, held for the delivery */
 };
 
 void q_scan_init(struct q_scan *s);
@@ -381,6 +400,18 @@ struct q_consumeopt {
 
 int q_consume(struct q_queue *q, const struct q_consumeopt *o);
 
+/* keys.c: ordering keys (q-spool(5), ORDERING KEYS). */
+#define Q_KEY_MAX 256
+#define Q_KEY_SLOTS 256
+uint32_t q_key_hash(const char *key);
+const char *q_key_error(const char *key);
+int q_key_index(struct q_queue *q, int fromfd, const char *from,
+    uint32_t hash, uint64_t seq, const char *id);
+int q_key_lock(struct q_queue *q, uint32_t hash);
+int q_key_eligible(struct q_queue *q, const struct q_name *n, int fromfd,
+    const char *from, uint64_t *blocker);
+void q_key_done(struct q_queue *q, const struct q_name *n);
+
 /* topic.c: topics, publishing by links, recovery (q-spool(5), TOPICS). */
 #define Q_STATE_SIZE 32
 enum { Q_STATE_GEN, Q_STATE_COUNT, Q_STATE_BYTES, Q_STATE_OLDEST };
@@ -411,6 +442,18 @@ struct q_recovery {
 	int removed, reaped;    /* leftover trees; dead ephemeral subs */
 };
 
+struct q_logent {               /* what a log/ entry's name says */
+	char id[Q_ID_LEN + 1];
+	uint64_t gen;
+	int prio;
+	bool has_key;
+	uint32_t key;
+	q_time expires;
+};
+
+int q_log_parse(const char *name, struct q_logent *e);
+int q_sub_deliver(struct q_queue *s, const struct q_logent *e, uint64_t seq,
+    q_time due);
 int q_topic_open(struct q_topic *t, const struct q_config *global,
     const char *operand, int flags);
 void q_topic_close(struct q_topic *t);

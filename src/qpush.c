@@ -1,7 +1,9 @@
 /*
  * qpush - put messages on a work queue.
  *
- *	qpush [-d spool] [-l | -0] [-i] [-H 'Name: value']... queue [message ...]
+ *	qpush [-d spool] [-l | -0] [-i] [-H 'Name: value']... [-p prio]
+ *	      [-k key] [--delay=duration | --at=time] [--ttl=duration]
+ *	      [--dedup=id] [--block[=duration]] queue [message ...]
  *
  * Each message argument is one message; with none, standard input is
  * one message, or with -l one per line, with -0 one per NUL-terminated
@@ -9,17 +11,17 @@
  */
 #include "config.h"
 
-#include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sysexits.h>
 
-#include "q.h"
+#include "produceopt.h"
 
 #define USAGE "usage: qpush [-d spool] [-l | -0] [-i] [-H 'Name: value']... " \
-	"queue [message ...]\n"
+	"[-p prio]\n" \
+	"             [-k key] [--delay=duration | --at=time] " \
+	"[--ttl=duration]\n" \
+	"             [--dedup=id] [--block[=duration]] queue [message ...]\n"
 
 static _Noreturn void
 usage(void)
@@ -32,30 +34,25 @@ int
 main(int argc, char *argv[])
 {
 	static const struct option longopts[] = {
+		Q_PRODUCE_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct q_producer p;
 	static struct q_queue q;
-	struct q_headers hs = { .n = 0 };
-	struct q_pushopt opt = { .prio = Q_PRIO_DEFAULT, .user = &hs };
+	struct q_produceargs a;
 	struct q_config cfg;
-	const char *spool = NULL;
-	int c, delim = -1, r;
+	int c, r;
 
 	q_setprogname(argv[0]);
 	int closed = q_std_fds();
-	while ((c = getopt_long(argc, argv, "+d:l0iH:hV", longopts, NULL)) != -1) {
+	q_produce_args_init(&a);
+	while ((c = getopt_long(argc, argv, "+hV" Q_PRODUCE_SHORTOPTS, longopts,
+	    NULL)) != -1) {
+		if (q_produce_option(&a, c, optarg))
+			continue;
 		switch (c) {
-		case 'd': spool = optarg; break;
-		case 'l': delim = '\n'; break;
-		case '0': delim = '\0'; break;
-		case 'i': p.print_ids = true; break;
-		case 'H':
-			if (q_header_arg(&hs, optarg) == -1)
-				q_exitq(EX_DATAERR);
-			break;
 		case 'h': fputs(USAGE, stdout); return 0;
 		case 'V': puts("qpush " PACKAGE_VERSION); return 0;
 		default: usage();
@@ -65,23 +62,18 @@ main(int argc, char *argv[])
 	argv += optind;
 	if (argc < 1)
 		usage();
-	if (q_producer_check(argv[0], "queue", delim, argc - 1, p.print_ids,
-	    closed) == -1)
+	if (q_producer_check(argv[0], "queue", &a, argc - 1, closed) == -1)
 		q_exitq(q_open_status());
 
-	if (q_config_load(&cfg, spool) == -1)
+	if (q_config_load(&cfg, a.spool) == -1)
 		q_exitq(EX_CONFIG);
 	if (q_queue_open(&q, &cfg, argv[0], Q_OPEN_CREATE) == -1)
 		q_exitq(q_open_status());
 	q.producer = true;
 	p.q = &q;
-	p.opt = &opt;
 	p.commit = q_queue_commit;
 	p.ctx = &q;
 	p.batch = q.cfg.fsync == Q_FSYNC_BATCH;
-	p.sync = q.cfg.fsync != Q_FSYNC_NEVER;
-
-	r = argc > 1 ? q_produce_args(&p, argv + 1, argc - 1) :
-	    q_produce_stdin(&p, delim);
+	r = q_produce(&p, &a, argc - 1, argv + 1);
 	return q_produce_exit(r);
 }

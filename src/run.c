@@ -112,6 +112,9 @@ handler(const struct q_runopt *o, pid_t guard, int errw, int execw)
 #endif
 	if (getppid() != guard)
 		_exit(126);
+	/* the key's lock lives as long as any process of the delivery */
+	if (o->l->keyfd != -1 && fcntl(o->l->keyfd, F_SETFD, 0) == -1)
+		goto fail;
 	if (lseek(o->l->m.fd, (off_t)o->l->m.body_off, SEEK_SET) == -1 ||
 	    dup2(o->l->m.fd, 0) == -1 || dup2(errw, 2) == -1 ||
 	    fcntl(0, F_SETFL, 0) == -1)
@@ -173,9 +176,8 @@ guard(const struct q_runopt *o, pid_t qpop, int errw, int execw)
 		_exit(126);
 	if (pid == 0)
 		handler(o, self, errw, execw);
-	close(errw);
-	close(execw);
-	close(o->l->m.fd);
+	/* other deliveries' files and key locks are not the guard's */
+	closefrom(3);
 	sigdelset(&set, SIGTERM);
 	sigdelset(&set, SIGINT);
 	sigdelset(&set, SIGHUP);

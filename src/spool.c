@@ -496,7 +496,7 @@ q_open_dir(struct q_queue *q, const struct q_config *global,
 	char base[PATH_MAX], display[2 * PATH_MAX + 16];
 	const char *why;
 	int parent, *fds[] = { &q->tmpfd, &q->newfd, &q->curfd, &q->laterfd,
-		&q->dlqfd };
+		&q->dlqfd, &q->keysfd };
 
 	memset(q, 0, sizeof *q);
 	q->dirfd = q->newbucketfd = q->laterbucketfd = -1;
@@ -589,6 +589,8 @@ open_body(struct q_queue *q, bool create)
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
 		if ((*fds[i] = q_open_subdir(q, subdirs[i], create)) == -1)
 			return -1;
+	/* needed only for keyed messages; made if it can be */
+	q->keysfd = q_subdir(q, q->dirfd, "keys", true);
 	if (!(q->seq = q_map_counter(q->dirfd, "seq", 8, create,
 	    &q->seq_writable))) {
 		open_status = q_exit_for_errno(errno);
@@ -607,7 +609,7 @@ q_queue_fromfd(struct q_queue *q, const struct q_config *cfg, int dirfd,
 {
 	memset(q, 0, sizeof *q);
 	q->dirfd = dirfd;
-	q->tmpfd = q->newfd = q->curfd = q->laterfd = q->dlqfd =
+	q->tmpfd = q->newfd = q->curfd = q->laterfd = q->dlqfd = q->keysfd =
 	    q->newbucketfd = q->laterbucketfd = -1;
 	strlcpy(q->operand, operand, sizeof q->operand);
 	q->cfg = *cfg;
@@ -656,7 +658,8 @@ void
 q_queue_close(struct q_queue *q)
 {
 	int *fds[] = { &q->dirfd, &q->tmpfd, &q->newfd, &q->curfd,
-		&q->laterfd, &q->dlqfd, &q->newbucketfd, &q->laterbucketfd };
+		&q->laterfd, &q->dlqfd, &q->keysfd, &q->newbucketfd,
+		&q->laterbucketfd };
 
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
 		if (*fds[i] != -1)

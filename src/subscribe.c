@@ -128,15 +128,6 @@ replay_read(int fd, struct replay *rp)
 	return 0;
 }
 
-static int
-place_replayed(struct q_queue *sub, const char *id, uint64_t seq)
-{
-	struct q_name n = { .prio = Q_PRIO_DEFAULT, .seq = seq };
-
-	memcpy(n.id, id, sizeof n.id);
-	n.ready = q_now();
-	return q_place(sub, sub->tmpfd, id, &n, Q_NEW);
-}
 
 /*
  * Fill SUB from log/: every entry of generation RP->gen or older
@@ -172,15 +163,11 @@ replay_run(struct q_topic *t, struct q_queue *sub, int fd, struct replay *rp)
 			break;
 		}
 		for (size_t i = 0; i < n && r == 0; i++) {
-			char id[Q_ID_LEN + 1];
-			uint64_t gen;
-			if (strlen(names[i]) < Q_ID_LEN + 3 ||
-			    names[i][Q_ID_LEN] != '.' || names[i][Q_ID_LEN + 1] != 'g' ||
-			    sscanf(names[i] + Q_ID_LEN + 2, "%16" SCNx64, &gen) != 1)
+			struct q_logent e;
+			const char *id = e.id;
+			if (q_log_parse(names[i], &e) == -1)
 				continue;
-			memcpy(id, names[i], Q_ID_LEN);
-			id[Q_ID_LEN] = '\0';
-			if (gen > rp->gen || q_id_time(id) < rp->since)
+			if (e.gen > rp->gen || q_id_time(id) < rp->since)
 				continue;
 			if (resuming) {
 				int c = strcmp(id, rp->at);
@@ -191,7 +178,7 @@ replay_run(struct q_topic *t, struct q_queue *sub, int fd, struct replay *rp)
 				if (c == 0) {
 					if (faccessat(sub->tmpfd, id, F_OK,
 					    AT_SYMLINK_NOFOLLOW) == 0 &&
-					    place_replayed(sub, id, rp->atseq) == -1)
+					    q_sub_deliver(sub, &e, rp->atseq, 0) == -1)
 						r = q_fail("cannot place %s/tmp/%s",
 						    sub->operand, id);
 					continue;
@@ -210,7 +197,7 @@ replay_run(struct q_topic *t, struct q_queue *sub, int fd, struct replay *rp)
 				break;
 			}
 			q_fault("before-replay-place");
-			if (place_replayed(sub, id, seq) == -1)
+			if (q_sub_deliver(sub, &e, seq, 0) == -1)
 				r = q_fail("cannot place %s/tmp/%s", sub->operand, id);
 			seq++;
 		}

@@ -108,7 +108,7 @@ q_sub_openat(struct q_topic *t, const char *name, struct q_queue *q)
 	if (fd == -1) {
 		memset(q, 0, sizeof *q);
 		q->dirfd = q->tmpfd = q->newfd = q->curfd = q->laterfd =
-		    q->dlqfd = q->newbucketfd = q->laterbucketfd = -1;
+		    q->dlqfd = q->keysfd = q->newbucketfd = q->laterbucketfd = -1;
 		q_set_open_status(errno == ENOENT || errno == ELOOP ||
 		    errno == ENOTDIR ? EX_UNAVAILABLE : q_exit_for_errno(errno));
 		if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR) {
@@ -262,14 +262,58 @@ log_bucket(struct q_topic *t, const char *id, bool fresh, bool create)
 	return t->logbucketfd;
 }
 
-/* The commit: link tmp/ID into log/BUCKET/ID.gGEN. */
-static int
-log_link(struct q_topic *t, const char *id, uint64_t gen, bool sync)
+/* A log/ entry's name: ID.gGEN.pP[.kKEY][.eEXPIRES]. */
+static void
+log_name(char *buf, size_t len, const struct q_out *m, uint64_t gen)
 {
-	char name[Q_ID_LEN + 24];
+	int n = snprintf(buf, len, "%s.g%" PRIx64 ".p%d", m->id, gen, m->prio);
+
+	if (m->has_key)
+		n += snprintf(buf + n, len - (size_t)n, ".k%08" PRIx32, m->key);
+	if (m->expires)
+		snprintf(buf + n, len - (size_t)n, ".e%013" PRIx64,
+		    (uint64_t)m->expires);
+}
+
+/* What a log/ entry's name says; -1 if it is not one. */
+int
+q_log_parse(const char *name, struct q_logent *e)
+{
+	const char *p = name + Q_ID_LEN;
+
+	memset(e, 0, sizeof *e);
+	e->prio = Q_PRIO_DEFAULT;
+	if (strlen(name) < Q_ID_LEN + 3 || *p != '.' || p[1] != 'g' ||
+	    strspn(name, "0123456789abcdef") != Q_ID_LEN)
+		return -1;
+	memcpy(e->id, name, Q_ID_LEN);
+	e->id[Q_ID_LEN] = '\0';
+	while (*p == '.') {
+		char tag = p[1], *end;
+		unsigned long long v = strtoull(p + 2, &end, tag == 'p' ? 10 : 16);
+		if (end == p + 2)
+			return -1;
+		switch (tag) {
+		case 'g': e->gen = v; break;
+		case 'p': if (v > 9) return -1; e->prio = (int)v; break;
+		case 'k': e->has_key = true; e->key = (uint32_t)v; break;
+		case 'e': e->expires = (q_time)v; break;
+		default: return -1;
+		}
+		p = end;
+	}
+	return *p ? -1 : 0;
+}
+
+/* The commit: link tmp/ID into log/BUCKET/ID.gGEN... */
+static int
+log_link(struct q_topic *t, const struct q_out *m, uint64_t gen, bool sync)
+{
+	char name[Q_ID_LEN + 64];
+	const char *id = m->id;
 	int fd;
 
-	snprintf(name, sizeof name, "%s.g%" PRIx64, id, gen);
+	log_name(name, sizeof name, m, gen);
 	for (int tries = 0; ; tries++) {
 		/* a pruner may remove an emptied bucket: make it again */
 		if ((fd = log_bucket(t, id, tries > 0, true)) != -1 &&
@@ -286,19 +330,38 @@ log_link(struct q_topic *t, const char *id, uint64_t gen, bool sync)
 	return 0;
 }
 
-/* Move subscription S's link of message ID from its tmp/ into new/. */
-static int
-deliver(struct q_queue *s, const char *id, int prio, q_time due)
+/*
+ * Move subscription S's link of a message from its tmp/ into new/ (or
+ * later/): the queue's own commit, key index first as in a push.
+ */
+int
+q_sub_deliver(struct q_queue *s, const struct q_logent *e, uint64_t seq,
+    q_time due)
 {
 	q_time now = q_now();
 	bool later = due > now;
-	struct q_name n = { .prio = prio };
+	struct q_name n = { .prio = e->prio, .seq = seq };
 
-	memcpy(n.id, id, sizeof n.id);
-	n.seq = q_next_seq(s);
+	memcpy(n.id, e->id, sizeof n.id);
 	n.ready = later ? due : now;
 	n.due = due;
-	return q_place(s, s->tmpfd, id, &n, later ? Q_LATER : Q_NEW);
+	n.expires = e->expires;
+	n.has_key = e->has_key;
+	n.key = e->key;
+	if (n.has_key && q_key_index(s, s->tmpfd, e->id, e->key, n.seq,
+	    e->id) == -1)
+		return -1;
+	return q_place(s, s->tmpfd, e->id, &n, later ? Q_LATER : Q_NEW);
+}
+
+static int
+deliver(struct q_queue *s, const struct q_out *m)
+{
+	struct q_logent e = { .prio = m->prio, .has_key = m->has_key,
+		.key = m->key, .expires = m->expires };
+
+	memcpy(e.id, m->id, sizeof e.id);
+	return q_sub_deliver(s, &e, q_next_seq(s), m->due);
 }
 
 static void
@@ -360,7 +423,7 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 		goto undo;
 	q_fault("before-publish-commit");
 	for (linked = 0; linked < n; linked++) {
-		if (log_link(t, m[linked].id, gen, sync) == -1) {
+		if (log_link(t, &m[linked], gen, sync) == -1) {
 			r = -1;
 			break;
 		}
@@ -380,7 +443,7 @@ unlock:
 		for (size_t s = 0; s < t->nsubs; s++) {
 			if (t->subs[s].skip)
 				continue;
-			if (deliver(&t->subs[s].q, m[i].id, m[i].prio, m[i].due) == -1) {
+			if (deliver(&t->subs[s].q, &m[i]) == -1) {
 				q_warn("cannot move %s/tmp/%s into new/; left for"
 				    " recovery", t->subs[s].q.operand, m[i].id);
 				left = true;
@@ -403,9 +466,9 @@ unlock:
 	return r;
 }
 
-/* Is message ID committed: is there a log/BUCKET/ID.g* ? */
+/* Is message ID committed: is there a log/BUCKET/ID.g* ?  Its entry. */
 static int
-in_log(struct q_topic *t, const char *id)
+in_log(struct q_topic *t, const char *id, struct q_logent *e)
 {
 	char **names = NULL;
 	size_t n = 0, cap = 0, idlen = strlen(id);
@@ -416,7 +479,8 @@ in_log(struct q_topic *t, const char *id)
 	if (q_listdir(fd, &names, &n, &cap) == -1)
 		found = -1;
 	for (size_t i = 0; i < n && found == 0; i++)
-		if (strncmp(names[i], id, idlen) == 0 && names[i][idlen] == '.')
+		if (strncmp(names[i], id, idlen) == 0 && names[i][idlen] == '.' &&
+		    q_log_parse(names[i], e) == 0)
 			found = 1;
 	q_freelist(names, n);
 	free(names);
@@ -441,12 +505,13 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec)
 	int fd = openat(t->q.tmpfd, id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
 	    O_CLOEXEC);
 	struct stat st;
+	struct q_logent e;
 	int committed;
 
 	if (fd == -1)
 		return;
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1 || fstat(fd, &st) == -1 ||
-	    (committed = in_log(t, id)) == -1)
+	    (committed = in_log(t, id, &e)) == -1)
 		goto out;
 	if (!committed && (q_time)st.st_mtime * Q_SEC + t->q.cfg.grace > q_now())
 		goto out;
@@ -464,7 +529,7 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec)
 		    lst.st_ino != st.st_ino || lst.st_dev != st.st_dev)
 			continue;
 		if (committed) {
-			if (deliver(sq, id, Q_PRIO_DEFAULT, 0) == -1)
+			if (q_sub_deliver(sq, &e, q_next_seq(sq), 0) == -1)
 				left = true;
 		} else {
 			unlinkat(sq->tmpfd, id, 0);

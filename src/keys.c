@@ -1,0 +1,213 @@
+/*
+ * keys.c - ordering keys (q-spool(5), ORDERING KEYS).
+ *
+ * keys/HHHHHHHH/ indexes the pending messages of one key hash: an entry
+ * SEQ.ID is another hard link to the message file, made before the push
+ * commits and removed after the message is done.  A message may be
+ * delivered only while no entry of a lower SEQ stands for a pending
+ * message, checked under the key's slot lock keys/SS, which the
+ * delivery holds (and its handler inherits) until it is settled.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "q.h"
+
+/* FNV-1a, 32 bits: the key as it appears in names. */
+uint32_t
+q_key_hash(const char *key)
+{
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+		h ^= *p;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+const char *
+q_key_error(const char *key)
+{
+	size_t n = strlen(key);
+
+	if (n == 0)
+		return "empty";
+	if (n > Q_KEY_MAX)
+		return "longer than 256 bytes";
+	if (q_header_error("Key", key, false))
+		return "control characters are not allowed";
+	return NULL;
+}
+
+static void
+entry_name(char *buf, size_t len, uint64_t seq, const char *id)
+{
+	snprintf(buf, len, "%016" PRIx64 ".%s", seq, id);
+}
+
+/* Link FROM into keys/HASH/SEQ.ID, making the directory as needed. */
+int
+q_key_index(struct q_queue *q, int fromfd, const char *from, uint32_t hash,
+    uint64_t seq, const char *id)
+{
+	char dir[16], entry[64];
+
+	if (q->keysfd == -1)
+		return q_fail("cannot open %s/keys", q->operand);
+	snprintf(dir, sizeof dir, "%08" PRIx32, hash);
+	entry_name(entry, sizeof entry, seq, id);
+	for (int tries = 0; ; tries++) {
+		int fd = q_subdir(q, q->keysfd, dir, true);
+		int r = fd == -1 ? -1 : linkat(fromfd, from, fd, entry, 0);
+		int saved = errno;
+		if (fd != -1)
+			close(fd);
+		if (r == 0 || (r == -1 && saved == EEXIST))
+			return 0;
+		/* a consumer removed the directory as empty: again */
+		if (saved != ENOENT || tries == 100 ||
+		    faccessat(fromfd, from, F_OK, AT_SYMLINK_NOFOLLOW) == -1) {
+			errno = saved;
+			return q_fail("cannot index %s/keys/%s/%s", q->operand,
+			    dir, entry);
+		}
+	}
+}
+
+/* The slot lock of a key: an fd, or -1 (EWOULDBLOCK: in use). */
+int
+q_key_lock(struct q_queue *q, uint32_t hash)
+{
+	char slot[8];
+	int fd;
+
+	if (q->keysfd == -1)
+		return q_fail("cannot open %s/keys", q->operand);
+	snprintf(slot, sizeof slot, "%02" PRIx32, hash % Q_KEY_SLOTS);
+	fd = openat(q->keysfd, slot, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC, q_file_mode());
+	if (fd == -1)
+		return q_fail("cannot open %s/keys/%s", q->operand, slot);
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * Does entry ENTRY (of a lower SEQ) stand for a pending message?  An
+ * entry with no other name is what an ack or a purge left; one whose
+ * message is in tmp/ of a dead producer was never committed; one with
+ * a diagnostics file was dead-lettered just before a crash.
+ */
+static bool
+pending(struct q_queue *q, int dirfd, const char *entry, ino_t self)
+{
+	const char *id = entry + 17;
+	char diag[Q_ID_LEN + 8];
+	struct stat st;
+
+	if (fstatat(dirfd, entry, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return false;
+	if (st.st_ino == self)
+		return false;           /* the candidate's own older entry */
+	if (st.st_nlink == 1) {
+		unlinkat(dirfd, entry, 0);
+		return false;
+	}
+	int fd = openat(q->tmpfd, id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
+	if (fd != -1) {
+		struct stat t;
+		bool dead = flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+		    fstat(fd, &t) == 0 && t.st_ino == st.st_ino &&
+		    (q_time)t.st_mtime * Q_SEC + q->cfg.grace <= q_now();
+		if (dead) {
+			unlinkat(dirfd, entry, 0);
+			unlinkat(q->tmpfd, id, 0);
+		}
+		close(fd);
+		return !dead;
+	}
+	snprintf(diag, sizeof diag, "%s.diag", id);
+	if (faccessat(q->dlqfd, diag, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		unlinkat(dirfd, entry, 0);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * 1 if message N (the file FROM in FROMFD) may be delivered now: no
+ * pending message of its key was pushed before it.  0 if one was, with
+ * *BLOCKER its sequence number.  Call with the key's slot lock held.
+ */
+int
+q_key_eligible(struct q_queue *q, const struct q_name *n, int fromfd,
+    const char *from, uint64_t *blocker)
+{
+	char dir[16], **names = NULL;
+	size_t count = 0, cap = 0;
+	struct stat self;
+	int fd, r = 1;
+
+	*blocker = n->seq;
+	if (fstatat(fromfd, from, &self, AT_SYMLINK_NOFOLLOW) == -1)
+		return 0;               /* gone: another consumer has it */
+	snprintf(dir, sizeof dir, "%08" PRIx32, n->key);
+	fd = openat(q->keysfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	if (fd == -1)
+		return errno == ENOENT ? 1 : q_fail("cannot open %s/keys/%s",
+		    q->operand, dir);
+	if (q_listdir(fd, &names, &count, &cap) == -1)
+		r = q_fail("cannot read %s/keys/%s", q->operand, dir);
+	for (size_t i = 0; i < count && r == 1; i++) {
+		uint64_t seq;
+		if (strlen(names[i]) != 17 + Q_ID_LEN || names[i][16] != '.' ||
+		    sscanf(names[i], "%16" SCNx64, &seq) != 1)
+			continue;
+		if (seq >= n->seq)
+			break;
+		if (pending(q, fd, names[i], self.st_ino)) {
+			*blocker = seq;
+			r = 0;
+		}
+	}
+	q_freelist(names, count);
+	free(names);
+	close(fd);
+	return r;
+}
+
+/* Message N is done (acked, dead-lettered, dropped): drop its entry. */
+void
+q_key_done(struct q_queue *q, const struct q_name *n)
+{
+	char dir[16], entry[64];
+	int fd;
+
+	if (!n->has_key || q->keysfd == -1)
+		return;
+	snprintf(dir, sizeof dir, "%08" PRIx32, n->key);
+	entry_name(entry, sizeof entry, n->seq, n->id);
+	if ((fd = openat(q->keysfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1)
+		return;
+	unlinkat(fd, entry, 0);
+	close(fd);
+	unlinkat(q->keysfd, dir, AT_REMOVEDIR);  /* ENOTEMPTY: others wait */
+}

@@ -1,0 +1,38 @@
+/*
+ * produceopt.h - the options qpush and qpub share: input framing, ids,
+ * headers, priority, key, delay, time to live, dedup and blocking.
+ */
+#ifndef PRODUCEOPT_H
+#define PRODUCEOPT_H
+
+#include <getopt.h>
+
+#include "q.h"
+
+enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK };
+
+#define Q_PRODUCE_SHORTOPTS "d:l0iH:p:k:"
+#define Q_PRODUCE_LONGOPTS \
+	{ "delay", required_argument, NULL, Q_OPT_DELAY }, \
+	{ "at", required_argument, NULL, Q_OPT_AT }, \
+	{ "ttl", required_argument, NULL, Q_OPT_TTL }, \
+	{ "dedup", required_argument, NULL, Q_OPT_DEDUP }, \
+	{ "block", optional_argument, NULL, Q_OPT_BLOCK }
+
+struct q_produceargs {
+	const char *spool;
+	int delim;              /* -1 whole, '\n' -l, '\0' -0 */
+	bool print_ids;
+	struct q_headers hs;
+	struct q_pushopt opt;
+	int timing;             /* --delay and --at given */
+	const char *dedup;
+	bool block;
+	q_time block_for;       /* 0: no limit */
+};
+
+void q_produce_args_init(struct q_produceargs *a);
+/* 1 if C was a producer option (bad values exit 64 or 65), else 0. */
+int q_produce_option(struct q_produceargs *a, int c, const char *arg);
+
+#endif
