@@ -347,6 +347,8 @@ q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l)
 			    s->bucket, name);
 		}
 		q_fault("after-take");
+		q_count(q, Q_C_ACKED, 1);
+		q_count(q, Q_C_BYTES_OUT, l->m.size);
 		s->progress = true;
 		l->claimed = 0;
 		strlcpy(l->name, name, sizeof l->name);
@@ -394,6 +396,8 @@ q_ack(struct q_queue *q, struct q_lease *l)
 		    " delivered again)" : "");
 	q_fault("after-ack");
 	q_key_done(q, &l->n);
+	q_count(q, Q_C_ACKED, 1);
+	q_count(q, Q_C_BYTES_OUT, l->m.size);
 	return 0;
 }
 
@@ -443,6 +447,7 @@ q_retry(struct q_queue *q, struct q_lease *l, q_time due)
 	if (q_place(q, q->curfd, l->name, &n, later ? Q_LATER : Q_NEW) == -1)
 		return q_fail("%s: %s: cannot schedule retry", q->operand, l->n.id);
 	q_fault("after-retry");
+	q_count(q, Q_C_RETRIED, 1);
 	return 0;
 }
 
@@ -516,6 +521,8 @@ q_bury(struct q_queue *q, struct q_lease *l, const struct q_diag *d)
 		return q_fail("%s: %s: cannot dead-letter", q->operand, n.id);
 	q_fault("after-bury");
 	q_key_done(q, &l->n);
+	q_count(q, strcmp(d->reason, "expired") == 0 ? Q_C_EXPIRED : Q_C_DEAD, 1);
+	q_count(q, Q_C_BYTES_OUT, l->m.fd != -1 ? l->m.size : 0);
 	return 0;
 }
 

@@ -48,6 +48,8 @@ q_config_defaults(struct q_config *c)
 	c->stale = 3600 * Q_SEC;
 	c->mode = -1;
 	c->ttl = 0;
+	c->dedup_window = 5 * 60 * Q_SEC;
+	c->idempotent_window = 24 * 3600 * Q_SEC;
 	c->max_message_size = 256LL << 20;
 	c->retain = 7 * 86400 * Q_SEC;
 	c->retain_count = -1;
@@ -120,9 +122,51 @@ q_config_set(struct q_config *c, const char *key, const char *value,
 		c->mode = (int)m;
 		return 0;
 	}
+	if (strcmp(key, "max_depth") == 0) {
+		if (strcmp(value, "unlimited") == 0) {
+			c->max_depth = 0;
+			return 0;
+		}
+		if (q_parse_count(value, 1, LLONG_MAX, &c->max_depth, why) == -1) {
+			*why = "must be a whole number of messages or unlimited";
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(key, "max_bytes") == 0) {
+		if (strcmp(value, "unlimited") == 0) {
+			c->max_bytes = 0;
+			return 0;
+		}
+		if (q_parse_size(value, &c->max_bytes, why) == -1 ||
+		    c->max_bytes < 1) {
+			*why = "must be a size (like 512M) or unlimited";
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(key, "on_full") == 0) {
+		if (strcmp(value, "reject") == 0)
+			c->on_full = Q_FULL_REJECT;
+		else if (strcmp(value, "block") == 0)
+			c->on_full = Q_FULL_BLOCK;
+		else if (strcmp(value, "drop-oldest") == 0)
+			c->on_full = Q_FULL_DROP;
+		else {
+			*why = "must be reject, block or drop-oldest";
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(key, "dedup_window") == 0)
+		return set_duration(&c->dedup_window, value, Q_SEC, why);
+	if (strcmp(key, "idempotent_window") == 0)
+		return set_duration(&c->idempotent_window, value, Q_SEC, why);
 	if (strcmp(key, "ttl") == 0) {
 		if (strcmp(value, "none") == 0) {
 			c->ttl = 0;
+	c->dedup_window = 5 * 60 * Q_SEC;
+	c->idempotent_window = 24 * 3600 * Q_SEC;
 			return 0;
 		}
 		return set_duration(&c->ttl, value, Q_SEC, why);

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ struct job {
 	struct q_child c;
 	q_time next_hb, deadline, kill_at;
 	enum why why;
+	struct q_fwdrun fw;     /* --forward */
 };
 
 struct run {
@@ -43,7 +45,8 @@ struct run {
 	bool waiting_armed;
 	long long handled;
 	bool failed, lost, exec_failed, io_error, stopping, signalled, gone;
-	q_time stop_at, upkeep_at, next_event, wait_until;
+	q_time stop_at, upkeep_at, next_event, wait_until, budget_end;
+	struct q_seen done;     /* --idempotent */
 	struct pollfd *pollfds;
 };
 
@@ -268,7 +271,7 @@ static void
 start_job(struct run *r, struct job *j)
 {
 	struct q_runopt ro = { .argv = r->o->argv, .q = r->q, .sub = r->o->sub,
-		.l = &j->l };
+		.l = &j->l, .outfd = -1 };
 	q_time now = q_now();
 
 	if (j->l.corrupt) {
@@ -280,20 +283,42 @@ start_job(struct run *r, struct job *j)
 		q_lease_done(&j->l);
 		return;
 	}
-	if (q_run_start(&ro, &j->c) == -1) {
-		q_warnq();
-		if (!r->o->no_ack)
-			release(r, &j->l);
-		q_lease_done(&j->l);
-		r->io_error = r->stopping = true;
-		return;
+	if (r->o->forward) {
+		int got = q_forward_begin(r->o->forward, &j->fw, r->q, &j->l);
+		if (got == 1) {
+			/* its batch is committed: finish it, do not run again */
+			if (q_forward_commit(r->o->forward, &j->fw, &j->l.m,
+			    r->o->frame) == -1)
+				goto fail;
+			q_warnx("%s: %s: forwarded before; finished and acked",
+			    r->q->operand, j->l.n.id);
+			if (q_ack(r->q, &j->l) == -1)
+				ack_failed(r, &j->l);
+			r->handled++;
+			q_lease_done(&j->l);
+			return;
+		}
+		if (got == -1)
+			goto fail;
+		ro.outfd = j->fw.outfd;
 	}
+	if (q_run_start(&ro, &j->c) == -1)
+		goto fail;
 	j->busy = true;
 	j->why = W_NONE;
 	j->kill_at = 0;
 	j->next_hb = r->o->no_ack ? 0 : now + r->q->cfg.lease / 3;
 	j->deadline = r->q->cfg.timeout ? now + r->q->cfg.timeout : 0;
 	r->running++;
+	return;
+fail:
+	q_warnq();
+	if (r->o->forward)
+		q_forward_discard(r->o->forward, &j->fw);
+	if (!r->o->no_ack)
+		release(r, &j->l);
+	q_lease_done(&j->l);
+	r->io_error = r->stopping = true;
 }
 
 static void
@@ -347,7 +372,16 @@ finish_job(struct run *r, struct job *j, int status)
 		return;
 	}
 	bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-	if (j->why == W_SHUTDOWN && !ok) {
+	bool fwd_failed = false;
+	if (r->o->forward && (!ok || (j->why != W_NONE && j->why != W_SHUTDOWN)))
+		q_forward_discard(r->o->forward, &j->fw);
+	else if (r->o->forward && q_forward_commit(r->o->forward, &j->fw,
+	    &l->m, r->o->frame) == -1) {
+		q_warnq();      /* nothing of it in OUT: try it again later */
+		ok = false;
+		fwd_failed = true;
+	}
+	if (j->why == W_SHUTDOWN && !ok && !fwd_failed) {
 		if (!r->o->no_ack)
 			release(r, l);
 		q_lease_done(l);
@@ -362,17 +396,23 @@ finish_job(struct run *r, struct job *j, int status)
 		return;
 	}
 	if (ok && (j->why == W_NONE || j->why == W_SHUTDOWN)) {
+		if (r->o->idempotent && q_seen_put(&r->done, l->n.id, NULL) == -1)
+			q_warnq();      /* the ack below still happens */
+		q_fault("after-handler-success");
 		if (!r->o->no_ack && q_ack(r->q, l) == -1)
 			ack_failed(r, l);
 		q_lease_done(l);
 		return;
 	}
 	r->failed = true;
-	describe(status, j->why, cause, sizeof cause);
+	if (fwd_failed)
+		snprintf(cause, sizeof cause, "output not forwarded");
+	else
+		describe(status, j->why, cause, sizeof cause);
 	if (r->o->no_ack) {
 		q_warnx("%s: %s: %s (at most once: not retried)", r->q->operand,
 		    l->n.id, cause);
-	} else if (j->why == W_NONE && WIFEXITED(status) &&
+	} else if (j->why == W_NONE && WIFEXITED(status) && !fwd_failed &&
 	    WEXITSTATUS(status) == EX_DATAERR) {
 		bury(r, l, "poison", cause, &j->c);
 	} else if ((long long)l->n.attempts >= r->q->cfg.max_attempts) {
@@ -481,6 +521,7 @@ sleep_until_event(struct run *r, bool watch)
 		t = earliest(t, j->kill_at);
 	}
 	if (watch) {
+		t = earliest(t, r->budget_end);
 		t = earliest(t, r->next_event);
 		t = earliest(t, r->wait_until);
 		t = earliest(t, r->upkeep_at);  /* leases others took, etc. */
@@ -504,7 +545,7 @@ want_more(const struct run *r)
 {
 	const struct q_consumeopt *o = r->o;
 
-	if (r->stopping)
+	if (r->stopping || (r->budget_end && q_now() >= r->budget_end))
 		return false;
 	return o->max == 0 || r->handled + r->running < o->max;
 }
@@ -515,7 +556,7 @@ should_wait(const struct run *r)
 {
 	const struct q_consumeopt *o = r->o;
 
-	if (r->stopping)
+	if (r->stopping || (r->budget_end && q_now() >= r->budget_end))
 		return false;
 	if (o->follow)
 		return true;
@@ -525,6 +566,25 @@ should_wait(const struct run *r)
 		return r->handled == 0;        /* a peek never sees twice */
 	if (o->drain)
 		return r->handled == 0 && r->running == 0;
+	return true;
+}
+
+/*
+ * --idempotent: a message recorded as handled (a crash came between
+ * its handler's success and its ack) is acked without running again.
+ */
+static bool
+already_done(struct run *r, struct q_lease *l)
+{
+	if (!r->o->idempotent || l->corrupt || !l->claimed ||
+	    q_seen_get(&r->done, l->n.id, NULL, 0) != 1)
+		return false;
+	q_warnx("%s: %s attempt %u: handled before; acked without running",
+	    r->q->operand, l->n.id, l->n.attempts);
+	if (q_ack(r->q, l) == -1)
+		ack_failed(r, l);
+	q_lease_done(l);
+	r->handled++;
 	return true;
 }
 
@@ -550,6 +610,29 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 		errno = status;
 		q_warn("cannot run '%s'", o->argv[0]);
 		return EX_UNAVAILABLE;
+	}
+	int lockfd = -1;
+	if (o->lock) {
+		/* a cron worker: one per queue; the next one just leaves */
+		lockfd = q_open_create(q->dirfd, "lock", O_RDWR | O_NONBLOCK);
+		if (lockfd == -1) {
+			q_warn("cannot open %s/lock", q->operand);
+			return q_exit_for_errno(errno);
+		}
+		if (flock(lockfd, LOCK_EX | LOCK_NB) == -1) {
+			close(lockfd);
+			return 0;
+		}
+	}
+	if (o->max_time)
+		r.budget_end = q_now() + o->max_time;
+	r.done.fd = r.done.idsfd = r.done.timefd = -1;
+	if (o->idempotent) {
+		if (q_seen_open(q, "done", q->cfg.idempotent_window, &r.done) == -1) {
+			q_warnq();
+			return q_exit_for_errno(errno);
+		}
+		q_seen_clean(&r.done);
 	}
 	setup_signals();
 	r.njobs = o->argv ? (o->jobs > 0 ? o->jobs : 1) : 0;
@@ -587,6 +670,8 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 				continue;
 			}
 			if (got == 0) {
+				if (already_done(&r, l))
+					continue;
 				if (j)
 					start_job(&r, j);
 				else
@@ -617,6 +702,9 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 	}
 	q_scan_free(&r.scan);
 	q_wait_close(&r.w);
+	q_seen_close(&r.done);
+	if (lockfd != -1)
+		close(lockfd);
 	q_msg_free(&printed.m);
 	for (int i = 0; i < r.njobs; i++)
 		q_msg_free(&r.jobs[i].l.m);

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,23 +106,23 @@ q_consume_option(struct q_consumeargs *a, int c, const char *arg)
 	case Q_OPT_PEEK:
 		o->peek = true;
 		return 1;
+	case Q_OPT_LOCK:
+		o->lock = true;
+		return 1;
+	case Q_OPT_MAXTIME:
+		if ((o->max_time = duration("duration", arg)) == 0)
+			bad("duration", arg, "must be more than 0");
+		return 1;
+	case Q_OPT_IDEMPOTENT:
+		o->idempotent = true;
+		return 1;
+	case Q_OPT_FORWARD:
+		if ((why = q_operand_error(arg)))
+			bad("queue name", arg, why);
+		a->forward = arg;
+		return 1;
 	}
 	return 0;
-}
-
-void
-q_consume_command(struct q_consumeargs *a, int argc, char **argv)
-{
-	if (argc > 0 && strcmp(argv[0], "--") == 0) {
-		if (argc == 1)
-			usage_error("-- must be followed by a command");
-		a->o.argv = argv + 1;
-	} else if (argc > 0 && argv[0][0] == '-') {
-		q_warnx("options go before the queue: %s", argv[0]);
-		exit(EX_USAGE);
-	} else if (argc > 0) {
-		a->o.argv = argv;
-	}
 }
 
 void
@@ -131,9 +132,17 @@ q_consume_args_check(struct q_consumeargs *a, int closed)
 
 	if (a->modes > 1)
 		usage_error("-n, --drain and -f exclude each other");
-	if (a->frames > 1 || (a->frames && o->argv))
-		usage_error(o->argv ? "-l and -0 frame printed messages: not"
-		    " with a command" : "-l and -0 exclude each other");
+	if (a->frames > 1)
+		usage_error("-l and -0 exclude each other");
+	if (a->frames && o->argv && !a->forward)
+		usage_error("-l and -0 frame printed messages, or with --forward"
+		    " the command's output: not with a command alone");
+	if (a->forward && (!o->argv || o->no_ack || o->peek))
+		usage_error("--forward takes a command's output: give one,"
+		    " without --no-ack or --peek");
+	if (o->idempotent && (o->no_ack || o->peek))
+		usage_error("--idempotent records acks: not with --no-ack or"
+		    " --peek");
 	if (o->peek && (o->argv || o->no_ack || o->follow))
 		usage_error("--peek only prints: not with a command, --no-ack"
 		    " or -f");
@@ -153,4 +162,34 @@ q_consume_apply(const struct q_consumeargs *a, struct q_queue *q)
 		q->cfg.lease = a->lease;
 	if (a->timeout >= 0)
 		q->cfg.timeout = a->timeout;
+}
+
+/* --forward OUT: open OUT (made on first use) for the outputs. */
+void
+q_consume_forward(struct q_consumeargs *a, const struct q_config *cfg,
+    struct q_queue *out, struct q_fwd *fwd)
+{
+	if (!a->forward)
+		return;
+	if (q_queue_open(out, cfg, a->forward, Q_OPEN_CREATE) == -1)
+		q_exitq(q_open_status());
+	out->producer = true;
+	if (q_forward_open(fwd, out) == -1)
+		q_exitq(q_exit_for_errno(errno));
+	a->o.forward = fwd;
+}
+
+/*
+ * After the options that follow the operand: "--" and CMD, or CMD
+ * (its first word not an option), or nothing.
+ */
+void
+q_consume_rest(struct q_consumeargs *a, int argc, char **argv)
+{
+	bool dashdash = optind > 1 && strcmp(argv[optind - 1], "--") == 0;
+
+	if (dashdash && optind == argc)
+		usage_error("-- must be followed by a command");
+	if (optind < argc)
+		a->o.argv = argv + optind;
 }

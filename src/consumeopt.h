@@ -11,7 +11,8 @@
 #include "q.h"
 
 enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
-	Q_OPT_NOACK, Q_OPT_PEEK, Q_OPT_TOOL = 300 /* the tool's own from here */ };
+	Q_OPT_NOACK, Q_OPT_PEEK, Q_OPT_LOCK, Q_OPT_MAXTIME, Q_OPT_IDEMPOTENT,
+	Q_OPT_FORWARD, Q_OPT_TOOL = 300 /* the tool's own from here */ };
 
 #define Q_CONSUME_SHORTOPTS "n:fwj:l0"
 #define Q_CONSUME_LONGOPTS \
@@ -22,7 +23,11 @@ enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
 	{ "timeout", required_argument, NULL, Q_OPT_TIMEOUT }, \
 	{ "jobs", required_argument, NULL, 'j' }, \
 	{ "no-ack", no_argument, NULL, Q_OPT_NOACK }, \
-	{ "peek", no_argument, NULL, Q_OPT_PEEK }
+	{ "peek", no_argument, NULL, Q_OPT_PEEK }, \
+	{ "lock", no_argument, NULL, Q_OPT_LOCK }, \
+	{ "max-time", required_argument, NULL, Q_OPT_MAXTIME }, \
+	{ "idempotent", no_argument, NULL, Q_OPT_IDEMPOTENT }, \
+	{ "forward", required_argument, NULL, Q_OPT_FORWARD }
 
 struct q_consumeargs {
 	struct q_consumeopt o;
@@ -30,15 +35,19 @@ struct q_consumeargs {
 	q_time timeout;         /* -1: the configured one */
 	int modes, frames;
 	bool jobs_given;
+	const char *forward;    /* --forward OUT */
 };
 
 void q_consume_args_init(struct q_consumeargs *a);
 /* 1 if C was a consumption option (bad values exit 64), else 0. */
 int q_consume_option(struct q_consumeargs *a, int c, const char *arg);
-/* After the operand: [-- CMD [ARG...]] or CMD [ARG...].  Exits 64. */
-void q_consume_command(struct q_consumeargs *a, int argc, char **argv);
+/* After the operand and its options: [--] CMD [ARG...].  Exits 64. */
+void q_consume_rest(struct q_consumeargs *a, int argc, char **argv);
 /* The combinations that make no sense; exits 64 (74: closed stdout). */
 void q_consume_args_check(struct q_consumeargs *a, int closed);
+/* --forward OUT: open it; exits on failure. */
+void q_consume_forward(struct q_consumeargs *a, const struct q_config *cfg,
+    struct q_queue *out, struct q_fwd *fwd);
 /* Flags over the queue's configuration. */
 void q_consume_apply(const struct q_consumeargs *a, struct q_queue *q);
 

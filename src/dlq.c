@@ -272,6 +272,7 @@ q_dlq_replay(struct q_queue *q, const struct q_dead *d, struct q_queue *to,
 	if (r == 0) {
 		q_fault("after-replay");
 		remove_diag(q, d->n.id, diag);
+		q_count(to, Q_C_REPLAYED, 1);
 	}
 	int saved = errno;
 	close(lock);

@@ -94,8 +94,7 @@ q_key_lock(struct q_queue *q, uint32_t hash)
 	if (q->keysfd == -1)
 		return q_fail("cannot open %s/keys", q->operand);
 	snprintf(slot, sizeof slot, "%02" PRIx32, hash % Q_KEY_SLOTS);
-	fd = openat(q->keysfd, slot, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
-	    O_CLOEXEC, q_file_mode());
+	fd = q_open_create(q->keysfd, slot, O_RDWR | O_NONBLOCK);
 	if (fd == -1)
 		return q_fail("cannot open %s/keys/%s", q->operand, slot);
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {

@@ -90,3 +90,26 @@ q_mkdir_root(const char *path)
 	}
 	return close(fd);
 }
+
+/*
+ * Open NAME in DIRFD, creating it with the spool's file mode if need
+ * be (O_CREAT and O_NOFOLLOW are added).  A file of ours gets the mode
+ * whatever the umask; another user's (a shared spool) is left alone.
+ */
+int
+q_open_create(int dirfd, const char *name, int flags)
+{
+	int fd = openat(dirfd, name, flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    q_file_mode());
+	struct stat st;
+
+	if (fd != -1 && fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
+	    q_perm_fix(fd) == -1 && (flags & O_EXCL)) {
+		int saved = errno;
+		close(fd);
+		unlinkat(dirfd, name, 0);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}

@@ -44,6 +44,8 @@ commit_pending(struct q_producer *p)
 	for (int i = committed; i < p->npending; i++)
 		q_out_abort(&p->pending[i]);
 	print_ids(p, committed);
+	if (committed > 0)
+		memcpy(p->last_id, p->pending[committed - 1].id, sizeof p->last_id);
 	p->npending = 0;
 	errno = saved;
 	return r;
@@ -66,6 +68,40 @@ done(struct q_producer *p, struct q_out *m)
 	return 0;
 }
 
+/*
+ * Before a message: room for it, by the queue's on_full (or --block):
+ * refuse (EAGAIN), wait for consumers, or drop the oldest ready one.
+ */
+static int
+make_room(struct q_producer *p)
+{
+	q_time until = 0;
+	bool block = p->block || p->q->cfg.on_full == Q_FULL_BLOCK;
+
+	if (!p->room)
+		return 0;
+	for (;;) {
+		if (p->room(p->ctx, p->npending) == 0)
+			return 0;
+		if (errno != EAGAIN)
+			return -1;
+		if (p->q->cfg.on_full == Q_FULL_DROP && !p->block) {
+			if (p->drop(p->ctx) == -1)
+				return -1;
+			continue;
+		}
+		if (!block)
+			return -1;
+		/* what is staged counts against the limit: commit it */
+		if (p->npending && commit_pending(p) == -1)
+			return -1;
+		if (!until && p->block_for)
+			until = q_now() + p->block_for;
+		if (p->wait(p->ctx, until) == 1 && p->room(p->ctx, 0) == -1)
+			return -1;      /* still full at the deadline */
+	}
+}
+
 static int
 produce_buffer(struct q_producer *p, const char *data, size_t len)
 {
@@ -78,7 +114,7 @@ produce_buffer(struct q_producer *p, const char *data, size_t len)
 		return q_fail("message too large (%zu bytes; at most %lld)",
 		    len, max);
 	}
-	if (q_out_begin(p->q, p->opt, &m) == -1)
+	if (make_room(p) == -1 || q_out_begin(p->q, p->opt, &m) == -1)
 		return -1;
 	if (q_out_write(&m, data, len) == -1) {
 		q_out_abort(&m);
@@ -140,7 +176,8 @@ q_produce_stdin(struct q_producer *p, int delim)
 			char *d = delim == -1 ? NULL :
 			    memchr(s, delim, (size_t)(end - s));
 			size_t len = (size_t)((d ? d : end) - s);
-			if (!inrec && q_out_begin(p->q, p->opt, &m) == -1)
+			if (!inrec && (make_room(p) == -1 ||
+			    q_out_begin(p->q, p->opt, &m) == -1))
 				goto fail;
 			inrec = true;
 			if (q_out_write(&m, s, len) == -1)
@@ -154,8 +191,8 @@ q_produce_stdin(struct q_producer *p, int delim)
 			}
 		}
 	}
-	if ((inrec || delim == -1) && ((!inrec &&
-	    q_out_begin(p->q, p->opt, &m) == -1) || done(p, &m) == -1))
+	if ((inrec || delim == -1) && ((!inrec && (make_room(p) == -1 ||
+	    q_out_begin(p->q, p->opt, &m) == -1)) || done(p, &m) == -1))
 		goto fail_done;
 	return commit_pending(p);
 fail:
@@ -166,6 +203,26 @@ fail_done:;
 	commit_pending(p);
 	errno = saved;
 	return -1;
+}
+
+int
+q_queue_room(void *ctx, int pending)
+{
+	struct q_queue *q = ctx;
+
+	return q_room(q, &q->cfg, pending);
+}
+
+int
+q_queue_drop(void *ctx)
+{
+	return q_drop_oldest(ctx);
+}
+
+int
+q_queue_wait(void *ctx, q_time until)
+{
+	return q_wait_room(ctx, until);
 }
 
 /* The sink of a work queue: the commit rename of each, then one sync. */
@@ -214,16 +271,56 @@ q_producer_check(const char *operand, const char *kind,
 	return 0;
 }
 
-/* Produce what the arguments say into the open queue or topic. */
+/*
+ * Produce what the arguments say into the open queue or topic.  With
+ * --dedup (DESIGN: lock, check, commit, record): a live entry drops the
+ * push; a crash between commit and record can only make a duplicate.
+ */
 int
 q_produce(struct q_producer *p, const struct q_produceargs *a, int nargs,
     char *const *args)
 {
+	struct q_seen seen;
+	char orig[Q_ID_LEN + 1];
+	int lock = -1, r;
+
 	p->opt = &a->opt;
 	p->print_ids = a->print_ids;
+	p->block = a->block;
+	p->block_for = a->block_for;
 	p->sync = p->q->cfg.fsync != Q_FSYNC_NEVER;
-	return nargs > 0 ? q_produce_args(p, args, nargs) :
+	if (a->dedup) {
+		if (q_seen_open(p->q, "dedup", p->q->cfg.dedup_window, &seen) == -1)
+			return -1;
+		q_seen_clean(&seen);
+		if ((lock = q_seen_lock(&seen, a->dedup)) == -1 ||
+		    (r = q_seen_get(&seen, a->dedup, orig, sizeof orig)) == -1)
+			goto out;
+		if (r == 1) {
+			q_warnx("%s: duplicate of %s (dedup id '%s'): dropped",
+			    p->q->operand, orig, a->dedup);
+			if (p->print_ids)
+				printf("%s\n", orig);
+			r = 0;
+			goto out;
+		}
+	}
+	r = nargs > 0 ? q_produce_args(p, args, nargs) :
 	    q_produce_stdin(p, a->delim);
+	if (a->dedup && r == 0 && p->last_id[0]) {
+		q_fault("before-dedup-record");
+		if (q_seen_put(&seen, a->dedup, p->last_id) == -1)
+			q_warnq();      /* pushed; a retry may duplicate it */
+	}
+out:
+	if (a->dedup) {
+		int saved = errno;
+		if (lock != -1)
+			close(lock);
+		q_seen_close(&seen);
+		errno = saved;
+	}
+	return r;
 }
 
 /* A producer's exit status from its result. */
@@ -236,9 +333,9 @@ q_produce_exit(int r)
 	}
 	if (r == 0)
 		return 0;
-	if (errno == EMSGSIZE) {
+	if (errno == EMSGSIZE || errno == EAGAIN) {
 		q_warnx("%s", q_what());
-		exit(EX_DATAERR);
+		exit(errno == EAGAIN ? EX_TEMPFAIL : EX_DATAERR);
 	}
 	q_exitq(errno == EMSGSIZE ? EX_DATAERR : errno == ENOSPC ||
 	    errno == EIO || errno == EDQUOT ? EX_IOERR : q_exit_for_errno(errno));

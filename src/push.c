@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "q.h"
@@ -81,7 +82,10 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	q_time ttl = o->ttl ? o->ttl : q->cfg.ttl;
 	/* a delayed message's time to live starts when it is due */
 	m->expires = ttl ? (o->due > q_now() ? o->due : q_now()) + ttl : 0;
-	q_new_id(m->id);
+	if (o->id)
+		strlcpy(m->id, o->id, sizeof m->id);
+	else
+		q_new_id(m->id);
 	m->fd = openat(q->tmpfd, m->id,
 	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, q_file_mode());
 	if (m->fd == -1)
@@ -92,11 +96,12 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	if (flock(m->fd, LOCK_EX | LOCK_NB) == -1)
 		goto fail;
 	q_fault("after-tmp-create");
-	corr = o->user ? q_header_get(o->user, "Correlation-Id") : NULL;
+	corr = o->corr ? o->corr :
+	    o->user ? q_header_get(o->user, "Correlation-Id") : NULL;
 	if (!corr)
 		corr = env_header("Q_CORRELATION_ID");
-	cause = env_header("QID");
-	trace = env_header("TRACEPARENT");
+	cause = o->cause ? o->cause : env_header("QID");
+	trace = o->trace ? o->trace : env_header("TRACEPARENT");
 	q_fmt_rfc3339(when, sizeof when, q_now());
 	memcpy(m->buf, "qspool 1\n", 9);
 	m->len = 9;
@@ -319,6 +324,10 @@ q_out_commit(struct q_out *m, bool dirsync)
 		return -1;
 	}
 	q_fault("after-push-commit");
+	struct stat st;
+	q_count(q, Q_C_PUSHED, 1);
+	if (fstat(m->fd, &st) == 0)
+		q_count(q, Q_C_BYTES_IN, st.st_size);
 	close(m->fd);
 	m->fd = -1;
 	if (dirsync && q_sync_new(q) == -1)

@@ -107,6 +107,11 @@ struct q_config {
 	q_time stale;
 	int mode;               /* file mode for a shared spool, -1: umask */
 	q_time ttl;             /* default message TTL, 0: none */
+	long long max_depth;    /* 0: unlimited */
+	long long max_bytes;    /* 0: unlimited */
+	enum { Q_FULL_REJECT, Q_FULL_BLOCK, Q_FULL_DROP } on_full;
+	q_time dedup_window;
+	q_time idempotent_window;
 	long long max_message_size;
 	q_time retain;          /* topics: log/ age limit, -1: forever */
 	long long retain_count; /* -1: unlimited */
@@ -127,6 +132,7 @@ int q_config_set(struct q_config *c, const char *key, const char *value,
 void q_perm_set(const struct q_config *c);
 mode_t q_file_mode(void);
 int q_perm_fix(int fd);
+int q_open_create(int dirfd, const char *name, int flags);
 int q_mkdirat(int dirfd, const char *name);
 int q_mkdir_root(const char *path);
 
@@ -142,6 +148,9 @@ struct q_queue {
 	char dirty[8][32];
 	int ndirty;
 	bool newdirty, laterdirty;
+	_Atomic int64_t *counters;      /* Q_C_*, NULL if not mapped */
+	bool counters_writable;
+	q_time recounted;       /* last full count (backpressure) */
 	bool producer;          /* set by qpush: track directories to sync */
 	/* the buckets a producer renamed into last, kept open */
 	char newbucket[32], laterbucket[32];
@@ -219,6 +228,8 @@ struct q_pushopt {
 	q_time ttl;             /* 0: none */
 	const char *key;        /* ordering key, or NULL */
 	long long max_size;     /* of a body; 0: the queue's max_message_size */
+	/* set by --forward; else from the environment, or new */
+	const char *id, *corr, *cause, *trace;
 };
 
 struct q_out {
@@ -257,18 +268,28 @@ struct q_producer {
 	const struct q_pushopt *opt;
 	/* commit M[0..N): set *committed to how many, in order */
 	int (*commit)(void *ctx, struct q_out *m, int n, int *committed);
+	/* backpressure: room for one more besides PENDING staged ones? */
+	int (*room)(void *ctx, int pending);
+	int (*drop)(void *ctx);         /* on_full = drop-oldest */
+	int (*wait)(void *ctx, q_time until);   /* 1: UNTIL passed */
 	void *ctx;
 	bool batch;                     /* stage up to Q_BATCH_MAX / 100 ms */
 	bool sync;                      /* fdatasync each message file */
 	bool print_ids;
+	bool block;                     /* --block: wait when full */
+	q_time block_for;
 	struct q_out pending[Q_BATCH_MAX];
 	int npending;
 	q_time first;
+	char last_id[Q_ID_LEN + 1];     /* the last message committed */
 };
 
 int q_produce_args(struct q_producer *p, char *const *args, int n);
 int q_produce_stdin(struct q_producer *p, int delim);
 int q_queue_commit(void *ctx, struct q_out *m, int n, int *committed);
+int q_queue_room(void *ctx, int pending);
+int q_queue_drop(void *ctx);
+int q_queue_wait(void *ctx, q_time until);
 struct q_produceargs;
 int q_producer_check(const char *operand, const char *kind,
     const struct q_produceargs *a, int nargs, int closed);
@@ -363,6 +384,7 @@ struct q_child {
 };
 
 struct q_runopt {
+	int outfd;              /* CMD's standard output, or -1: inherited */
 	char *const *argv;
 	const struct q_queue *q;
 	const char *sub;        /* subscription, or NULL */
@@ -379,6 +401,7 @@ void q_run_close(struct q_child *c);
 void q_run_tail(const struct q_child *c, char *buf, size_t *len);
 
 /* consume.c: the consumer loop shared by qpop and qsub. */
+struct q_fwd;
 enum q_frame { Q_FRAME_RAW, Q_FRAME_LINE, Q_FRAME_NUL };
 
 struct q_consumeopt {
@@ -393,12 +416,72 @@ struct q_consumeopt {
 	bool peek;
 	char *const *argv;      /* CMD, or NULL: print mode */
 	const char *sub;
+	bool lock;              /* --lock: one such consumer per queue */
+	q_time max_time;        /* --max-time: stop claiming after; 0 none */
+	bool idempotent;        /* --idempotent: done/ records */
+	/* --forward: CMD's output framed by frame, into its queue */
+	struct q_fwd *forward;
 	/* called at each upkeep: -1 (q_what() set) stops with 69 */
 	int (*check)(void *arg);
 	void *check_arg;
 };
 
 int q_consume(struct q_queue *q, const struct q_consumeopt *o);
+
+/* counters.c: cumulative counters per queue, kept in a mapped file
+ * with atomic adds: no lock, no scan (q-spool(5), COUNTERS). */
+enum { Q_C_PUSHED, Q_C_ACKED, Q_C_RETRIED, Q_C_DEAD, Q_C_DROPPED,
+	Q_C_EXPIRED, Q_C_BYTES_IN, Q_C_BYTES_OUT, Q_C_REPLAYED, Q_C_ADJUST,
+	Q_C_ADJUST_BYTES, Q_NCOUNTERS = 16 };
+#define Q_COUNTERS_SIZE (Q_NCOUNTERS * 8)
+void q_count(struct q_queue *q, int slot, int64_t delta);
+int64_t q_counter(const struct q_queue *q, int slot);
+/* Messages and bytes in new/, cur/ and later/, from the counters. */
+void q_depth(const struct q_queue *q, int64_t *depth, int64_t *bytes);
+/* Count them for real (a walk of the directories) and correct. */
+int q_recount(struct q_queue *q, int64_t *depth, int64_t *bytes);
+
+/* room.c: backpressure (max_depth, max_bytes, on_full). */
+int q_room(struct q_queue *q, const struct q_config *limits, int pending);
+int q_drop_oldest(struct q_queue *q);
+int q_wait_room(struct q_queue *q, q_time until);
+
+/* seen.c: names seen within a window (dedup/, done/). */
+struct q_seen {
+	struct q_queue *q;
+	char dir[16];
+	q_time window;
+	int fd, idsfd, timefd;
+};
+int q_seen_open(struct q_queue *q, const char *dir, q_time window,
+    struct q_seen *s);
+void q_seen_close(struct q_seen *s);
+int q_seen_lock(struct q_seen *s, const char *name);
+int q_seen_get(struct q_seen *s, const char *name, char *value, size_t len);
+int q_seen_put(struct q_seen *s, const char *name, const char *value);
+void q_seen_clean(struct q_seen *s);
+
+/* forward.c: qpop --forward (q-spool(5), FORWARDING). */
+struct q_fwd {                  /* shared by the jobs of a qpop */
+	struct q_queue *out;
+	struct q_seen batches;  /* OUT/fwd/: committed batches */
+	struct q_seen dedup;    /* OUT/dedup/: the outputs' ids */
+};
+
+struct q_fwdrun {               /* one delivery */
+	char key[17];
+	char inid[Q_ID_LEN + 1];
+	char run[48];           /* OUT/tmp/fwd.KEY.X, or "" */
+	int stagefd, outfd;     /* its directory; CMD's stdout */
+};
+
+int q_forward_open(struct q_fwd *f, struct q_queue *out);
+void q_forward_close(struct q_fwd *f);
+int q_forward_begin(struct q_fwd *f, struct q_fwdrun *w,
+    const struct q_queue *in, const struct q_lease *l);
+int q_forward_commit(struct q_fwd *f, struct q_fwdrun *w,
+    const struct q_msg *in, enum q_frame frame);
+void q_forward_discard(struct q_fwd *f, struct q_fwdrun *w);
 
 /* keys.c: ordering keys (q-spool(5), ORDERING KEYS). */
 #define Q_KEY_MAX 256
@@ -435,6 +518,8 @@ struct q_topic {
 	char logbucket[32];
 	int logbucketfd;
 	bool logdirty;
+	bool loaded;            /* subs has been filled once */
+	size_t full;            /* the subscription found full */
 };
 
 struct q_recovery {
@@ -458,6 +543,9 @@ int q_topic_open(struct q_topic *t, const struct q_config *global,
     const char *operand, int flags);
 void q_topic_close(struct q_topic *t);
 int q_topic_commit(void *ctx, struct q_out *m, int n, int *committed);
+int q_topic_room(void *ctx, int pending);
+int q_topic_drop(void *ctx);
+int q_topic_wait(void *ctx, q_time until);
 int q_topic_recover(struct q_topic *t, struct q_recovery *rec);
 int q_topic_load_subs(struct q_topic *t);
 void q_topic_drop_subs(struct q_topic *t);

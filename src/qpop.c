@@ -18,13 +18,40 @@
 	"[-w | --wait=duration]\n" \
 	"            [--lease=duration] [--timeout=duration] [-j jobs] " \
 	"[-l | -0]\n" \
-	"            [--no-ack] [--peek] queue [-- command [arg ...]]\n"
+	"            [--no-ack] [--peek] [--lock] [--max-time=duration]\n" \
+	"            [--idempotent] [--forward=queue] queue [-- command [arg ...]]\n"
 
 static _Noreturn void
 usage(void)
 {
 	fputs(USAGE, stderr);
 	exit(EX_USAGE);
+}
+
+static void
+options(int argc, char *argv[], const struct option *longopts,
+    struct q_consumeargs *a, const char **spool)
+{
+	int c;
+
+	while ((c = getopt_long(argc, argv, "+d:hV" Q_CONSUME_SHORTOPTS,
+	    longopts, NULL)) != -1) {
+		if (q_consume_option(a, c, optarg))
+			continue;
+		switch (c) {
+		case 'd':
+			*spool = optarg;
+			break;
+		case 'h':
+			fputs(USAGE, stdout);
+			exit(0);
+		case 'V':
+			puts("qpop " PACKAGE_VERSION);
+			exit(0);
+		default:
+			usage();
+		}
+	}
 }
 
 int
@@ -40,48 +67,36 @@ main(int argc, char *argv[])
 	struct q_config cfg;
 	struct q_queue q;
 	const char *spool = NULL, *why;
-	int c;
+	const char *queue;
 
 	q_setprogname(argv[0]);
 	int closed = q_std_fds();
 	q_consume_args_init(&a);
-	/* options before the queue, as in the synopsis; then -- CMD */
-	while ((c = getopt_long(argc, argv, "+d:hV" Q_CONSUME_SHORTOPTS,
-	    longopts, NULL)) != -1) {
-		if (q_consume_option(&a, c, optarg))
-			continue;
-		switch (c) {
-		case 'd':
-			spool = optarg;
-			break;
-		case 'h':
-			fputs(USAGE, stdout);
-			return 0;
-		case 'V':
-			puts("qpop " PACKAGE_VERSION);
-			return 0;
-		default:
-			usage();
-		}
-	}
-	argc -= optind;
-	argv += optind;
-	if (argc < 1)
+	/* options, the queue, more options; then [--] CMD */
+	options(argc, argv, longopts, &a, &spool);
+	if (optind >= argc)
 		usage();
-	if ((why = q_operand_error(argv[0]))) {
-		q_warnx("bad queue name '%s': %s", argv[0], why);
+	queue = argv[optind++];
+	options(argc, argv, longopts, &a, &spool);
+	if ((why = q_operand_error(queue))) {
+		q_warnx("bad queue name '%s': %s", queue, why);
 		return EX_USAGE;
 	}
-	q_consume_command(&a, argc - 1, argv + 1);
+	q_consume_rest(&a, argc, argv);
 	q_consume_args_check(&a, closed);
 
 	if (q_config_load(&cfg, spool) == -1)
 		q_exitq(EX_CONFIG);
-	if (q_queue_open(&q, &cfg, argv[0], a.o.peek ? Q_OPEN_EXISTING :
+	if (q_queue_open(&q, &cfg, queue, a.o.peek ? Q_OPEN_EXISTING :
 	    Q_OPEN_CREATE) == -1)
 		q_exitq(q_open_status());
 	q_consume_apply(&a, &q);
+	static struct q_queue out;
+	static struct q_fwd fwd;
+	q_consume_forward(&a, &cfg, &out, &fwd);
 	int status = q_consume(&q, &a.o);
+	if (a.forward)
+		q_forward_close(&fwd);
 	q_queue_close(&q);
 	return status;
 }

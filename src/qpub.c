@@ -71,6 +71,9 @@ main(int argc, char *argv[])
 	p.q = &t.q;
 	p.commit = q_topic_commit;
 	p.ctx = &t;
+	p.room = q_topic_room;
+	p.drop = q_topic_drop;
+	p.wait = q_topic_wait;
 	p.batch = true;         /* one listing of subs/ per batch */
 	r = q_produce(&p, &a, argc - 1, argv + 1);
 	return q_produce_exit(r);

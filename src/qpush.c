@@ -73,6 +73,9 @@ main(int argc, char *argv[])
 	p.q = &q;
 	p.commit = q_queue_commit;
 	p.ctx = &q;
+	p.room = q_queue_room;
+	p.drop = q_queue_drop;
+	p.wait = q_queue_wait;
 	p.batch = q.cfg.fsync == Q_FSYNC_BATCH;
 	r = q_produce(&p, &a, argc - 1, argv + 1);
 	return q_produce_exit(r);

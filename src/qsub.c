@@ -23,7 +23,8 @@
 	"            [-n count | --drain | -f] [-w | --wait=duration]\n" \
 	"            [--lease=duration] [--timeout=duration] [-j jobs] " \
 	"[-l | -0]\n" \
-	"            [--no-ack] [--peek] topic [-- command [arg ...]]\n" \
+	"            [--no-ack] [--peek] [--lock] [--max-time=duration]\n" \
+	"            [--idempotent] [--forward=queue] topic [-- command [arg ...]]\n" \
 	"       qsub [-d spool] -s name --unsubscribe topic\n" \
 	"       qsub [-d spool] --list topic\n"
 
@@ -65,6 +66,76 @@ list(struct q_topic *t)
 	return 0;
 }
 
+/* What the options set, before and after the topic. */
+struct args {
+	struct q_consumeargs a;
+	struct q_subopt so;
+	const char *spool;
+	bool unsubscribe, listing;
+	int replays;
+};
+
+static void
+options(int argc, char *argv[], const struct option *longopts,
+    struct args *g)
+{
+	const char *why;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "+d:s:hV" Q_CONSUME_SHORTOPTS,
+	    longopts, NULL)) != -1) {
+		if (q_consume_option(&g->a, c, optarg))
+			continue;
+		switch (c) {
+		case 'd':
+			g->spool = optarg;
+			break;
+		case 's':
+			if ((why = q_name_error(optarg))) {
+				q_warnx("bad subscription name '%s': %s", optarg, why);
+				exit(EX_USAGE);
+			}
+			if (optarg[0] == '_') {
+				q_warnx("bad subscription name '%s': names starting"
+				    " with '_' are for ephemeral subscriptions", optarg);
+				exit(EX_USAGE);
+			}
+			g->so.name = optarg;
+			break;
+		case OPT_FROM_BEGINNING:
+			g->so.replay = true;
+			g->so.since = 0;
+			g->replays++;
+			break;
+		case OPT_SINCE:
+			if (q_parse_time(optarg, &g->so.since, &why) == -1) {
+				q_warnx("bad time '%s': %s", optarg, why);
+				exit(EX_USAGE);
+			}
+			g->so.replay = true;
+			g->replays++;
+			break;
+		case OPT_RESET:
+			g->so.reset = true;
+			break;
+		case OPT_UNSUBSCRIBE:
+			g->unsubscribe = true;
+			break;
+		case OPT_LIST:
+			g->listing = true;
+			break;
+		case 'h':
+			fputs(USAGE, stdout);
+			exit(0);
+		case 'V':
+			puts("qsub " PACKAGE_VERSION);
+			exit(0);
+		default:
+			usage();
+		}
+	}
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -81,120 +152,73 @@ main(int argc, char *argv[])
 	};
 	static struct q_topic t;
 	static struct q_sub s;
-	struct q_consumeargs a;
-	struct q_subopt so = { 0 };
+	static struct args g;
+	struct q_consumeargs *ap = &g.a;
 	struct q_config cfg;
-	const char *spool = NULL, *why;
-	bool unsubscribe = false, listing = false;
-	int c, replays = 0;
+	const char *why, *topic;
 
 	q_setprogname(argv[0]);
 	int closed = q_std_fds();
-	q_consume_args_init(&a);
-	while ((c = getopt_long(argc, argv, "+d:s:hV" Q_CONSUME_SHORTOPTS,
-	    longopts, NULL)) != -1) {
-		if (q_consume_option(&a, c, optarg))
-			continue;
-		switch (c) {
-		case 'd':
-			spool = optarg;
-			break;
-		case 's':
-			if ((why = q_name_error(optarg))) {
-				q_warnx("bad subscription name '%s': %s", optarg, why);
-				return EX_USAGE;
-			}
-			if (optarg[0] == '_') {
-				q_warnx("bad subscription name '%s': names starting"
-				    " with '_' are for ephemeral subscriptions", optarg);
-				return EX_USAGE;
-			}
-			so.name = optarg;
-			break;
-		case OPT_FROM_BEGINNING:
-			so.replay = true;
-			so.since = 0;
-			replays++;
-			break;
-		case OPT_SINCE:
-			if (q_parse_time(optarg, &so.since, &why) == -1) {
-				q_warnx("bad time '%s': %s", optarg, why);
-				return EX_USAGE;
-			}
-			so.replay = true;
-			replays++;
-			break;
-		case OPT_RESET:
-			so.reset = true;
-			break;
-		case OPT_UNSUBSCRIBE:
-			unsubscribe = true;
-			break;
-		case OPT_LIST:
-			listing = true;
-			break;
-		case 'h':
-			fputs(USAGE, stdout);
-			return 0;
-		case 'V':
-			puts("qsub " PACKAGE_VERSION);
-			return 0;
-		default:
-			usage();
-		}
-	}
-	argc -= optind;
-	argv += optind;
-	if (argc < 1)
+	q_consume_args_init(&g.a);
+	/* options, the topic, more options; then [--] CMD */
+	options(argc, argv, longopts, &g);
+	if (optind >= argc)
 		usage();
-	if ((why = q_operand_error(argv[0]))) {
-		q_warnx("bad topic name '%s': %s", argv[0], why);
+	topic = argv[optind++];
+	options(argc, argv, longopts, &g);
+	if ((why = q_operand_error(topic))) {
+		q_warnx("bad topic name '%s': %s", topic, why);
 		return EX_USAGE;
 	}
-	if (replays > 1)
+	if (g.replays > 1)
 		usage_error("--from-beginning and --since exclude each other");
-	if (so.reset && !(so.name && so.replay))
+	if (g.so.reset && !(g.so.name && g.so.replay))
 		usage_error("--reset starts a subscription over: give -s and"
 		    " --from-beginning or --since");
-	if (unsubscribe + listing > 1 || ((unsubscribe || listing) &&
-	    (so.replay || so.reset || argc > 1)))
+	if (g.unsubscribe + g.listing > 1 || ((g.unsubscribe || g.listing) &&
+	    (g.so.replay || g.so.reset || optind < argc)))
 		usage_error("--unsubscribe and --list take only -d, -s and a topic");
-	if (a.o.peek && (!so.name || so.replay || so.reset))
+	if (ap->o.peek && (!g.so.name || g.so.replay || g.so.reset))
 		usage_error("--peek looks into an existing durable subscription:"
 		    " give -s, without --from-beginning, --since or --reset");
-	if (unsubscribe && !so.name)
+	if (g.unsubscribe && !g.so.name)
 		usage_error("--unsubscribe removes a durable subscription: give -s");
-	if (!unsubscribe && !listing) {
-		q_consume_command(&a, argc - 1, argv + 1);
-		q_consume_args_check(&a, closed);
+	if (!g.unsubscribe && !g.listing) {
+		q_consume_rest(&g.a, argc, argv);
+		q_consume_args_check(&g.a, closed);
 	}
 
-	if (q_config_load(&cfg, spool) == -1)
+	if (q_config_load(&cfg, g.spool) == -1)
 		q_exitq(EX_CONFIG);
-	if (q_topic_open(&t, &cfg, argv[0], unsubscribe || listing ||
-	    a.o.peek ? Q_OPEN_EXISTING : Q_OPEN_CREATE) == -1)
+	if (q_topic_open(&t, &cfg, topic, g.unsubscribe || g.listing ||
+	    ap->o.peek ? Q_OPEN_EXISTING : Q_OPEN_CREATE) == -1)
 		q_exitq(q_open_status());
-	if (listing)
+	if (g.listing)
 		return list(&t);
-	if (unsubscribe) {
-		if (q_unsubscribe(&t, so.name) == -1)
+	if (g.unsubscribe) {
+		if (q_unsubscribe(&t, g.so.name) == -1)
 			q_exitq(q_open_status());
 		return 0;
 	}
-	if (a.o.peek) {
+	if (ap->o.peek) {
 		s.t = &t;
 		s.livefd = -1;
-		strlcpy(s.name, so.name, sizeof s.name);
-		if (q_sub_openat(&t, so.name, &s.q) == -1)
+		strlcpy(s.name, g.so.name, sizeof s.name);
+		if (q_sub_openat(&t, g.so.name, &s.q) == -1)
 			q_exitq(q_open_status());
-	} else if (q_subscribe(&t, &so, &s) == -1) {
+	} else if (q_subscribe(&t, &g.so, &s) == -1) {
 		q_exitq(q_open_status());
 	}
-	q_consume_apply(&a, &s.q);
-	a.o.sub = s.name;
-	a.o.check = q_sub_check;
-	a.o.check_arg = &s;
-	int status = q_consume(&s.q, &a.o);
+	q_consume_apply(ap, &s.q);
+	static struct q_queue out;
+	static struct q_fwd fwd;
+	q_consume_forward(ap, &cfg, &out, &fwd);
+	ap->o.sub = s.name;
+	ap->o.check = q_sub_check;
+	ap->o.check_arg = &s;
+	int status = q_consume(&s.q, &ap->o);
+	if (ap->forward)
+		q_forward_close(&fwd);
 	if (q_sub_close(&s) == -1)
 		q_warnq();
 	q_topic_close(&t);

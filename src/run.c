@@ -117,6 +117,7 @@ handler(const struct q_runopt *o, pid_t guard, int errw, int execw)
 		goto fail;
 	if (lseek(o->l->m.fd, (off_t)o->l->m.body_off, SEEK_SET) == -1 ||
 	    dup2(o->l->m.fd, 0) == -1 || dup2(errw, 2) == -1 ||
+	    (o->outfd != -1 && dup2(o->outfd, 1) == -1) ||
 	    fcntl(0, F_SETFL, 0) == -1)
 		goto fail;
 	set_env(o);

@@ -419,8 +419,8 @@ void *
 q_map_counter(int dirfd, const char *name, size_t size, bool create,
     bool *writable)
 {
-	int fd = openat(dirfd, name, O_RDWR | (create ? O_CREAT : 0) |
-	    O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, q_file_mode());
+	int fd = create ? q_open_create(dirfd, name, O_RDWR | O_NONBLOCK) :
+	    openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	struct stat st;
 	void *p;
 
@@ -596,6 +596,9 @@ open_body(struct q_queue *q, bool create)
 		open_status = q_exit_for_errno(errno);
 		return q_fail("cannot map %s/seq", q->operand);
 	}
+	/* counters: made by the first tool that may write the queue */
+	q->counters = q_map_counter(q->dirfd, "counters", Q_COUNTERS_SIZE,
+	    q->seq_writable, &q->counters_writable);
 	return 0;
 }
 
@@ -669,4 +672,7 @@ q_queue_close(struct q_queue *q)
 	if (q->seq)
 		munmap((void *)q->seq, 8);
 	q->seq = NULL;
+	if (q->counters)
+		munmap((void *)q->counters, Q_COUNTERS_SIZE);
+	q->counters = NULL;
 }

@@ -293,8 +293,7 @@ build(struct q_topic *t, const char *name, const struct q_subopt *o,
 		goto fail;
 	if (!o->name) {
 		/* the liveness lock, taken before anyone can see it */
-		s->livefd = openat(fd, "live", O_RDWR | O_CREAT | O_EXCL |
-		    O_NOFOLLOW | O_CLOEXEC, q_file_mode());
+		s->livefd = q_open_create(fd, "live", O_RDWR | O_EXCL);
 		if (s->livefd == -1 || flock(s->livefd, LOCK_EX | LOCK_NB) == -1)
 			goto fail;
 	}
@@ -307,8 +306,7 @@ build(struct q_topic *t, const char *name, const struct q_subopt *o,
 			goto fail;
 		}
 		close(seqfd);
-		*replayfd = openat(fd, "replay", O_RDWR | O_CREAT | O_EXCL |
-		    O_NOFOLLOW | O_CLOEXEC, q_file_mode());
+		*replayfd = q_open_create(fd, "replay", O_RDWR | O_EXCL);
 		if (*replayfd == -1 || flock(*replayfd, LOCK_EX | LOCK_NB) == -1)
 			goto fail;
 	}

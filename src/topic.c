@@ -41,8 +41,7 @@ q_topic_open(struct q_topic *t, const struct q_config *global,
 		goto fail;
 	t->lockfd = q_open_regular(t->q.dirfd, "lock");
 	if (t->lockfd == -1 && errno == ENOENT && create) {
-		int fd = openat(t->q.dirfd, "lock", O_WRONLY | O_CREAT |
-		    O_NOFOLLOW | O_CLOEXEC, q_file_mode());
+		int fd = q_open_create(t->q.dirfd, "lock", O_WRONLY);
 		if (fd != -1)
 			close(fd);
 		t->lockfd = q_open_regular(t->q.dirfd, "lock");
@@ -228,6 +227,7 @@ q_topic_load_subs(struct q_topic *t)
 	free(t->subs);
 	t->subs = keep;
 	t->nsubs = nkeep;
+	t->loaded = true;
 	t->capsubs = n;
 	keep = NULL;
 out:
@@ -348,10 +348,17 @@ q_sub_deliver(struct q_queue *s, const struct q_logent *e, uint64_t seq,
 	n.expires = e->expires;
 	n.has_key = e->has_key;
 	n.key = e->key;
+	struct stat st;
+	if (fstatat(s->tmpfd, e->id, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return -1;
 	if (n.has_key && q_key_index(s, s->tmpfd, e->id, e->key, n.seq,
 	    e->id) == -1)
 		return -1;
-	return q_place(s, s->tmpfd, e->id, &n, later ? Q_LATER : Q_NEW);
+	if (q_place(s, s->tmpfd, e->id, &n, later ? Q_LATER : Q_NEW) == -1)
+		return -1;
+	q_count(s, Q_C_PUSHED, 1);
+	q_count(s, Q_C_BYTES_IN, st.st_size);
+	return 0;
 }
 
 static int
@@ -609,4 +616,65 @@ q_topic_recover(struct q_topic *t, struct q_recovery *rec)
 	q_freelist(names, n);
 	free(names);
 	return 0;
+}
+
+/* The subscriptions as last loaded (loaded now if never). */
+static int
+known_subs(struct q_topic *t)
+{
+	int r;
+
+	if (t->loaded)
+		return 0;
+	while (flock(t->lockfd, LOCK_SH) == -1)
+		if (errno != EINTR)
+			return q_fail("cannot lock %s", t->q.operand);
+	r = q_topic_load_subs(t);
+	flock(t->lockfd, LOCK_UN);
+	return r;
+}
+
+/*
+ * Backpressure for a topic: the topic's max_depth and max_bytes apply
+ * to its fullest subscription (a subscription never refuses its link).
+ */
+int
+q_topic_room(void *ctx, int pending)
+{
+	struct q_topic *t = ctx;
+	const struct q_config *c = &t->q.cfg;
+
+	if (c->max_depth <= 0 && c->max_bytes <= 0)
+		return 0;
+	if (known_subs(t) == -1)
+		return -1;
+	for (size_t i = 0; i < t->nsubs; i++) {
+		if (q_room(&t->subs[i].q, c, pending) == 0)
+			continue;
+		t->full = i;
+		return -1;
+	}
+	return 0;
+}
+
+int
+q_topic_drop(void *ctx)
+{
+	struct q_topic *t = ctx;
+
+	if (t->full >= t->nsubs) {
+		errno = EAGAIN;
+		return q_fail("%s: full", t->q.operand);
+	}
+	return q_drop_oldest(&t->subs[t->full].q);
+}
+
+int
+q_topic_wait(void *ctx, q_time until)
+{
+	struct q_topic *t = ctx;
+
+	if (t->full >= t->nsubs)
+		return q_wait_room(&t->q, until);
+	return q_wait_room(&t->subs[t->full].q, until);
 }

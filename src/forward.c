@@ -1,0 +1,321 @@
+/*
+ * forward.c - qpop IN --forward OUT -- CMD (q-spool(5), FORWARDING).
+ *
+ * CMD's standard output goes to a file in OUT/tmp/fwd.RUN/ (RUN a fresh
+ * random name per run).  After CMD succeeds, the file is split into
+ * messages framed like qpush input, each written complete into the same
+ * directory under an id derived from (IN, input id, index).  Then, under
+ * the batch's lock in OUT/fwd/, the batch record KEY -> "RUN N" is made:
+ * the commit.  A batch recorded already (by a run before a crash, or a
+ * concurrent run after a lost lease) wins, and this run's staging is
+ * discarded.  Finishing moves each staged output still in fwd.RUN/ into
+ * OUT/new/ and records its id as a dedup entry of OUT; only then is the
+ * input acked.  So OUT gets nothing or the one committed set.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "q.h"
+
+static uint64_t
+fnv64(const void *p, size_t n, uint64_t h)
+{
+	for (const unsigned char *c = p; n--; c++) {
+		h ^= *c;
+		h *= UINT64_C(1099511628211);
+	}
+	return h;
+}
+
+/* KEY: the input, from which queue; the same however IN was named. */
+static void
+batch_key(const struct q_queue *in, const char *id, char key[17])
+{
+	struct stat st = { 0 };
+	uint64_t h = UINT64_C(14695981039346656037);
+
+	fstat(in->dirfd, &st);
+	h = fnv64(&st.st_dev, sizeof st.st_dev, h);
+	h = fnv64(&st.st_ino, sizeof st.st_ino, h);
+	h = fnv64(id, strlen(id), h);
+	snprintf(key, 17, "%016" PRIx64, h);
+}
+
+/* Output I's id: the input's time, then 11 hex digits of (KEY, I). */
+static void
+output_id(const char *inid, const char *key, size_t i, char id[Q_ID_LEN + 1])
+{
+	uint64_t h = fnv64(key, strlen(key), UINT64_C(14695981039346656037));
+
+	h = fnv64(&i, sizeof i, h);
+	snprintf(id, Q_ID_LEN + 1, "%.13s%011" PRIx64, inid,
+	    h & ((UINT64_C(1) << 44) - 1));
+}
+
+/* Stage directories of runs long gone (older than the window). */
+static void
+clean_stages(struct q_queue *out)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	q_time now = q_now();
+	int fd = openat(out->tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd == -1)
+		return;
+	if (q_listdir(fd, &names, &n, &cap) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			struct stat st;
+			if (strncmp(names[i], "fwd.", 4) == 0 &&
+			    fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISDIR(st.st_mode) && (q_time)st.st_mtime * Q_SEC +
+			    out->cfg.idempotent_window <= now)
+				q_remove_all(out->tmpfd, names[i]);
+		}
+	}
+	q_freelist(names, n);
+	free(names);
+	close(fd);
+}
+
+int
+q_forward_open(struct q_fwd *f, struct q_queue *out)
+{
+	memset(f, 0, sizeof *f);
+	f->out = out;
+	if (q_seen_open(out, "fwd", out->cfg.idempotent_window, &f->batches) == -1)
+		return -1;
+	if (q_seen_open(out, "dedup", out->cfg.dedup_window, &f->dedup) == -1) {
+		q_seen_close(&f->batches);
+		return -1;
+	}
+	q_seen_clean(&f->batches);
+	q_seen_clean(&f->dedup);
+	clean_stages(out);
+	return 0;
+}
+
+void
+q_forward_close(struct q_fwd *f)
+{
+	q_seen_close(&f->batches);
+	q_seen_close(&f->dedup);
+}
+
+/* Forget this run's staging (CMD failed, or another run won). */
+void
+q_forward_discard(struct q_fwd *f, struct q_fwdrun *w)
+{
+	if (w->outfd != -1)
+		close(w->outfd);
+	if (w->stagefd != -1)
+		close(w->stagefd);
+	w->outfd = w->stagefd = -1;
+	if (w->run[0])
+		q_remove_all(f->out->tmpfd, w->run);
+	w->run[0] = '\0';
+}
+
+/*
+ * Before CMD runs for input L of IN: 1 if a batch is committed for it
+ * already (finish it, do not run CMD); else 0 with F->outfd the file
+ * CMD's standard output goes to.
+ */
+int
+q_forward_begin(struct q_fwd *f, struct q_fwdrun *w, const struct q_queue *in,
+    const struct q_lease *l)
+{
+	char value[64];
+	int r;
+
+	batch_key(in, l->n.id, w->key);
+	strlcpy(w->inid, l->n.id, sizeof w->inid);
+	w->run[0] = '\0';
+	w->stagefd = w->outfd = -1;
+	if ((r = q_seen_get(&f->batches, w->key, value, sizeof value)) != 0)
+		return r;
+	snprintf(w->run, sizeof w->run, "fwd.%s.%08x", w->key, arc4random());
+	if (q_mkdirat(f->out->tmpfd, w->run) == -1 ||
+	    (w->stagefd = openat(f->out->tmpfd, w->run, O_RDONLY | O_DIRECTORY |
+	    O_NOFOLLOW | O_CLOEXEC)) == -1 ||
+	    (w->outfd = q_open_create(w->stagefd, "stdout", O_RDWR |
+	    O_EXCL)) == -1) {
+		int saved = errno;
+		q_forward_discard(f, w);
+		errno = saved;
+		return q_fail("cannot stage output in %s/tmp", f->out->operand);
+	}
+	return 0;
+}
+
+/* Write output I (BODY, LEN bytes) complete into the stage directory. */
+static int
+stage_output(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in, size_t i,
+    const char *body, size_t len)
+{
+	struct q_queue stage = *f->out;
+	struct q_pushopt o = { .prio = Q_PRIO_DEFAULT };
+	struct q_out m;
+	char id[Q_ID_LEN + 1];
+
+	output_id(w->inid, w->key, i, id);
+	o.id = id;
+	o.cause = w->inid;
+	o.corr = q_header_get(&in->hs, "Correlation-Id");
+	o.trace = q_header_get(&in->hs, "traceparent");
+	stage.tmpfd = w->stagefd;
+	if (q_out_begin(&stage, &o, &m) == -1)
+		return -1;
+	if (q_out_write(&m, body, len) == -1 ||
+	    q_out_finish(&m, f->out->cfg.fsync != Q_FSYNC_NEVER) == -1) {
+		q_out_abort(&m);
+		return -1;
+	}
+	close(m.fd);
+	return 0;
+}
+
+/* Split CMD's output by FRAME into staged messages; their number. */
+static long
+split(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in,
+    enum q_frame frame)
+{
+	struct stat st;
+	char *buf;
+	long count = 0;
+
+	if (fstat(w->outfd, &st) == -1)
+		return q_fail("cannot read the staged output");
+	if (!(buf = malloc((size_t)st.st_size + 1)))
+		return q_fail("out of memory for %lld bytes of output",
+		    (long long)st.st_size);
+	if (pread(w->outfd, buf, (size_t)st.st_size, 0) != st.st_size) {
+		free(buf);
+		return q_fail("cannot read the staged output");
+	}
+	if (frame == Q_FRAME_RAW) {
+		count = stage_output(f, w, in, 0, buf, (size_t)st.st_size) == -1 ? -1 : 1;
+	} else {
+		int delim = frame == Q_FRAME_LINE ? '\n' : '\0';
+		char *p = buf, *end = buf + st.st_size;
+		while (p < end && count != -1) {
+			char *d = memchr(p, delim, (size_t)(end - p));
+			size_t len = (size_t)((d ? d : end) - p);
+			if (stage_output(f, w, in, (size_t)count, p, len) == -1)
+				count = -1;
+			else
+				count++;
+			p += len + 1;
+		}
+	}
+	free(buf);
+	return count;
+}
+
+/* Move the committed batch RUN's outputs still staged into OUT/new/. */
+static int
+finish(struct q_fwd *f, struct q_fwdrun *w, const char *run, long count)
+{
+	struct q_queue *out = f->out;
+	int fd = openat(out->tmpfd, run, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	int r = 0;
+
+	if (fd == -1 && errno != ENOENT)
+		return q_fail("cannot open %s/tmp/%s", out->operand, run);
+	for (long i = 0; fd != -1 && i < count && r == 0; i++) {
+		char id[Q_ID_LEN + 1];
+		struct q_name n = { .prio = Q_PRIO_DEFAULT };
+		struct stat st;
+		output_id(w->inid, w->key, (size_t)i, id);
+		if (fstatat(fd, id, &st, AT_SYMLINK_NOFOLLOW) == -1)
+			continue;       /* committed before a crash */
+		memcpy(n.id, id, sizeof n.id);
+		n.seq = q_next_seq(out);
+		n.ready = q_now();
+		if (q_place(out, fd, id, &n, Q_NEW) == -1) {
+			r = q_fail("cannot forward %s into %s", id, out->operand);
+			break;
+		}
+		q_fault("after-forward-output");
+		q_count(out, Q_C_PUSHED, 1);
+		q_count(out, Q_C_BYTES_IN, st.st_size);
+		if (q_seen_put(&f->dedup, id, id) == -1)
+			q_warnq();
+	}
+	if (r == 0 && q_sync_new(out) == -1)
+		r = -1;
+	if (fd != -1)
+		close(fd);
+	if (r == 0)
+		q_remove_all(out->tmpfd, run);
+	return r;
+}
+
+/*
+ * CMD succeeded: stage its outputs, commit the batch (or find one
+ * committed before), and finish it.  Then the caller acks the input.
+ */
+int
+q_forward_commit(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in,
+    enum q_frame frame)
+{
+	char value[128], run[64];
+	long count = -1;
+	int lock, got, r;
+
+	if (w->run[0] && (count = split(f, w, in, frame)) == -1) {
+		q_forward_discard(f, w);
+		return -1;
+	}
+	if ((lock = q_seen_lock(&f->batches, w->key)) == -1)
+		return -1;
+	if ((got = q_seen_get(&f->batches, w->key, value, sizeof value)) == -1)
+		goto fail;
+	if (got == 1) {
+		/* a batch is committed already: it is the one */
+		if (w->run[0])
+			q_forward_discard(f, w);
+		if (sscanf(value, "%63s %ld", run, &count) != 2) {
+			errno = 0;
+			q_fail("%s/fwd: bad batch record for %s", f->out->operand,
+			    w->inid);
+			goto fail;
+		}
+	} else {
+		if (!w->run[0]) {
+			errno = 0;
+			q_fail("%s: no batch for %s", f->out->operand, w->inid);
+			goto fail;
+		}
+		strlcpy(run, w->run, sizeof run);
+		snprintf(value, sizeof value, "%s %ld", run, count);
+		if (f->out->cfg.fsync != Q_FSYNC_NEVER && fsync(w->stagefd) == -1)
+			goto fail;
+		q_fault("before-forward-commit");
+		if (q_seen_put(&f->batches, w->key, value) == -1)
+			goto fail;
+		q_fault("after-forward-commit");
+	}
+	if (w->outfd != -1)
+		close(w->outfd);
+	if (w->stagefd != -1)
+		close(w->stagefd);
+	w->outfd = w->stagefd = -1;
+	r = finish(f, w, run, count);
+	close(lock);
+	return r;
+fail:;
+	int saved = errno;
+	close(lock);
+	errno = saved;
+	return -1;
+}
