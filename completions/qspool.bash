@@ -1,12 +1,16 @@
-# bash completion for qpush, qpop and qdlq                -*- shell-script -*-
+# bash completion for qpush, qpop, qdlq, qpub and qsub     -*- shell-script -*-
 #
 # One file serves every qspool tool.  It is installed as qspool.bash, and
 # the tools' names are symlinks to it, so bash-completion's on-demand
 # loader finds it under either name.
 #
 # Queue names are the directories of the spool root that hold a `format'
-# file.  The spool root is found the way the tools find it: the -d
-# argument on the command line, else $QSPOOL, else the `spool' key of
+# file, topics those whose format file says "qspool topic"; qpush and
+# qpop are offered the queues that are not topics, qpub and qsub the
+# topics, and qsub -s the subscriptions of the topic on the command line
+# (TOPIC/subs/NAME, but not the ephemeral _NAME ones).  The spool root
+# is found the way the tools find it: the -d argument on the command
+# line, else $QSPOOL, else the `spool' key of
 # ${XDG_CONFIG_HOME:-~/.config}/qspool/q.conf, else that of
 # /etc/qspool.conf, else ${XDG_STATE_HOME:-~/.local/state}/qspool
 # (/var/spool/qspool for root).
@@ -103,6 +107,19 @@ _qspool_subs()
 		[[ -f ${d}format ]] || continue
 		d=${d%/}
 		printf '%s\n' "${d##*/}"
+	done
+}
+
+# _qspool_topic_subs DIR: print the durable subscription names of the
+# topic directory DIR, one a line.
+_qspool_topic_subs()
+{
+	local d
+	for d in "$1"/subs/*/; do
+		[[ -f ${d}format ]] || continue
+		d=${d%/}
+		d=${d##*/}
+		[[ $d == _* ]] || printf '%s\n' "$d"
 	done
 }
 
@@ -290,11 +307,16 @@ _qspool()
 		return
 	fi
 
+	# qpush and qpop take a queue, qpub and qsub a topic: the operand.
 	local opts argopts
 	case $tool in
-	qpush)
+	qpush | qpub)
 		opts='-d -l -0 -i -H -h -V'
 		argopts='-d -H'
+		;;
+	qsub)
+		opts='-d -s --from-beginning --since --reset -n --drain -f -w --wait= --lease= --timeout= -j -l -0 --no-ack --peek --unsubscribe --list -h -V'
+		argopts='-d -s -n -j'
 		;;
 	*)
 		opts='-d -n --drain -f -w --wait= --lease= --timeout= -j -l -0 --no-ack --peek -h -V'
@@ -302,9 +324,10 @@ _qspool()
 		;;
 	esac
 
-	# Scan the words before the cursor: the -d argument, the queue
-	# operand, and where `--' ends qpop's own arguments.
-	local dir='' queue='' dashdash=0 want=''
+	# Scan the words before the cursor: the -d argument, the operand,
+	# and where `--' ends the arguments of qpop and qsub.  A `--' before
+	# the operand only ends the options.
+	local dir='' queue='' dashdash=0 want='' endopts=0
 	for ((i = 1; i < cword; i++)); do
 		w=${words[i]}
 		if [[ -n $want ]]; then
@@ -312,38 +335,58 @@ _qspool()
 			want=
 			continue
 		fi
-		case $w in
-		--)
-			dashdash=$i
-			break
-			;;
-		-d?*) dir=${w#-d} ;;
-		-H?* | -n?* | -j?*) ;;
-		--*) ;;
-		-?*)
-			# A cluster such as -l0d DIR: the last letter may take
-			# the next word.
-			local last=-${w: -1}
-			[[ " $argopts " == *" $last "* ]] && want=$last
-			;;
-		*)
-			[[ -z $queue ]] && queue=$w
-			;;
-		esac
-		# qpush takes no options after the queue: the rest are
-		# messages, even those that start with a dash.
-		[[ $tool == qpush && -n $queue ]] && break
+		if ((endopts)) && [[ -z $queue ]]; then
+			queue=$w
+		else
+			case $w in
+			--)
+				if [[ -z $queue ]]; then
+					endopts=1
+				else
+					dashdash=$i
+					break
+				fi
+				;;
+			-d?*) dir=${w#-d} ;;
+			-H?* | -n?* | -j?* | -s?*) ;;
+			--since)
+				[[ $tool == qsub ]] && want=$w
+				;;
+			--*) ;;
+			-?*)
+				# A cluster such as -l0d DIR: the last letter may take
+				# the next word.
+				local last=-${w: -1}
+				[[ " $argopts " == *" $last "* ]] && want=$last
+				;;
+			*)
+				[[ -z $queue ]] && queue=$w
+				;;
+			esac
+		fi
+		# qpush and qpub take no options after the operand: the rest
+		# are messages, even those that start with a dash.
+		[[ ($tool == qpush || $tool == qpub) && -n $queue ]] && break
 	done
 
-	# qpop QUEUE -- CMD [ARG...]: complete the command and its arguments.
+	# qpop QUEUE -- CMD [ARG...], qsub TOPIC -- CMD [ARG...]: complete
+	# the command and its arguments.
 	if ((dashdash > 0)); then
 		if declare -F _command_offset >/dev/null 2>&1; then
-			local k n=0
+			local k n=0 ndash=0
+			# The how-manyth `--' ends our arguments (one may have
+			# ended the options before the operand).
+			for ((k = 1; k <= dashdash; k++)); do
+				[[ ${words[k]} == -- ]] && ndash=$((ndash + 1))
+			done
 			# _command_offset counts COMP_WORDS, not our joined words.
 			for ((k = 0; k < ${#COMP_WORDS[@]}; k++)); do
 				if [[ ${COMP_WORDS[k]} == -- ]]; then
-					n=$((k + 1))
-					break
+					ndash=$((ndash - 1))
+					if ((ndash == 0)); then
+						n=$((k + 1))
+						break
+					fi
 				fi
 			done
 			_command_offset "$n"
@@ -368,21 +411,59 @@ _qspool()
 		-H)
 			mapfile -t COMPREPLY < <(compgen -W "Correlation-Id:" -- "$cur")
 			;;
+		-s)
+			# The subscriptions of the topic, when it is on the line
+			# already, before the cursor or after it.
+			local topic=$queue
+			if [[ -z $topic ]]; then
+				want=
+				for ((i = cword + 1; i < ${#words[@]}; i++)); do
+					w=${words[i]}
+					if [[ -n $want ]]; then
+						[[ $want == -d && -z $dir ]] && dir=$w
+						want=
+						continue
+					fi
+					case $w in
+					--) break ;;
+					-d?*) [[ -z $dir ]] && dir=${w#-d} ;;
+					-H?* | -n?* | -j?* | -s?* | --*) ;;
+					-?*)
+						local last=-${w: -1}
+						[[ " $argopts " == *" $last "* ]] && want=$last
+						;;
+					*)
+						topic=$w
+						break
+						;;
+					esac
+				done
+			fi
+			[[ -n $topic ]] || return
+			local tdir=$topic
+			case $tdir in
+			/* | ./*) ;;
+			\~ | \~/*) tdir=$HOME${tdir#\~} ;;
+			*) tdir=$(_qspool_root "$dir")/$tdir ;;
+			esac
+			mapfile -t COMPREPLY < <(compgen -W "$(_qspool_topic_subs "$tdir")" -- "$cur")
+			;;
 		esac
 		return
 	fi
 
-	if [[ $tool == qpush && -n $queue ]]; then
+	if [[ ($tool == qpush || $tool == qpub) && -n $queue ]]; then
 		return
 	fi
 
 	case $cur in
-	--wait=* | --lease=* | --timeout=*)
-		# A duration: nothing to offer.
+	--wait=* | --lease=* | --timeout=* | --since=*)
+		# A duration or a time: nothing to offer.
 		return
 		;;
 	-*)
-		[[ $tool == qpop && -n $queue ]] && opts+=' --'
+		# qpop and qsub take options after the operand too, then `--'.
+		[[ ($tool == qpop || $tool == qsub) && -n $queue ]] && opts+=' --'
 		mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$cur")
 		if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
 			compopt -o nospace 2>/dev/null
@@ -392,15 +473,16 @@ _qspool()
 	esac
 
 	if [[ -n $queue ]]; then
-		# After the queue: qpush takes messages (nothing to offer);
-		# qpop takes `--' and a command.
-		if [[ $tool == qpop ]]; then
+		# After the operand: qpush and qpub take messages (nothing to
+		# offer); qpop and qsub take `--' and a command.
+		if [[ $tool == qpop || $tool == qsub ]]; then
 			mapfile -t COMPREPLY < <(compgen -W "--" -- "$curpart")
 		fi
 		return
 	fi
 
-	# The queue operand: a name under the root, or a path.
+	# The operand: a name under the root, or a path.  qpush and qpop
+	# take a queue (not a topic), qpub and qsub a topic.
 	case $cur in
 	/* | ./* | '~'*)
 		compopt -o filenames 2>/dev/null
@@ -410,7 +492,14 @@ _qspool()
 	esac
 	local root
 	root=$(_qspool_root "$dir")
-	mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$root")" -- "$cur")
+	case $tool in
+	qpub | qsub)
+		mapfile -t COMPREPLY < <(compgen -W "$(_qspool_topics "$root")" -- "$cur")
+		;;
+	*)
+		mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$root" plain)" -- "$cur")
+		;;
+	esac
 }
 
-complete -F _qspool qpush qpop qdlq
+complete -F _qspool qpush qpop qdlq qpub qsub

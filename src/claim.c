@@ -390,7 +390,8 @@ int
 q_ack(struct q_queue *q, struct q_lease *l)
 {
 	q_fault("before-ack");
-	if (unlinkat(q->curfd, l->name, 0) == -1)
+	if ((l->n.has_key ? q_key_ack(q, &l->n, q->curfd, l->name) :
+	    unlinkat(q->curfd, l->name, 0)) == -1)
 		return q_fail("%s: %s: cannot ack%s", q->operand, l->n.id,
 		    errno == ENOENT ? " (lease lost: the message may be"
 		    " delivered again)" : "");
@@ -517,12 +518,17 @@ q_bury(struct q_queue *q, struct q_lease *l, const struct q_diag *d)
 	strlcpy(n.reason, d->reason, sizeof n.reason);
 	n.died = now;
 	q_name_format(name, sizeof name, &n, Q_DLQ);
+	struct stat st = { 0 };
+	if (l->m.fd != -1)
+		st.st_size = l->m.size;
+	else
+		fstatat(q->curfd, l->name, &st, AT_SYMLINK_NOFOLLOW);
 	if (q_rename(q->curfd, l->name, q->dlqfd, name) == -1)
 		return q_fail("%s: %s: cannot dead-letter", q->operand, n.id);
 	q_fault("after-bury");
 	q_key_done(q, &l->n);
 	q_count(q, strcmp(d->reason, "expired") == 0 ? Q_C_EXPIRED : Q_C_DEAD, 1);
-	q_count(q, Q_C_BYTES_OUT, l->m.fd != -1 ? l->m.size : 0);
+	q_count(q, Q_C_BYTES_OUT, st.st_size);
 	return 0;
 }
 

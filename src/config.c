@@ -165,8 +165,6 @@ q_config_set(struct q_config *c, const char *key, const char *value,
 	if (strcmp(key, "ttl") == 0) {
 		if (strcmp(value, "none") == 0) {
 			c->ttl = 0;
-	c->dedup_window = 5 * 60 * Q_SEC;
-	c->idempotent_window = 24 * 3600 * Q_SEC;
 			return 0;
 		}
 		return set_duration(&c->ttl, value, Q_SEC, why);

@@ -251,6 +251,8 @@ q_dlq_replay(struct q_queue *q, const struct q_dead *d, struct q_queue *to,
 
 	if ((lock = lock_dead(q, d)) == -1)
 		return -1;
+	struct stat st = { 0 };
+	fstatat(q->dlqfd, d->name, &st, AT_SYMLINK_NOFOLLOW);
 	n.seq = q_next_seq(to);
 	n.ready = q_now();
 	n.reason[0] = '\0';
@@ -273,6 +275,7 @@ q_dlq_replay(struct q_queue *q, const struct q_dead *d, struct q_queue *to,
 		q_fault("after-replay");
 		remove_diag(q, d->n.id, diag);
 		q_count(to, Q_C_REPLAYED, 1);
+		q_count(to, Q_C_BYTES_IN, st.st_size);
 	}
 	int saved = errno;
 	close(lock);

@@ -44,8 +44,9 @@ q_key_error(const char *key)
 		return "empty";
 	if (n > Q_KEY_MAX)
 		return "longer than 256 bytes";
-	if (q_header_error("Key", key, false))
-		return "control characters are not allowed";
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return "control characters are not allowed";
 	return NULL;
 }
 
@@ -62,7 +63,8 @@ q_key_index(struct q_queue *q, int fromfd, const char *from, uint32_t hash,
 {
 	char dir[16], entry[64];
 
-	if (q->keysfd == -1)
+	if (q->keysfd == -1 &&
+	    (q->keysfd = q_subdir(q, q->dirfd, "keys", true)) == -1)
 		return q_fail("cannot open %s/keys", q->operand);
 	snprintf(dir, sizeof dir, "%08" PRIx32, hash);
 	entry_name(entry, sizeof entry, seq, id);
@@ -119,12 +121,19 @@ pending(struct q_queue *q, int dirfd, const char *entry, ino_t self)
 	char diag[Q_ID_LEN + 8];
 	struct stat st;
 
+	char acked[64];
+
 	if (fstatat(dirfd, entry, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		return false;
 	if (st.st_ino == self)
 		return false;           /* the candidate's own older entry */
-	if (st.st_nlink == 1) {
+	/* acked or dropped (SEQ.ID.acked beside it), or with no other name
+	 * at all: what a crash left before the entry was removed */
+	snprintf(acked, sizeof acked, "%s.acked", entry);
+	if (faccessat(dirfd, acked, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+	    st.st_nlink == 1) {
 		unlinkat(dirfd, entry, 0);
+		unlinkat(dirfd, acked, 0);
 		return false;
 	}
 	int fd = openat(q->tmpfd, id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
@@ -192,21 +201,52 @@ q_key_eligible(struct q_queue *q, const struct q_name *n, int fromfd,
 	return r;
 }
 
+/*
+ * The commit of an ack (or a drop) of keyed message N, file FROM in
+ * FROMFD: one rename of it into its key's directory as SEQ.ID.acked, so
+ * the message leaves the queue and its entry is marked done at once.
+ * (An entry cannot count its names: in a subscription the file has
+ * others, in log/ and the other subscriptions.)  Then q_key_done.
+ */
+int
+q_key_ack(struct q_queue *q, const struct q_name *n, int fromfd,
+    const char *from)
+{
+	char dir[16], entry[64], acked[72];
+	int fd;
+
+	snprintf(dir, sizeof dir, "%08" PRIx32, n->key);
+	entry_name(entry, sizeof entry, n->seq, n->id);
+	snprintf(acked, sizeof acked, "%s.acked", entry);
+	if (q->keysfd == -1 || (fd = openat(q->keysfd, dir, O_RDONLY |
+	    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+		/* no entry (a replayed dead letter): a plain unlink */
+		return unlinkat(fromfd, from, 0);
+	}
+	int r = q_rename(fromfd, from, fd, acked);
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return r;
+}
+
 /* Message N is done (acked, dead-lettered, dropped): drop its entry. */
 void
 q_key_done(struct q_queue *q, const struct q_name *n)
 {
-	char dir[16], entry[64];
+	char dir[16], entry[64], acked[72];
 	int fd;
 
 	if (!n->has_key || q->keysfd == -1)
 		return;
 	snprintf(dir, sizeof dir, "%08" PRIx32, n->key);
 	entry_name(entry, sizeof entry, n->seq, n->id);
+	snprintf(acked, sizeof acked, "%s.acked", entry);
 	if ((fd = openat(q->keysfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC)) == -1)
 		return;
 	unlinkat(fd, entry, 0);
+	unlinkat(fd, acked, 0);
 	close(fd);
 	unlinkat(q->keysfd, dir, AT_REMOVEDIR);  /* ENOTEMPTY: others wait */
 }

@@ -146,8 +146,13 @@ q_parse_time(const char *s, q_time *out, const char **why)
 	}
 	if (*p)
 		return -1;
+	struct tm want = tm, back;
 	time_t t = timegm(&tm);
-	if (t < 0)
+	/* no normalising: 2026-13-01 or 02-30 is not a time */
+	if (t < 0 || !gmtime_r(&t, &back) || back.tm_year != want.tm_year ||
+	    back.tm_mon != want.tm_mon || back.tm_mday != want.tm_mday ||
+	    back.tm_hour != want.tm_hour || back.tm_min != want.tm_min ||
+	    back.tm_sec != want.tm_sec)
 		return -1;
 	*out = ((q_time)t - off) * Q_SEC + frac;
 	return 0;

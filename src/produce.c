@@ -282,7 +282,7 @@ q_produce(struct q_producer *p, const struct q_produceargs *a, int nargs,
 {
 	struct q_seen seen;
 	char orig[Q_ID_LEN + 1];
-	int lock = -1, r;
+	int lock = -1, r = -1;
 
 	p->opt = &a->opt;
 	p->print_ids = a->print_ids;
@@ -403,8 +403,8 @@ q_produce_option(struct q_produceargs *a, int c, const char *arg)
 		a->opt.ttl = t;
 		return 1;
 	case Q_OPT_DEDUP:
-		if (!arg[0] || strlen(arg) > Q_KEY_MAX ||
-		    q_header_error("Dedup-Id", arg, false))
+		/* the same rules as a key */
+		if (q_key_error(arg))
 			bad("dedup id", arg, "1 to 256 bytes, no control characters");
 		a->dedup = arg;
 		return 1;

@@ -493,6 +493,8 @@ int q_key_index(struct q_queue *q, int fromfd, const char *from,
 int q_key_lock(struct q_queue *q, uint32_t hash);
 int q_key_eligible(struct q_queue *q, const struct q_name *n, int fromfd,
     const char *from, uint64_t *blocker);
+int q_key_ack(struct q_queue *q, const struct q_name *n, int fromfd,
+    const char *from);
 void q_key_done(struct q_queue *q, const struct q_name *n);
 
 /* topic.c: topics, publishing by links, recovery (q-spool(5), TOPICS). */
@@ -552,6 +554,8 @@ void q_topic_drop_subs(struct q_topic *t);
 int q_topic_prune(struct q_topic *t, bool force);
 int q_topic_subs(struct q_topic *t, char ***names, size_t *n);
 int q_sub_openat(struct q_topic *t, const char *name, struct q_queue *q);
+int q_topic_find_log(struct q_topic *t, const char *id, struct q_logent *e,
+    char *name, size_t len, int *bfd);
 
 /* subscribe.c: subscriptions. */
 struct q_subopt {
@@ -570,6 +574,7 @@ struct q_sub {
 
 int q_subscribe(struct q_topic *t, const struct q_subopt *o, struct q_sub *s);
 int q_sub_wait_replay(struct q_topic *t, struct q_queue *sub);
+int64_t q_sub_replay_gen(struct q_queue *sub);
 int q_sub_check(void *arg);
 int q_sub_close(struct q_sub *s);
 int q_unsubscribe(struct q_topic *t, const char *name);

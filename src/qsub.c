@@ -207,7 +207,7 @@ main(int argc, char *argv[])
 		if (q_sub_openat(&t, g.so.name, &s.q) == -1)
 			q_exitq(q_open_status());
 	} else if (q_subscribe(&t, &g.so, &s) == -1) {
-		q_exitq(q_open_status());
+		q_exitq(q_open_status() ? q_open_status() : EX_IOERR);
 	}
 	q_consume_apply(ap, &s.q);
 	static struct q_queue out;

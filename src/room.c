@@ -118,7 +118,7 @@ q_drop_oldest(struct q_queue *q)
 		if (fd == -1)
 			continue;
 		int r = fstatat(fd, best, &st, AT_SYMLINK_NOFOLLOW) == -1 ? -1 :
-		    unlinkat(fd, best, 0);
+		    bn.has_key ? q_key_ack(q, &bn, fd, best) : unlinkat(fd, best, 0);
 		close(fd);
 		if (r == 0) {
 			q_key_done(q, &bn);

@@ -596,9 +596,16 @@ open_body(struct q_queue *q, bool create)
 		open_status = q_exit_for_errno(errno);
 		return q_fail("cannot map %s/seq", q->operand);
 	}
-	/* counters: made by the first tool that may write the queue */
+	/* counters: made by the first tool that may write the queue; a
+	 * queue older than its counters starts from a real count */
+	bool fresh = faccessat(q->dirfd, "counters", F_OK,
+	    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT;
 	q->counters = q_map_counter(q->dirfd, "counters", Q_COUNTERS_SIZE,
 	    q->seq_writable, &q->counters_writable);
+	if (fresh && q->counters_writable) {
+		int64_t d, b;
+		q_recount(q, &d, &b);
+	}
 	return 0;
 }
 
@@ -616,6 +623,24 @@ q_queue_fromfd(struct q_queue *q, const struct q_config *cfg, int dirfd,
 	    q->newbucketfd = q->laterbucketfd = -1;
 	strlcpy(q->operand, operand, sizeof q->operand);
 	q->cfg = *cfg;
+	if (!conf) {
+		/* a publisher's view of a subscription: what a commit into
+		 * new/ or later/ needs, nothing more (its settings are the
+		 * topic's; it was renamed into subs/ complete) */
+		if ((q->tmpfd = q_open_subdir(q, "tmp", false)) == -1 ||
+		    (q->newfd = q_open_subdir(q, "new", false)) == -1 ||
+		    (q->laterfd = q_open_subdir(q, "later", false)) == -1)
+			goto fail;
+		if (!(q->seq = q_map_counter(dirfd, "seq", 8, false,
+		    &q->seq_writable))) {
+			open_status = q_exit_for_errno(errno);
+			q_fail("cannot map %s/seq", operand);
+			goto fail;
+		}
+		q->counters = q_map_counter(dirfd, "counters", Q_COUNTERS_SIZE,
+		    q->seq_writable, &q->counters_writable);
+		return 0;
+	}
 	if (check_format(dirfd, operand, false, &q_kind_queue) == -1)
 		goto fail;
 	if (q_config_queue(&q->cfg, dirfd, conf) == -1) {

@@ -129,22 +129,94 @@ replay_read(int fd, struct replay *rp)
 }
 
 
+/* Is the entry placed with SEQ (still in new/: consumers wait)? */
+static bool
+placed(struct q_queue *sub, const struct q_logent *e, uint64_t seq)
+{
+	char bucket[32], prefix[Q_ID_LEN + 24], **names = NULL;
+	size_t n = 0, cap = 0;
+	bool found = false;
+	int fd;
+
+	q_new_bucket(bucket, sizeof bucket, e->prio, seq);
+	snprintf(prefix, sizeof prefix, "%016" PRIx64 ".%s.", seq, e->id);
+	if ((fd = q_subdir(sub, sub->newfd, bucket, false)) == -1)
+		return false;
+	if (q_listdir(fd, &names, &n, &cap) == 0)
+		for (size_t i = 0; i < n && !found; i++)
+			found = strncmp(names[i], prefix, strlen(prefix)) == 0;
+	q_freelist(names, n);
+	free(names);
+	close(fd);
+	return found;
+}
+
+/* Link log entry NAME (in BFD) into SUB's tmp/, cursor first, place it. */
+static int
+replay_one(struct q_topic *t, struct q_queue *sub, int fd, int bfd,
+    const char *name, const struct q_logent *e, uint64_t seq)
+{
+	/* the cursor names the entry before anything is done with it */
+	if (replay_write_at(fd, e->id, seq) == -1)
+		return q_fail("cannot write %s/replay", sub->operand);
+	if (linkat(bfd, name, sub->tmpfd, e->id, 0) == -1 && errno != EEXIST) {
+		if (errno == ENOENT)
+			return 1;       /* pruned meanwhile: skipped */
+		return q_fail("cannot link %s/log/%s into %s", t->q.operand,
+		    name, sub->operand);
+	}
+	q_fault("before-replay-place");
+	if (q_sub_deliver(sub, e, seq, 0) == -1 && errno != ENOENT)
+		return q_fail("cannot place %s/tmp/%s", sub->operand, e->id);
+	return 0;
+}
+
+/*
+ * A replay cut short: the cursor's entry, if its link is in tmp/, is
+ * placed; if it was never linked (and is not in new/), it is replayed
+ * now.  Everything after the cursor is walked as usual.
+ */
+static int
+resume_at(struct q_topic *t, struct q_queue *sub, int fd, struct replay *rp)
+{
+	struct q_logent e = { .prio = Q_PRIO_DEFAULT };
+	char name[Q_ID_LEN + 64];
+	int bfd = -1, found;
+
+	strlcpy(e.id, rp->at, sizeof e.id);
+	found = q_topic_find_log(t, rp->at, &e, name, sizeof name, &bfd);
+	if (faccessat(sub->tmpfd, rp->at, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (q_sub_deliver(sub, &e, rp->atseq, 0) == -1 && errno != ENOENT)
+			found = q_fail("cannot place %s/tmp/%s", sub->operand, e.id);
+	} else if (found == 1 && !placed(sub, &e, rp->atseq)) {
+		if (replay_one(t, sub, fd, bfd, name, &e, rp->atseq) == -1)
+			found = -1;
+	}
+	if (bfd != -1)
+		close(bfd);
+	return found == -1 ? -1 : 0;
+}
+
 /*
  * Fill SUB from log/: every entry of generation RP->gen or older
- * published at or after RP->since, in log order.  Before each placement
- * the cursor names it, so a replay resumed after a crash places the
- * cursor's entry only if its link is still in tmp/ (not yet placed).
+ * published at or after RP->since, in log order, with sequence numbers
+ * 0, 1, 2 ... (live messages start at 2^40).  The cursor in `replay`
+ * names each entry before it is linked and placed (see resume_at).
  */
 static int
 replay_run(struct q_topic *t, struct q_queue *sub, int fd, struct replay *rp)
 {
 	char **buckets = NULL, **names = NULL;
 	size_t nb = 0, capb = 0, n = 0, cap = 0;
-	uint64_t seq = rp->at[0] ? rp->atseq : 0;
-	bool resuming = rp->at[0] != '\0';
+	uint64_t seq = 0;
 	int r = 0;
 
 	sub->producer = true;
+	if (rp->at[0]) {
+		if (resume_at(t, sub, fd, rp) == -1)
+			return -1;
+		seq = rp->atseq + 1;
+	}
 	if (q_listdir(t->logfd, &buckets, &nb, &capb) == -1)
 		r = q_fail("cannot read %s/log", t->q.operand);
 	for (size_t b = 0; b < nb && r == 0; b++) {
@@ -164,42 +236,15 @@ replay_run(struct q_topic *t, struct q_queue *sub, int fd, struct replay *rp)
 		}
 		for (size_t i = 0; i < n && r == 0; i++) {
 			struct q_logent e;
-			const char *id = e.id;
-			if (q_log_parse(names[i], &e) == -1)
+			if (q_log_parse(names[i], &e) == -1 || e.gen > rp->gen ||
+			    q_id_time(e.id) < rp->since ||
+			    (rp->at[0] && strcmp(e.id, rp->at) <= 0))
 				continue;
-			if (e.gen > rp->gen || q_id_time(id) < rp->since)
-				continue;
-			if (resuming) {
-				int c = strcmp(id, rp->at);
-				if (c < 0)
-					continue;
-				resuming = false;
-				seq = rp->atseq + 1;
-				if (c == 0) {
-					if (faccessat(sub->tmpfd, id, F_OK,
-					    AT_SYMLINK_NOFOLLOW) == 0 &&
-					    q_sub_deliver(sub, &e, rp->atseq, 0) == -1)
-						r = q_fail("cannot place %s/tmp/%s",
-						    sub->operand, id);
-					continue;
-				}
-			}
-			if (linkat(bfd, names[i], sub->tmpfd, id, 0) == -1 &&
-			    errno != EEXIST) {
-				if (errno == ENOENT)
-					continue;       /* pruned meanwhile */
-				r = q_fail("cannot link %s/log/%s/%s into %s",
-				    t->q.operand, buckets[b], names[i], sub->operand);
-				break;
-			}
-			if (replay_write_at(fd, id, seq) == -1) {
-				r = q_fail("cannot write %s/replay", sub->operand);
-				break;
-			}
-			q_fault("before-replay-place");
-			if (q_sub_deliver(sub, &e, seq, 0) == -1)
-				r = q_fail("cannot place %s/tmp/%s", sub->operand, id);
-			seq++;
+			int one = replay_one(t, sub, fd, bfd, names[i], &e, seq);
+			if (one == -1)
+				r = -1;
+			else if (one == 0)
+				seq++;
 		}
 		close(bfd);
 	}
@@ -210,6 +255,21 @@ replay_run(struct q_topic *t, struct q_queue *sub, int fd, struct replay *rp)
 	if (r == 0 && q_sync_new(sub) == -1)
 		r = -1;
 	return r;
+}
+
+/* The generation a replay into SUB stops at, or -1 if none runs. */
+int64_t
+q_sub_replay_gen(struct q_queue *sub)
+{
+	int fd = q_open_regular(sub->dirfd, "replay");
+	struct replay rp;
+	int r;
+
+	if (fd == -1)
+		return -1;
+	r = replay_read(fd, &rp);
+	close(fd);
+	return r == -1 ? INT64_MAX : (int64_t)rp.gen;
 }
 
 /*
@@ -233,8 +293,11 @@ q_sub_wait_replay(struct q_topic *t, struct q_queue *sub)
 			    q_fail("cannot open %s/replay", sub->operand);
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
 			int r = replay_read(fd, &rp);
-			if (r == -1)
+			if (r == -1) {
+				errno = 0;
+				q_set_open_status(EX_DATAERR);
 				q_fail("%s/replay: corrupt; not resumed", sub->operand);
+			}
 			else
 				r = replay_run(t, sub, fd, &rp);
 			if (r == 0)
@@ -310,6 +373,9 @@ build(struct q_topic *t, const char *name, const struct q_subopt *o,
 		if (*replayfd == -1 || flock(*replayfd, LOCK_EX | LOCK_NB) == -1)
 			goto fail;
 	}
+	/* what the rename will publish must be there after a power loss */
+	if (t->q.cfg.fsync != Q_FSYNC_NEVER && fsync(fd) == -1)
+		goto fail;
 	close(fd);
 	return 0;
 fail:;
@@ -334,6 +400,7 @@ q_subscribe(struct q_topic *t, const struct q_subopt *o, struct q_sub *s)
 	bool locked = false;
 
 	memset(s, 0, sizeof *s);
+	q_set_open_status(EX_IOERR);    /* unless a path says otherwise */
 	s->livefd = -1;
 	s->t = t;
 	s->q.dirfd = -1;
@@ -374,7 +441,8 @@ q_subscribe(struct q_topic *t, const struct q_subopt *o, struct q_sub *s)
 		/* publishers that listed subs/ before us have committed */
 		rp.gen = (uint64_t)atomic_fetch_add(&t->state[Q_STATE_GEN], 1);
 		snprintf(hdr, sizeof hdr, REPLAY_HDR, rp.gen, (uint64_t)rp.since);
-		if (pwrite(replayfd, hdr, REPLAY_HDR_LEN, 0) != REPLAY_HDR_LEN)
+		if (pwrite(replayfd, hdr, REPLAY_HDR_LEN, 0) != REPLAY_HDR_LEN ||
+		    (t->q.cfg.fsync != Q_FSYNC_NEVER && fdatasync(replayfd) == -1))
 			goto fail;
 	}
 	q_fault("before-subscribe-commit");
@@ -522,7 +590,7 @@ q_topic_prune(struct q_topic *t, bool force)
 	char **buckets = NULL, **names = NULL;
 	size_t nb = 0, capb = 0, n = 0, cap = 0;
 	q_time oldest = 0;      /* of what is kept; 0: none known */
-	bool done = false;
+	bool done = false, kept = false;
 	int lockfd;
 
 #define OVER() ((c->retain_count >= 0 && count > c->retain_count) || \
@@ -567,11 +635,12 @@ q_topic_prune(struct q_topic *t, bool force)
 				break;
 			}
 			/* a publish not finished: its recovery may need it */
-			if (faccessat(t->q.tmpfd, id, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			if (faccessat(t->q.tmpfd, id, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+			    fstatat(bfd, names[i], &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+			    unlinkat(bfd, names[i], 0) == -1) {
+				kept = true;
 				continue;
-			if (fstatat(bfd, names[i], &st, AT_SYMLINK_NOFOLLOW) == -1 ||
-			    unlinkat(bfd, names[i], 0) == -1)
-				continue;
+			}
 			atomic_fetch_add(&t->state[Q_STATE_COUNT], -1);
 			atomic_fetch_add(&t->state[Q_STATE_BYTES], -(int64_t)st.st_size);
 		}
@@ -579,7 +648,7 @@ q_topic_prune(struct q_topic *t, bool force)
 		if (!done)
 			unlinkat(t->logfd, buckets[b], AT_REMOVEDIR);
 	}
-	if (!done) {
+	if (!done && !kept) {
 		/* the log is empty: the approximate counts start over */
 		atomic_store(&t->state[Q_STATE_COUNT], 0);
 		atomic_store(&t->state[Q_STATE_BYTES], 0);

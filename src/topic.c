@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -57,6 +58,12 @@ q_topic_open(struct q_topic *t, const struct q_config *global,
 		q_fail("cannot map %s/state", operand);
 		goto fail;
 	}
+	/* a publisher holds each subscription open: as many as may be */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	if (t->writable)
 		q_topic_recover(t, NULL);
 	return 0;
@@ -94,10 +101,11 @@ sub_display(const struct q_topic *t, const char *name, char *buf, size_t len)
 
 /*
  * Open subscription NAME of an open topic as the queue it is.  Its
- * q.conf is read over the topic's configuration.
+ * q.conf is read over the topic's configuration.  PUBLISH: only what a
+ * publisher needs, quickly.
  */
-int
-q_sub_openat(struct q_topic *t, const char *name, struct q_queue *q)
+static int
+sub_open(struct q_topic *t, const char *name, struct q_queue *q, bool publish)
 {
 	char display[2 * PATH_MAX];
 	int fd = openat(t->subsfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
@@ -118,12 +126,20 @@ q_sub_openat(struct q_topic *t, const char *name, struct q_queue *q)
 		return q_fail("cannot open subscription %s", display);
 	}
 	char conf[3 * PATH_MAX];
+	if (publish)
+		return q_queue_fromfd(q, &t->q.cfg, fd, display, NULL);
 	if (t->q.operand[0] == '/' || t->q.operand[0] == '.')
 		snprintf(conf, sizeof conf, "%s/subs/%s/q.conf", t->q.operand, name);
 	else
 		snprintf(conf, sizeof conf, "%s/%s/subs/%s/q.conf",
 		    t->q.cfg.spool, t->q.operand, name);
 	return q_queue_fromfd(q, &t->q.cfg, fd, display, conf);
+}
+
+int
+q_sub_openat(struct q_topic *t, const char *name, struct q_queue *q)
+{
+	return sub_open(t, name, q, false);
 }
 
 /* Forget the subscriptions opened for the last batch. */
@@ -212,9 +228,17 @@ q_topic_load_subs(struct q_topic *t)
 			*s = t->subs[j];
 			t->subs[j].moved = true;        /* now keep's to close */
 		} else {
-			if (!S_ISDIR(st.st_mode) ||
-			    q_sub_openat(t, names[i], &s->q) == -1)
+			if (!S_ISDIR(st.st_mode))
 				continue;       /* not a subscription: not ours */
+			if (sub_open(t, names[i], &s->q, true) == -1) {
+				if (fstatat(t->subsfd, names[i], &st,
+				    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT)
+					continue;       /* unsubscribed meanwhile */
+				/* never publish past a subscription we
+				 * cannot reach: the batch fails whole */
+				r = -1;
+				break;
+			}
 			strlcpy(s->name, names[i], sizeof s->name);
 			s->ino = st.st_ino;
 			s->dev = st.st_dev;
@@ -324,8 +348,11 @@ log_link(struct q_topic *t, const struct q_out *m, uint64_t gen, bool sync)
 			return q_fail("cannot link %s/tmp/%s into log/",
 			    t->q.operand, id);
 	}
-	if (sync && (fsync(fd) == -1 || (t->logdirty && fsync(t->logfd) == -1)))
-		return q_fail("cannot sync %s/log", t->q.operand);
+	/* linked: committed, whatever the sync says (1: not durable) */
+	if (sync && (fsync(fd) == -1 || (t->logdirty && fsync(t->logfd) == -1))) {
+		q_fail("cannot sync %s/log", t->q.operand);
+		return 1;
+	}
 	t->logdirty = false;
 	return 0;
 }
@@ -387,6 +414,16 @@ unlink_subs(struct q_topic *t, struct q_out *m, int from, int n)
 			unlinkat(t->subs[s].q.tmpfd, m[i].id, 0);
 }
 
+/* Is subscription S no longer in subs/ (unsubscribed, maybe made anew)? */
+static bool
+sub_gone(struct q_topic *t, const struct q_sublink *s)
+{
+	struct stat st;
+
+	return fstatat(t->subsfd, s->name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    st.st_ino != s->ino || st.st_dev != s->dev;
+}
+
 /*
  * The sink of a topic: publish a batch (q-spool(5), Publish).  Under
  * the shared lock: link each message into each subscription's tmp/,
@@ -413,10 +450,11 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 		for (int i = 0; i < n; i++) {
 			if (linkat(t->q.tmpfd, m[i].id, sq->tmpfd, m[i].id, 0) == 0)
 				continue;
-			if (errno == ENOENT && i == 0 &&
-			    faccessat(t->q.tmpfd, m[i].id, F_OK,
-			    AT_SYMLINK_NOFOLLOW) == 0) {
-				t->subs[s].skip = true; /* removed meanwhile */
+			if (errno == ENOENT && sub_gone(t, &t->subs[s])) {
+				/* unsubscribed meanwhile: not ours to feed */
+				t->subs[s].skip = true;
+				for (int k = 0; k < i; k++)
+					unlinkat(sq->tmpfd, m[k].id, 0);
 				break;
 			}
 			r = q_fail("cannot link %s/tmp/%s into %s/tmp",
@@ -426,11 +464,15 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 		if (r == 0 && !t->subs[s].skip && sync && fsync(sq->tmpfd) == -1)
 			r = q_fail("cannot sync %s/tmp", sq->operand);
 	}
+	/* recovery of a committed publish starts from tmp/ID */
+	if (r == 0 && sync && fsync(t->q.tmpfd) == -1)
+		r = q_fail("cannot sync %s/tmp", t->q.operand);
 	if (r == -1)
 		goto undo;
 	q_fault("before-publish-commit");
 	for (linked = 0; linked < n; linked++) {
-		if (log_link(t, &m[linked], gen, sync) == -1) {
+		int c = log_link(t, &m[linked], gen, sync);
+		if (c == -1) {
 			r = -1;
 			break;
 		}
@@ -439,6 +481,11 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 		if (fstat(m[linked].fd, &st) == 0)
 			state_add(t, Q_STATE_BYTES, (int64_t)st.st_size);
 		q_fault("after-publish-commit");
+		if (c == 1) {
+			r = -1;         /* committed, but not durable: stop here */
+			linked++;
+			break;
+		}
 	}
 undo:
 	unlink_subs(t, m, linked, n);
@@ -451,6 +498,8 @@ unlock:
 			if (t->subs[s].skip)
 				continue;
 			if (deliver(&t->subs[s].q, &m[i]) == -1) {
+				if (errno == ENOENT && sub_gone(t, &t->subs[s]))
+					continue;
 				q_warn("cannot move %s/tmp/%s into new/; left for"
 				    " recovery", t->subs[s].q.operand, m[i].id);
 				left = true;
@@ -464,33 +513,60 @@ unlock:
 		close(m[i].fd);
 		m[i].fd = -1;
 	}
+	bool durable = r == 0;
 	for (size_t s = 0; s < t->nsubs; s++)
-		if (!t->subs[s].skip && q_sync_new(&t->subs[s].q) == -1 && r == 0)
+		if (!t->subs[s].skip && q_sync_new(&t->subs[s].q) == -1) {
 			r = -1;
-	*committed = linked;
+			durable = false;
+		}
+	/* ids are reported only for what is durable, as by qpush */
+	*committed = durable ? linked : 0;
 	if (linked > 0)
 		q_topic_prune(t, false);
 	return r;
+}
+
+/*
+ * Find message ID's entry in log/: 1 with *E, its NAME and *BFD (its
+ * bucket, opened; the caller closes it), 0 if none, -1 on error.
+ */
+int
+q_topic_find_log(struct q_topic *t, const char *id, struct q_logent *e,
+    char *name, size_t len, int *bfd)
+{
+	char bucket[32], **names = NULL;
+	size_t n = 0, cap = 0, idlen = strlen(id);
+	int fd, found = 0;
+
+	q_later_bucket(bucket, sizeof bucket, q_id_time(id));
+	if ((fd = q_subdir(&t->q, t->logfd, bucket, false)) == -1)
+		return errno == ENOENT ? 0 : -1;
+	if (q_listdir(fd, &names, &n, &cap) == -1)
+		found = -1;
+	for (size_t i = 0; i < n && found == 0; i++)
+		if (strncmp(names[i], id, idlen) == 0 && names[i][idlen] == '.' &&
+		    q_log_parse(names[i], e) == 0) {
+			strlcpy(name, names[i], len);
+			found = 1;
+		}
+	q_freelist(names, n);
+	free(names);
+	if (found == 1)
+		*bfd = fd;
+	else
+		close(fd);
+	return found;
 }
 
 /* Is message ID committed: is there a log/BUCKET/ID.g* ?  Its entry. */
 static int
 in_log(struct q_topic *t, const char *id, struct q_logent *e)
 {
-	char **names = NULL;
-	size_t n = 0, cap = 0, idlen = strlen(id);
-	int fd = log_bucket(t, id, false, false), found = 0;
+	char name[Q_ID_LEN + 64];
+	int bfd, found = q_topic_find_log(t, id, e, name, sizeof name, &bfd);
 
-	if (fd == -1)
-		return errno == ENOENT ? 0 : -1;
-	if (q_listdir(fd, &names, &n, &cap) == -1)
-		found = -1;
-	for (size_t i = 0; i < n && found == 0; i++)
-		if (strncmp(names[i], id, idlen) == 0 && names[i][idlen] == '.' &&
-		    q_log_parse(names[i], e) == 0)
-			found = 1;
-	q_freelist(names, n);
-	free(names);
+	if (found == 1)
+		close(bfd);
 	return found;
 }
 
@@ -517,10 +593,12 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec)
 
 	if (fd == -1)
 		return;
-	if (flock(fd, LOCK_EX | LOCK_NB) == -1 || fstat(fd, &st) == -1 ||
-	    (committed = in_log(t, id, &e)) == -1)
+	/* a young file not in log/ may be a publisher's between its create
+	 * and its lock: do not even take the lock (it would fail theirs) */
+	if (fstat(fd, &st) == -1 || (committed = in_log(t, id, &e)) == -1 ||
+	    (!committed && (q_time)st.st_mtime * Q_SEC + t->q.cfg.grace > q_now()))
 		goto out;
-	if (!committed && (q_time)st.st_mtime * Q_SEC + t->q.cfg.grace > q_now())
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1)
 		goto out;
 	if (flock(t->lockfd, LOCK_SH) == -1)
 		goto out;
@@ -534,6 +612,9 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec)
 		struct stat lst;
 		if (fstatat(sq->tmpfd, id, &lst, AT_SYMLINK_NOFOLLOW) == -1 ||
 		    lst.st_ino != st.st_ino || lst.st_dev != st.st_dev)
+			continue;
+		/* a replay running into it places its own generations */
+		if (committed && q_sub_replay_gen(sq) >= (int64_t)e.gen)
 			continue;
 		if (committed) {
 			if (q_sub_deliver(sq, &e, q_next_seq(sq), 0) == -1)

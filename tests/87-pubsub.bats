@@ -306,6 +306,62 @@ has_ephemeral() { (($(ephemeral_count) == $1)); }
 	assert_equal "$BG_STATUS" 69
 }
 
+# --- robustness (found by review) ---------------------------------------------------
+
+@test "a subscription with a broken q.conf still gets every message" {
+	mksub a
+	mksub b
+	printf 'leas = 30s\n' >"$QSPOOL/t/subs/b/q.conf"
+	run qpub -i t x
+	assert_success
+	assert_equal "$(count_sub a) $(count_sub b)" "1 1"
+}
+
+@test "many subscriptions and a low fd limit: every one gets it, or qpub fails" {
+	local n
+	for n in $(seq 1 120); do qsub -s "s$n" t >/dev/null 2>&1 || true; done
+	run bash -c 'ulimit -S -n 128; qpub -i t m'
+	assert_success
+	for n in 1 60 120; do
+		assert_equal "$(count_sub "s$n")" 1
+	done
+	assert_equal "$(find "$QSPOOL/t/subs" -path '*/new/*' -type f | wc -l)" 120
+}
+
+@test "recovery in other tools never fails a live publisher" {
+	mksub a
+	spawn bash -c 'while :; do qsub --list t >/dev/null; done'
+	spawn bash -c 'while :; do qsub --list t >/dev/null; done'
+	local fails=0 n
+	for n in $(seq 1 150); do
+		qpub t "$n" 2>>"$T/err" || fails=$((fails + 1))
+	done
+	assert_equal "$fails" 0
+	assert_equal "$(count_sub a)" 150
+}
+
+@test "subscriptions coming and going during a bulk publish: it succeeds" {
+	mksub keep
+	spawn bash -c 'while :; do qsub --drain t >/dev/null 2>&1; done'
+	run --separate-stderr bash -c 'seq 1 3000 | qpub -l -i t'
+	assert_success
+	assert_equal "${#lines[@]}" 3000
+	assert_equal "$(count_sub keep)" 3000
+	[[ $stderr != *"left for recovery"* ]] || fail "warnings: ${stderr:0:300}"
+}
+
+@test "a resumed replay places the cursor's entry even if log/ pruned it" {
+	need_fault_points
+	qpub t m0 m1 m2
+	run env QSPOOL_CRASH_AT=before-replay-place qsub -s r --from-beginning t
+	assert_failure 137
+	printf 'retain_count = 3\n' >"$QSPOOL/t/q.conf"
+	qpub t m3
+	run qsub -s r --drain -l t
+	assert_success
+	assert_equal "$(tr '\n' ' ' <<<"$output")" "m0 m1 m2 m3 "
+}
+
 # --- retention -------------------------------------------------------------------
 
 @test "retain_count keeps the newest N in log/; subscriptions keep all they hold" {
