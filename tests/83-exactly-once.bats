@@ -1,0 +1,192 @@
+#!/usr/bin/env bats
+# shellcheck disable=SC2154 # status output lines stderr stderr_lines: set by run
+# Effectively once: producer dedup, idempotent consumers, and crash-safe
+# forwarding from one queue to another.
+
+load helper
+
+# --- dedup ---------------------------------------------------------------------------
+
+@test "--dedup: a second push with the same id is dropped, reported, exit 0" {
+	run --separate-stderr qpush -i --dedup order-7 q first
+	assert_success
+	local id=$output
+	run --separate-stderr qpush -i --dedup order-7 q second
+	assert_success
+	assert_output "$id"     # -i prints the original id
+	assert_equal "$stderr" "qpush: q: duplicate of $id (dedup id 'order-7'): dropped"
+	run qpush --dedup order-8 q third
+	run qpop --drain -l q
+	assert_equal "$(tr '\n' ' ' <<<"$output")" "first third "
+}
+
+@test "--dedup: after dedup_window the id may be pushed again" {
+	mkqueue q
+	printf 'dedup_window = 1s\n' >"$QSPOOL/q/q.conf"
+	qpush --dedup x q one
+	again() { qpush --dedup x q two 2>/dev/null && (($(count_new q) == 2)); }
+	wait_for -t 10 again
+	# expired entries are cleaned without a scan per push
+	run qpush --dedup y q three
+	assert_success
+}
+
+@test "--dedup: concurrent producers with one id: exactly one message" {
+	local n pids=()
+	for n in $(seq 1 8); do
+		qpush --dedup same q "p$n" 2>/dev/null &
+		pids+=($!)
+	done
+	wait "${pids[@]}"       # (a bare wait would wait for bats' own)
+	assert_equal "$(count_new q)" 1
+}
+
+@test "--dedup through a topic: each subscription gets it once" {
+	qsub -s a t || true
+	qpub --dedup e1 t event
+	qpub --dedup e1 t event 2>/dev/null
+	run qsub -s a --drain -l t
+	assert_output event
+}
+
+@test "crash before-dedup-record: a duplicate, never a loss" {
+	need_fault_points
+	run env QSPOOL_CRASH_AT=before-dedup-record qpush --dedup d q one
+	assert_failure 137
+	assert_equal "$(count_new q)" 1
+	run qpush --dedup d q one-again
+	assert_success
+	assert_equal "$(count_new q)" 2
+}
+
+@test "--dedup usage: one message only, id rules" {
+	run --separate-stderr qpush --dedup x q a b
+	assert_failure 64
+	assert_one_error_line qpush
+	run --separate-stderr qpush -l --dedup x q </dev/null
+	assert_failure 64
+	run --separate-stderr qpush --dedup '' q a
+	assert_failure 64
+}
+
+# --- idempotent consumers -------------------------------------------------------------
+
+@test "crash after handler success: redelivered; --idempotent acks it without a rerun" {
+	need_fault_points
+	mkqueue q
+	printf 'lease = 1s\n' >"$QSPOOL/q/q.conf"
+	qpush q job
+	run env QSPOOL_CRASH_AT=after-handler-success qpop --idempotent q -- sh -c 'echo run >>"$1/runs"' sh "$T"
+	assert_failure 137
+	assert_equal "$(wc -l <"$T/runs")" 1
+	run --separate-stderr qpop --idempotent --wait=10s q -- sh -c 'echo run >>"$1/runs"' sh "$T"
+	assert_success
+	assert_equal "$(wc -l <"$T/runs")" 1
+	[[ $stderr == *"handled before; acked without running"* ]] || fail "stderr: $stderr"
+	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+}
+
+@test "without --idempotent the same crash runs the handler twice (at least once)" {
+	need_fault_points
+	mkqueue q
+	printf 'lease = 1s\n' >"$QSPOOL/q/q.conf"
+	qpush q job
+	run env QSPOOL_CRASH_AT=after-handler-success qpop q -- sh -c 'echo run >>"$1/runs"' sh "$T"
+	assert_failure 137
+	run qpop --wait=10s q -- sh -c 'echo run >>"$1/runs"' sh "$T"
+	assert_success
+	assert_equal "$(wc -l <"$T/runs")" 2
+}
+
+@test "--idempotent records are per queue: another queue runs the same id" {
+	qpush -i a job >"$T/id"
+	run qpop --idempotent a -- true
+	assert_success
+	assert_file_exists "$QSPOOL/a/done/ids/$(ls "$QSPOOL/a/done/ids")"
+	assert_dir_not_exists "$QSPOOL/b/done"
+}
+
+# --- forwarding -------------------------------------------------------------------------
+
+@test "--forward: the command's output becomes messages in OUT, then the input is acked" {
+	qpush in "a b c" "d"
+	run qpop --drain in --forward out -l -- tr ' ' '\n'
+	assert_success
+	assert_equal "$(counts in)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+	run qpop --drain -l out
+	assert_equal "$(tr '\n' ' ' <<<"$output")" "a b c d "
+	assert_equal "$(find "$QSPOOL/out/tmp" -mindepth 1 | wc -l)" 0
+}
+
+@test "--forward: outputs carry the input's correlation id; causation is the input" {
+	qpush -i -H 'Correlation-Id: req-1' in x >"$T/in.id"
+	qpop in --forward out -- cat
+	local f
+	f=$(find "$QSPOOL/out/new" -type f)
+	grep -q '^Correlation-Id: req-1$' "$f" || fail "no correlation id in $f"
+	grep -q "^Causation-Id: $(cat "$T/in.id")$" "$f" || fail "no causation id in $f"
+}
+
+@test "--forward: a failing command forwards nothing and the input is retried" {
+	qpush in x
+	run qpop in --forward out -- sh -c 'echo partial; exit 1'
+	assert_failure 75
+	assert_equal "$(count_new out)" 0
+	assert_equal "$(count_later in)" 1
+	assert_equal "$(find "$QSPOOL/out/tmp" -mindepth 1 | wc -l)" 0
+}
+
+@test "--forward crash at each instant: nothing, or the one committed set" {
+	need_fault_points
+	mkqueue in
+	printf 'lease = 1s\n' >"$QSPOOL/in/q.conf"
+	local point
+	for point in before-forward-commit after-forward-commit after-forward-output; do
+		qpush in "$point"
+		# a nondeterministic command: each run's output differs
+		run env QSPOOL_CRASH_AT=$point qpop in --forward out -l -- bash -c 'cat; echo; echo "$RANDOM$RANDOM"'
+		assert_failure 137
+		run qpop --wait=10s in --forward out -l -- bash -c 'cat; echo; echo "$RANDOM$RANDOM"'
+		assert_success
+		run qpop --drain -l out
+		assert_equal "${#lines[@]}" 2
+		assert_equal "${lines[0]}" "$point"
+	done
+	assert_equal "$(counts in)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+}
+
+@test "--forward chaos: kill -9 at random, every input forwarded exactly once" {
+	mkqueue in
+	printf 'lease = 1s\nfsync = never\n' >"$QSPOOL/in/q.conf"
+	seq 1 150 | qpush -l in
+	local rounds=0 pid
+	while (($(count_new in) + $(count_cur in) + $(count_later in) > 0)) && ((rounds < 200)); do
+		rounds=$((rounds + 1))
+		qpop -f -j 2 in --forward out -l -- bash -c 'read -r n; echo "$n-a"; echo "$n-b-$RANDOM"' 2>/dev/null &
+		pid=$!
+		sleep "0.$((RANDOM % 3 + 1))"
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	# whatever the lease still holds comes back
+	run qpop --wait=5s --drain in --forward out -l -- bash -c 'read -r n; echo "$n-a"; echo "$n-b-$RANDOM"'
+	assert_equal "$(counts in)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+	qpop --drain -l out >"$T/out"
+	# each input: exactly its one set of two outputs
+	assert_equal "$(grep -c -- '-a$' "$T/out")" 150
+	assert_equal "$(grep -c -- '-b-' "$T/out")" 150
+	assert_equal "$(sed 's/-.*//' "$T/out" | sort -n | uniq -c | awk '$1 != 2' | wc -l)" 0
+}
+
+@test "--forward usage errors: no command, with --no-ack, a topic as OUT" {
+	run --separate-stderr qpop in --forward out
+	assert_failure 64
+	run --separate-stderr qpop --no-ack in --forward out -- cat
+	assert_failure 64
+	qpub t x
+	qpush in x
+	run --separate-stderr qpop in --forward t -- cat
+	assert_failure 64
+	assert_equal "$stderr" "qpop: t: is a topic, not a queue"
+	assert_equal "$(count_new in)" 1
+}
