@@ -233,6 +233,36 @@ claim_stray(struct q_queue *q, struct q_scan *s, const char *name,
 	return 0;
 }
 
+/*
+ * qstat --check --repair: a file with a name that is not a message
+ * name (anywhere a message may be) is moved to dlq/ as corrupt, through
+ * cur/ under a made-up name, so nothing is lost and it can be seen.
+ */
+int
+q_bury_stray(struct q_queue *q, int fromfd, const char *name,
+    const char *where)
+{
+	struct q_lease l = { .m.fd = -1, .keyfd = -1 };
+	struct q_name n = { .prio = Q_PRIO_DEFAULT, .attempts = 1 };
+	struct q_diag d = { .reason = "corrupt" };
+	char status[Q_FNAME_MAX + 64];
+	q_time now = q_now();
+
+	q_new_id(n.id);
+	n.ready = n.first = now;
+	n.deadline = now + q->cfg.lease;
+	n.token = arc4random();
+	q_name_format(l.name, sizeof l.name, &n, Q_CUR);
+	if (q_rename(fromfd, name, q->curfd, l.name) == -1)
+		return q_fail("cannot move %s/%s/%s", q->operand, where, name);
+	l.n = n;
+	l.claimed = now;
+	snprintf(status, sizeof status, "not a message file name: %s/%s",
+	    where, name);
+	d.status = status;
+	return q_bury(q, &l, &d);
+}
+
 /* Claim the next message: rename new/B/X to cur/X' (the commit). */
 int
 q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)

@@ -221,6 +221,39 @@ write_body(struct run *r, struct q_lease *l)
 	return 0;
 }
 
+/* --json: the message as one line of JSON. */
+static int
+write_json(struct run *r, struct q_lease *l)
+{
+	struct q_buf b = { 0 };
+	char queue[PATH_MAX];
+	const char *slash;
+	size_t off = 0;
+	int ret = 0;
+
+	/* a subscription's operand is TOPIC/NAME: the queue is the topic */
+	strlcpy(queue, r->q->operand, sizeof queue);
+	if (r->o->sub && (slash = strrchr(queue, '/')))
+		*(char *)slash = '\0';
+	if (q_json_message(&b, queue, r->o->sub, l) == -1) {
+		q_buf_free(&b);
+		errno = ENOMEM;
+		return -1;
+	}
+	while (off < b.len) {
+		ssize_t w = write(1, b.p + off, b.len - off);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w == -1) {
+			ret = -1;
+			break;
+		}
+		off += (size_t)w;
+	}
+	q_buf_free(&b);
+	return ret;
+}
+
 /* Print mode: acked once the body is written to stdout. */
 static void
 deliver_print(struct run *r, struct q_lease *l)
@@ -239,7 +272,7 @@ deliver_print(struct run *r, struct q_lease *l)
 		q_lease_done(l);
 		return;
 	}
-	if (write_body(r, l) == -1) {
+	if ((r->o->json ? write_json(r, l) : write_body(r, l)) == -1) {
 		int err = errno;
 		if (!r->o->peek && !r->o->no_ack)
 			release(r, l);

@@ -113,6 +113,9 @@ q_consume_option(struct q_consumeargs *a, int c, const char *arg)
 		if ((o->max_time = duration("duration", arg)) == 0)
 			bad("duration", arg, "must be more than 0");
 		return 1;
+	case Q_OPT_JSON:
+		o->json = true;
+		return 1;
 	case Q_OPT_IDEMPOTENT:
 		o->idempotent = true;
 		return 1;
@@ -134,6 +137,8 @@ q_consume_args_check(struct q_consumeargs *a, int closed)
 		usage_error("-n, --drain and -f exclude each other");
 	if (a->frames > 1)
 		usage_error("-l and -0 exclude each other");
+	if (o->json && (a->frames || o->argv))
+		usage_error("--json prints messages: not with -l, -0 or a command");
 	if (a->frames && o->argv && !a->forward)
 		usage_error("-l and -0 frame printed messages, or with --forward"
 		    " the command's output: not with a command alone");

@@ -12,7 +12,7 @@
 
 enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
 	Q_OPT_NOACK, Q_OPT_PEEK, Q_OPT_LOCK, Q_OPT_MAXTIME, Q_OPT_IDEMPOTENT,
-	Q_OPT_FORWARD, Q_OPT_TOOL = 300 /* the tool's own from here */ };
+	Q_OPT_FORWARD, Q_OPT_JSON, Q_OPT_TOOL = 300 /* the tool's own from here */ };
 
 #define Q_CONSUME_SHORTOPTS "n:fwj:l0"
 #define Q_CONSUME_LONGOPTS \
@@ -27,7 +27,8 @@ enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
 	{ "lock", no_argument, NULL, Q_OPT_LOCK }, \
 	{ "max-time", required_argument, NULL, Q_OPT_MAXTIME }, \
 	{ "idempotent", no_argument, NULL, Q_OPT_IDEMPOTENT }, \
-	{ "forward", required_argument, NULL, Q_OPT_FORWARD }
+	{ "forward", required_argument, NULL, Q_OPT_FORWARD }, \
+	{ "json", no_argument, NULL, Q_OPT_JSON }
 
 struct q_consumeargs {
 	struct q_consumeopt o;

@@ -157,7 +157,8 @@ struct q_queue {
 	int newbucketfd, laterbucketfd;
 };
 
-enum { Q_OPEN_EXISTING = 0, Q_OPEN_CREATE = 1 };
+enum { Q_OPEN_EXISTING = 0, Q_OPEN_CREATE = 1,
+	Q_OPEN_LOOK = 2 /* a topic: no recovery on the way in (qstat) */ };
 /* 0 ok; -1 with errno and q_what(), and q_open_status() the exit status */
 int q_queue_open(struct q_queue *q, const struct q_config *global,
     const char *operand, int flags);
@@ -350,6 +351,8 @@ struct q_diag {
 };
 
 int q_bury(struct q_queue *q, struct q_lease *l, const struct q_diag *d);
+int q_bury_stray(struct q_queue *q, int fromfd, const char *name,
+    const char *where);
 void q_lease_done(struct q_lease *l);
 q_time q_backoff(const struct q_config *c, unsigned attempt);
 
@@ -419,6 +422,7 @@ struct q_consumeopt {
 	bool lock;              /* --lock: one such consumer per queue */
 	q_time max_time;        /* --max-time: stop claiming after; 0 none */
 	bool idempotent;        /* --idempotent: done/ records */
+	bool json;              /* --json: one JSON object a message */
 	/* --forward: CMD's output framed by frame, into its queue */
 	struct q_fwd *forward;
 	/* called at each upkeep: -1 (q_what() set) stops with 69 */
@@ -482,6 +486,52 @@ int q_forward_begin(struct q_fwd *f, struct q_fwdrun *w,
 int q_forward_commit(struct q_fwd *f, struct q_fwdrun *w,
     const struct q_msg *in, enum q_frame frame);
 void q_forward_discard(struct q_fwd *f, struct q_fwdrun *w);
+
+/* json.c: JSON text (qpop --json, qstat --json). */
+struct q_buf {
+	char *p;
+	size_t len, cap;
+};
+int q_buf_add(struct q_buf *b, const void *p, size_t n);
+int q_buf_puts(struct q_buf *b, const char *s);
+int q_buf_printf(struct q_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void q_buf_free(struct q_buf *b);
+bool q_utf8_valid(const unsigned char *p, size_t n);
+int q_json_string(struct q_buf *b, const char *p, size_t n);
+int q_json_base64(struct q_buf *b, const unsigned char *p, size_t n);
+struct q_lease;
+int q_json_message(struct q_buf *b, const char *queue, const char *sub,
+    const struct q_lease *l);
+
+/* stats.c: what a queue or topic holds (qstat). */
+struct q_stats {
+	q_time now;
+	int64_t ready, in_flight, delayed, retrying, dead;
+	int64_t expired_leases, bad;
+	int64_t bytes;          /* from the counters */
+	q_time oldest_ready;    /* earliest ready-since in new/, 0 none */
+	q_time oldest_deadline; /* earliest lease deadline in cur/, 0 none */
+	int64_t counters[Q_NCOUNTERS];
+};
+struct q_topic_stats {
+	int64_t retained, retained_bytes, durable, ephemeral;
+};
+int q_stats(struct q_queue *q, struct q_stats *st);
+struct q_topic;
+int q_topic_stats(struct q_topic *t, struct q_topic_stats *ts);
+
+/* check.c: qstat --check [--repair]: anomalies, one line each. */
+struct q_check {
+	char **items;
+	size_t n, cap;
+	bool repair;
+};
+int q_check_queue(struct q_queue *q, bool repair, struct q_check *c);
+int q_check_topic(struct q_topic *t, bool repair, struct q_check *c);
+int q_check_root(int rootfd, const struct q_config *cfg, bool repair,
+    struct q_check *c);
+void q_check_free(struct q_check *c);
 
 /* keys.c: ordering keys (q-spool(5), ORDERING KEYS). */
 #define Q_KEY_MAX 256

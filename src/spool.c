@@ -601,7 +601,7 @@ open_body(struct q_queue *q, bool create)
 	bool fresh = faccessat(q->dirfd, "counters", F_OK,
 	    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT;
 	q->counters = q_map_counter(q->dirfd, "counters", Q_COUNTERS_SIZE,
-	    q->seq_writable, &q->counters_writable);
+	    create && q->seq_writable, &q->counters_writable);
 	if (fresh && q->counters_writable) {
 		int64_t d, b;
 		q_recount(q, &d, &b);

@@ -64,7 +64,7 @@ q_topic_open(struct q_topic *t, const struct q_config *global,
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (t->writable)
+	if (t->writable && !(flags & Q_OPEN_LOOK))
 		q_topic_recover(t, NULL);
 	return 0;
 fail:

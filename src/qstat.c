@@ -1,0 +1,724 @@
+/*
+ * qstat - what the queues are doing: depth by state, lag, counters;
+ * thresholds as exit statuses; reap and check.
+ *
+ *	qstat [-d spool] [-s sub] [--json | --prom] [--max-age=duration]
+ *	      [--max-depth=n] [--max-dead=n] [--reap | --check [--repair]]
+ *	      [queue | topic ...]
+ *
+ * With no operand, every queue and topic in the spool.  It reads
+ * directories and names only; it never opens a message file.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+#define LIBBSD_NETBSD_VIS
+#include <vis.h>
+
+#include "q.h"
+
+#define USAGE "usage: qstat [-d spool] [-s sub] [--json | --prom] " \
+	"[--max-age=duration]\n" \
+	"             [--max-depth=n] [--max-dead=n] [--reap | --check " \
+	"[--repair]]\n" \
+	"             [queue | topic ...]\n"
+
+enum { OPT_JSON = 256, OPT_PROM, OPT_MAXAGE, OPT_MAXDEPTH, OPT_MAXDEAD,
+	OPT_REAP, OPT_CHECK, OPT_REPAIR };
+enum format { HUMAN, JSON, PROM };
+
+/* One queue or subscription. */
+struct row {
+	char name[PATH_MAX];    /* queue, or topic/subscription */
+	char topic[PATH_MAX];   /* "" for a queue */
+	char sub[Q_NAME_MAX + 1];
+	struct q_stats st;
+};
+
+struct trow {
+	char name[PATH_MAX];
+	struct q_topic_stats ts;
+};
+
+struct opts {
+	const char *spool, *sub;
+	enum format fmt;
+	q_time max_age;
+	long long max_depth, max_dead;
+	bool reap, check, repair;
+	struct q_config cfg;
+};
+
+static struct row *rows;
+static size_t nrows, caprows;
+static struct trow *trows;
+static size_t ntrows, captrows;
+static int status;
+
+static _Noreturn void
+usage(void)
+{
+	fputs(USAGE, stderr);
+	exit(EX_USAGE);
+}
+
+static void *
+grow(void *p, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return p;
+	size_t ncap = *cap ? *cap * 2 : 16;
+	void *np = reallocarray(p, ncap, size);
+	if (!np) {
+		q_warn("out of memory");
+		exit(EX_OSERR);
+	}
+	*cap = ncap;
+	return np;
+}
+
+static void
+visname(char *dst, size_t len, const char *src)
+{
+	char buf[4 * PATH_MAX + 1];
+
+	strvis(buf, src, VIS_OCTAL | VIS_CSTYLE | VIS_TAB | VIS_NL);
+	strlcpy(dst, buf, len);
+}
+
+static void
+add_queue(struct q_queue *q, const char *name, const char *topic,
+    const char *sub)
+{
+	struct row *r;
+
+	rows = grow(rows, &caprows, nrows, sizeof *rows);
+	r = &rows[nrows];
+	memset(r, 0, sizeof *r);
+	strlcpy(r->name, name, sizeof r->name);
+	strlcpy(r->topic, topic ? topic : "", sizeof r->topic);
+	strlcpy(r->sub, sub ? sub : "", sizeof r->sub);
+	if (q_stats(q, &r->st) == -1) {
+		q_warnq();
+		status = EX_IOERR;
+		return;
+	}
+	nrows++;
+}
+
+/* --reap: what consumers would do, now; say what was done. */
+static void
+reap_queue(struct q_queue *q)
+{
+	struct q_upkeep u = { 0 };
+
+	if (q_reap(q, &u) == -1 || q_promote(q, &u) == -1 ||
+	    q_clean_tmp(q, &u) == -1) {
+		q_warnq();
+		status = EX_IOERR;
+	}
+	printf("%s: reaped %d, dead-lettered %d, promoted %d, removed %d"
+	    " tmp files\n", q->operand, u.reaped, u.buried, u.promoted,
+	    u.removed);
+}
+
+static void
+report_check(const char *name, const struct q_check *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		char vis[4 * PATH_MAX];
+		visname(vis, sizeof vis, c->items[i]);
+		printf("%s: %s\n", name, vis);
+	}
+	if (c->n)
+		status = status ? status : 1;
+}
+
+static void
+do_queue(struct opts *o, struct q_queue *q, const char *name,
+    const char *topic, const char *sub)
+{
+	if (o->reap) {
+		reap_queue(q);
+		return;
+	}
+	if (o->check) {
+		struct q_check c = { 0 };
+		q_check_queue(q, o->repair, &c);
+		report_check(q->operand, &c);
+		q_check_free(&c);
+		return;
+	}
+	add_queue(q, name, topic, sub);
+}
+
+static void
+do_topic(struct opts *o, const char *operand)
+{
+	static struct q_topic t;
+	char **subs;
+	size_t n;
+
+	if (q_topic_open(&t, &o->cfg, operand, Q_OPEN_EXISTING |
+	    (o->reap || o->repair ? 0 : Q_OPEN_LOOK)) == -1) {
+		q_warnq();
+		status = q_open_status();
+		return;
+	}
+	if (o->reap) {
+		struct q_recovery rec = { 0 };
+		q_topic_recover(&t, &rec);
+		printf("%s: finished %d publishes, took back %d, removed %d"
+		    " leftovers and %d dead ephemeral subscriptions\n",
+		    operand, rec.finished, rec.undone, rec.removed, rec.reaped);
+	} else if (o->check) {
+		struct q_check c = { 0 };
+		q_check_topic(&t, o->repair, &c);
+		report_check(operand, &c);
+		q_check_free(&c);
+	} else if (!o->sub) {
+		trows = grow(trows, &captrows, ntrows, sizeof *trows);
+		strlcpy(trows[ntrows].name, operand, sizeof trows[ntrows].name);
+		if (q_topic_stats(&t, &trows[ntrows].ts) == 0)
+			ntrows++;
+		else {
+			q_warnq();
+			status = EX_IOERR;
+		}
+	}
+	if (q_topic_subs(&t, &subs, &n) == -1) {
+		q_warnq();
+		status = EX_IOERR;
+		n = 0;
+	}
+	bool found = false;
+	for (size_t i = 0; i < n; i++) {
+		struct q_queue q;
+		char name[2 * PATH_MAX];
+		if (o->sub && strcmp(o->sub, subs[i]) != 0)
+			continue;
+		found = true;
+		if (q_sub_openat(&t, subs[i], &q) == -1) {
+			q_warnq();
+			status = q_open_status();
+			continue;
+		}
+		snprintf(name, sizeof name, "%s/%s", operand, subs[i]);
+		do_queue(o, &q, name, operand, subs[i]);
+		q_queue_close(&q);
+	}
+	if (o->sub && !found) {
+		q_warnx("%s: no such subscription '%s'", operand, o->sub);
+		status = EX_UNAVAILABLE;
+	}
+	q_freelist(subs, n);
+	free(subs);
+	q_topic_close(&t);
+}
+
+static void
+do_operand(struct opts *o, const char *operand)
+{
+	struct q_queue q;
+
+	if (q_queue_open(&q, &o->cfg, operand, Q_OPEN_EXISTING) == 0) {
+		if (o->sub) {
+			q_warnx("%s: is a queue, not a topic", operand);
+			status = EX_USAGE;
+		} else {
+			do_queue(o, &q, operand, NULL, NULL);
+		}
+		q_queue_close(&q);
+		return;
+	}
+	if (q_open_status() == EX_USAGE && errno == 0 &&
+	    strstr(q_what(), "is a topic")) {
+		do_topic(o, operand);
+		return;
+	}
+	q_warnq();
+	status = q_open_status();
+}
+
+/* Every queue and topic in the spool, by name. */
+static void
+do_spool(struct opts *o)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	int fd = open(o->cfg.spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd == -1) {
+		if (errno == ENOENT)
+			return;         /* no spool yet: nothing to show */
+		q_warn("cannot open spool %s", o->cfg.spool);
+		status = q_exit_for_errno(errno);
+		return;
+	}
+	if (o->check) {
+		struct q_check c = { 0 };
+		q_check_root(fd, &o->cfg, o->repair, &c);
+		report_check(o->cfg.spool, &c);
+		q_check_free(&c);
+	}
+	if (q_listdir(fd, &names, &n, &cap) == -1) {
+		q_warn("cannot read spool %s", o->cfg.spool);
+		status = EX_IOERR;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char buf[32] = "";
+		int ffd, qfd = openat(fd, names[i], O_RDONLY | O_DIRECTORY |
+		    O_NOFOLLOW | O_CLOEXEC);
+		if (qfd == -1)
+			continue;
+		ffd = q_open_regular(qfd, "format");
+		if (ffd != -1) {
+			ssize_t r = read(ffd, buf, sizeof buf - 1);
+			buf[r > 0 ? r : 0] = '\0';
+			close(ffd);
+		}
+		close(qfd);
+		if (strncmp(buf, "qspool queue ", 13) == 0 ||
+		    strncmp(buf, "qspool topic ", 13) == 0)
+			do_operand(o, names[i]);
+	}
+	q_freelist(names, n);
+	free(names);
+	close(fd);
+}
+
+/* --- output --------------------------------------------------------------- */
+
+static void
+fmt_age(char *buf, size_t len, q_time since, q_time now)
+{
+	if (!since)
+		strlcpy(buf, "-", len);
+	else
+		q_fmt_duration(buf, len, since < now ? now - since : 0);
+}
+
+static void
+fmt_size(char *buf, size_t len, int64_t n)
+{
+	static const char units[] = "kMGT";
+	double v = (double)n;
+	int u = -1;
+
+	while (v >= 1024 && u < 3) {
+		v /= 1024;
+		u++;
+	}
+	if (u < 0)
+		snprintf(buf, len, "%lld", (long long)n);
+	else
+		snprintf(buf, len, "%.1f%c", v, units[u]);
+}
+
+static void
+print_human(void)
+{
+	int w = 5;
+
+	for (size_t i = 0; i < nrows; i++) {
+		char vis[4 * PATH_MAX];
+		visname(vis, sizeof vis, rows[i].name);
+		if ((int)strlen(vis) > w)
+			w = (int)strlen(vis);
+	}
+	if (nrows) {
+		printf("%-*s %8s %9s %8s %8s %6s %8s %8s %8s\n", w, "QUEUE",
+		    "READY", "INFLIGHT", "DELAYED", "RETRYING", "DEAD", "AGE",
+		    "LEASE", "BYTES");
+	}
+	for (size_t i = 0; i < nrows; i++) {
+		struct q_stats *s = &rows[i].st;
+		char vis[4 * PATH_MAX], age[32], lease[32], size[32];
+		visname(vis, sizeof vis, rows[i].name);
+		fmt_age(age, sizeof age, s->oldest_ready, s->now);
+		/* the oldest lease is the one due first: time it has left */
+		if (!s->oldest_deadline)
+			strlcpy(lease, "-", sizeof lease);
+		else if (s->oldest_deadline <= s->now)
+			strlcpy(lease, "expired", sizeof lease);
+		else
+			q_fmt_duration(lease, sizeof lease,
+			    s->oldest_deadline - s->now);
+		fmt_size(size, sizeof size, s->bytes);
+		printf("%-*s %8lld %9lld %8lld %8lld %6lld %8s %8s %8s\n", w, vis,
+		    (long long)s->ready, (long long)s->in_flight,
+		    (long long)s->delayed, (long long)s->retrying,
+		    (long long)s->dead, age, lease, size);
+	}
+	if (ntrows) {
+		w = 5;
+		for (size_t i = 0; i < ntrows; i++)
+			if ((int)strlen(trows[i].name) > w)
+				w = (int)strlen(trows[i].name);
+		printf("%s%-*s %9s %8s %8s %9s\n", nrows ? "\n" : "", w, "TOPIC",
+		    "RETAINED", "BYTES", "DURABLE", "EPHEMERAL");
+		for (size_t i = 0; i < ntrows; i++) {
+			char vis[4 * PATH_MAX], size[32];
+			visname(vis, sizeof vis, trows[i].name);
+			fmt_size(size, sizeof size, trows[i].ts.retained_bytes);
+			printf("%-*s %9lld %8s %8lld %9lld\n", w, vis,
+			    (long long)trows[i].ts.retained, size,
+			    (long long)trows[i].ts.durable,
+			    (long long)trows[i].ts.ephemeral);
+		}
+	}
+}
+
+static const struct {
+	const char *name, *help;
+	int slot;
+} counters[] = {
+	{ "pushed", "Messages pushed (or published) into it.", Q_C_PUSHED },
+	{ "acked", "Messages acked (handled, or taken at most once).", Q_C_ACKED },
+	{ "retried", "Failed deliveries scheduled for a retry.", Q_C_RETRIED },
+	{ "dead_lettered", "Messages moved to dlq/ (not expired).", Q_C_DEAD },
+	{ "dropped", "Messages dropped by on_full = drop-oldest.", Q_C_DROPPED },
+	{ "expired", "Messages dead-lettered because their TTL passed.",
+	    Q_C_EXPIRED },
+};
+
+static void
+json_age(struct q_buf *b, const char *key, q_time since, q_time now)
+{
+	if (!since)
+		q_buf_printf(b, ",\"%s\":null", key);
+	else
+		q_buf_printf(b, ",\"%s\":%.3f", key,
+		    (double)(since < now ? now - since : 0) / Q_SEC);
+}
+
+static void
+json_name(struct q_buf *b, const char *key, const char *v)
+{
+	q_buf_printf(b, ",\"%s\":", key);
+	if (v && v[0])
+		q_json_string(b, v, strlen(v));
+	else
+		q_buf_puts(b, "null");
+}
+
+static void
+print_json(const struct opts *o)
+{
+	struct q_buf b = { 0 };
+	char when[40];
+
+	q_fmt_rfc3339(when, sizeof when, q_now());
+	q_buf_puts(&b, "{\"spool\":");
+	q_json_string(&b, o->cfg.spool, strlen(o->cfg.spool));
+	q_buf_printf(&b, ",\"time\":\"%s\",\"queues\":[", when);
+	for (size_t i = 0; i < nrows; i++) {
+		struct q_stats *s = &rows[i].st;
+		q_buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
+		q_json_string(&b, rows[i].name, strlen(rows[i].name));
+		json_name(&b, "topic", rows[i].topic);
+		json_name(&b, "subscription", rows[i].sub);
+		q_buf_printf(&b, ",\"ready\":%lld,\"in_flight\":%lld,"
+		    "\"delayed\":%lld,\"retrying\":%lld,\"dead\":%lld,"
+		    "\"expired_leases\":%lld,\"bytes\":%lld",
+		    (long long)s->ready, (long long)s->in_flight,
+		    (long long)s->delayed, (long long)s->retrying,
+		    (long long)s->dead, (long long)s->expired_leases,
+		    (long long)s->bytes);
+		json_age(&b, "oldest_ready_age_seconds", s->oldest_ready, s->now);
+		if (s->oldest_deadline)
+			q_buf_printf(&b, ",\"next_lease_deadline_seconds\":%.3f",
+			    (double)(s->oldest_deadline - s->now) / Q_SEC);
+		else
+			q_buf_puts(&b, ",\"next_lease_deadline_seconds\":null");
+		q_buf_puts(&b, ",\"counters\":{");
+		for (size_t k = 0; k < sizeof counters / sizeof counters[0]; k++)
+			q_buf_printf(&b, "%s\"%s\":%lld", k ? "," : "",
+			    counters[k].name,
+			    (long long)s->counters[counters[k].slot]);
+		q_buf_puts(&b, "}}");
+	}
+	q_buf_puts(&b, "],\"topics\":[");
+	for (size_t i = 0; i < ntrows; i++) {
+		struct q_topic_stats *t = &trows[i].ts;
+		q_buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
+		q_json_string(&b, trows[i].name, strlen(trows[i].name));
+		q_buf_printf(&b, ",\"retained\":%lld,\"retained_bytes\":%lld,"
+		    "\"subscriptions\":{\"durable\":%lld,\"ephemeral\":%lld}}",
+		    (long long)t->retained, (long long)t->retained_bytes,
+		    (long long)t->durable, (long long)t->ephemeral);
+	}
+	q_buf_puts(&b, "]}\n");
+	fwrite(b.p, 1, b.len, stdout);
+	q_buf_free(&b);
+}
+
+/* A Prometheus label value: \ " and newline escaped. */
+static void
+prom_value(struct q_buf *b, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			q_buf_printf(b, "\\%c", *v);
+		else if (*v == '\n')
+			q_buf_puts(b, "\\n");
+		else
+			q_buf_add(b, v, 1);
+	}
+}
+
+static void
+prom_labels(struct q_buf *b, const struct row *r, const char *state)
+{
+	q_buf_puts(b, "{");
+	if (r->topic[0]) {
+		q_buf_puts(b, "topic=\"");
+		prom_value(b, r->topic);
+		q_buf_puts(b, "\",subscription=\"");
+		prom_value(b, r->sub);
+	} else {
+		q_buf_puts(b, "queue=\"");
+		prom_value(b, r->name);
+	}
+	q_buf_puts(b, "\"");
+	if (state)
+		q_buf_printf(b, ",state=\"%s\"", state);
+	q_buf_puts(b, "}");
+}
+
+static void
+print_prom(void)
+{
+	struct q_buf b = { 0 };
+	static const char *states[] = { "ready", "in_flight", "delayed",
+		"retrying", "dead" };
+
+	q_buf_puts(&b, "# HELP qspool_messages Messages in a queue or"
+	    " subscription, by state.\n# TYPE qspool_messages gauge\n");
+	for (size_t i = 0; i < nrows; i++) {
+		struct q_stats *s = &rows[i].st;
+		int64_t v[] = { s->ready, s->in_flight, s->delayed, s->retrying,
+			s->dead };
+		for (size_t k = 0; k < 5; k++) {
+			q_buf_puts(&b, "qspool_messages");
+			prom_labels(&b, &rows[i], states[k]);
+			q_buf_printf(&b, " %lld\n", (long long)v[k]);
+		}
+	}
+	q_buf_puts(&b, "# HELP qspool_expired_leases Leases past their deadline,"
+	    " waiting to be reaped.\n# TYPE qspool_expired_leases gauge\n");
+	for (size_t i = 0; i < nrows; i++) {
+		q_buf_puts(&b, "qspool_expired_leases");
+		prom_labels(&b, &rows[i], NULL);
+		q_buf_printf(&b, " %lld\n", (long long)rows[i].st.expired_leases);
+	}
+	q_buf_puts(&b, "# HELP qspool_bytes Bytes of the messages not dead-lettered.\n"
+	    "# TYPE qspool_bytes gauge\n");
+	for (size_t i = 0; i < nrows; i++) {
+		q_buf_puts(&b, "qspool_bytes");
+		prom_labels(&b, &rows[i], NULL);
+		q_buf_printf(&b, " %lld\n", (long long)rows[i].st.bytes);
+	}
+	q_buf_puts(&b, "# HELP qspool_oldest_ready_age_seconds Age of the oldest"
+	    " claimable message (0 when none).\n"
+	    "# TYPE qspool_oldest_ready_age_seconds gauge\n");
+	for (size_t i = 0; i < nrows; i++) {
+		struct q_stats *s = &rows[i].st;
+		q_buf_puts(&b, "qspool_oldest_ready_age_seconds");
+		prom_labels(&b, &rows[i], NULL);
+		q_buf_printf(&b, " %.3f\n", s->oldest_ready && s->oldest_ready < s->now ?
+		    (double)(s->now - s->oldest_ready) / Q_SEC : 0.0);
+	}
+	for (size_t k = 0; k < sizeof counters / sizeof counters[0]; k++) {
+		q_buf_printf(&b, "# HELP qspool_%s_total %s\n# TYPE qspool_%s_total"
+		    " counter\n", counters[k].name, counters[k].help,
+		    counters[k].name);
+		for (size_t i = 0; i < nrows; i++) {
+			q_buf_printf(&b, "qspool_%s_total", counters[k].name);
+			prom_labels(&b, &rows[i], NULL);
+			q_buf_printf(&b, " %lld\n",
+			    (long long)rows[i].st.counters[counters[k].slot]);
+		}
+	}
+	if (ntrows) {
+		q_buf_puts(&b, "# HELP qspool_topic_retained_messages Messages retained"
+		    " in a topic's log.\n# TYPE qspool_topic_retained_messages"
+		    " gauge\n");
+		for (size_t i = 0; i < ntrows; i++) {
+			q_buf_puts(&b, "qspool_topic_retained_messages{topic=\"");
+			prom_value(&b, trows[i].name);
+			q_buf_printf(&b, "\"} %lld\n", (long long)trows[i].ts.retained);
+		}
+		q_buf_puts(&b, "# HELP qspool_topic_retained_bytes Bytes retained in a"
+		    " topic's log.\n# TYPE qspool_topic_retained_bytes gauge\n");
+		for (size_t i = 0; i < ntrows; i++) {
+			q_buf_puts(&b, "qspool_topic_retained_bytes{topic=\"");
+			prom_value(&b, trows[i].name);
+			q_buf_printf(&b, "\"} %lld\n",
+			    (long long)trows[i].ts.retained_bytes);
+		}
+		q_buf_puts(&b, "# HELP qspool_topic_subscriptions Subscriptions of a"
+		    " topic, by kind.\n# TYPE qspool_topic_subscriptions gauge\n");
+		for (size_t i = 0; i < ntrows; i++) {
+			for (int k = 0; k < 2; k++) {
+				q_buf_puts(&b, "qspool_topic_subscriptions{topic=\"");
+				prom_value(&b, trows[i].name);
+				q_buf_printf(&b, "\",kind=\"%s\"} %lld\n",
+				    k ? "ephemeral" : "durable", (long long)(k ?
+				    trows[i].ts.ephemeral : trows[i].ts.durable));
+			}
+		}
+	}
+	fwrite(b.p, 1, b.len, stdout);
+	q_buf_free(&b);
+}
+
+/* --max-age, --max-depth, --max-dead: name each offender on stderr. */
+static int
+thresholds(const struct opts *o)
+{
+	int over = 0;
+
+	for (size_t i = 0; i < nrows; i++) {
+		struct q_stats *s = &rows[i].st;
+		char vis[4 * PATH_MAX], a[32], m[32];
+		int64_t depth = s->ready + s->in_flight + s->delayed + s->retrying;
+		visname(vis, sizeof vis, rows[i].name);
+		if (o->max_age >= 0 && s->oldest_ready &&
+		    s->now - s->oldest_ready > o->max_age) {
+			q_fmt_duration(a, sizeof a, s->now - s->oldest_ready);
+			q_fmt_duration(m, sizeof m, o->max_age);
+			q_warnx("%s: oldest ready message is %s old (max %s)",
+			    vis, a, m);
+			over = 1;
+		}
+		if (o->max_depth >= 0 && depth > o->max_depth) {
+			q_warnx("%s: %lld messages (max %lld)", vis,
+			    (long long)depth, o->max_depth);
+			over = 1;
+		}
+		if (o->max_dead >= 0 && s->dead > o->max_dead) {
+			q_warnx("%s: %lld dead letters (max %lld)", vis,
+			    (long long)s->dead, o->max_dead);
+			over = 1;
+		}
+	}
+	return over;
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "prom", no_argument, NULL, OPT_PROM },
+		{ "max-age", required_argument, NULL, OPT_MAXAGE },
+		{ "max-depth", required_argument, NULL, OPT_MAXDEPTH },
+		{ "max-dead", required_argument, NULL, OPT_MAXDEAD },
+		{ "reap", no_argument, NULL, OPT_REAP },
+		{ "check", no_argument, NULL, OPT_CHECK },
+		{ "repair", no_argument, NULL, OPT_REPAIR },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct opts o = { .max_age = -1, .max_depth = -1, .max_dead = -1 };
+	const char *why;
+	int c, formats = 0;
+
+	q_setprogname(argv[0]);
+	int closed = q_std_fds();
+	while ((c = getopt_long(argc, argv, "+d:s:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'd': o.spool = optarg; break;
+		case 's':
+			if ((why = q_name_error(optarg))) {
+				q_warnx("bad subscription name '%s': %s", optarg, why);
+				return EX_USAGE;
+			}
+			o.sub = optarg;
+			break;
+		case OPT_JSON: o.fmt = JSON; formats++; break;
+		case OPT_PROM: o.fmt = PROM; formats++; break;
+		case OPT_MAXAGE:
+			if (q_parse_duration(optarg, &o.max_age, &why) == -1) {
+				q_warnx("bad duration '%s': %s", optarg, why);
+				return EX_USAGE;
+			}
+			break;
+		case OPT_MAXDEPTH:
+		case OPT_MAXDEAD:
+			if (q_parse_count(optarg, 0, LLONG_MAX, c == OPT_MAXDEPTH ?
+			    &o.max_depth : &o.max_dead, &why) == -1) {
+				q_warnx("bad count '%s': %s", optarg, why);
+				return EX_USAGE;
+			}
+			break;
+		case OPT_REAP: o.reap = true; break;
+		case OPT_CHECK: o.check = true; break;
+		case OPT_REPAIR: o.repair = true; break;
+		case 'h': fputs(USAGE, stdout); return 0;
+		case 'V': puts("qstat " PACKAGE_VERSION); return 0;
+		default: usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (formats > 1) {
+		q_warnx("--json and --prom exclude each other");
+		return EX_USAGE;
+	}
+	if (o.repair && !o.check) {
+		q_warnx("--repair goes with --check");
+		return EX_USAGE;
+	}
+	if ((o.reap || o.check) && (formats || o.max_age >= 0 || o.max_depth >= 0 ||
+	    o.max_dead >= 0 || (o.reap && o.check))) {
+		q_warnx("--reap and --check report in their own way: not with"
+		    " each other, --json, --prom or thresholds");
+		return EX_USAGE;
+	}
+	if (o.sub && argc != 1) {
+		q_warnx("-s names a subscription of one topic: give the topic");
+		return EX_USAGE;
+	}
+	for (int i = 0; i < argc; i++)
+		if ((why = q_operand_error(argv[i]))) {
+			q_warnx("bad queue name '%s': %s", argv[i], why);
+			return EX_USAGE;
+		}
+	if (closed & 2) {
+		errno = EBADF;
+		q_warn("standard output is closed");
+		return EX_IOERR;
+	}
+
+	if (q_config_load(&o.cfg, o.spool) == -1)
+		q_exitq(EX_CONFIG);
+	if (argc == 0)
+		do_spool(&o);
+	for (int i = 0; i < argc; i++)
+		do_operand(&o, argv[i]);
+	if (!o.reap && !o.check) {
+		if (o.fmt == JSON)
+			print_json(&o);
+		else if (o.fmt == PROM)
+			print_prom();
+		else
+			print_human();
+		if (thresholds(&o) && !status)
+			status = 1;
+	}
+	if (fflush(stdout) == EOF) {
+		q_warn("cannot write");
+		return EX_IOERR;
+	}
+	return status;
+}
