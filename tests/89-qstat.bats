@@ -1,0 +1,274 @@
+#!/usr/bin/env bats
+# shellcheck disable=SC2154 # status output lines stderr stderr_lines: set by run
+# qstat: each state made to happen and its number checked in every
+# output format; counters; thresholds; --reap; --check and --repair on
+# spools broken on purpose; correlation through a chain of handlers;
+# qpop --json.
+
+load helper
+
+PY=/usr/bin/python3
+
+# A queue with one message in each state: ready (2), in flight, delayed,
+# retrying, dead.
+make_states() {
+	mkqueue jobs
+	printf 'backoff_base = 1h\nbackoff_max = 1h\n' >"$QSPOOL/jobs/q.conf"
+	qpush jobs retry-me dead-me
+	run qpop jobs -- false          # retrying
+	run qpop jobs -- sh -c 'exit 65'        # dead (poison)
+	qpush jobs r1 r2 held
+	qpush --delay 1h jobs later
+	# in flight: a handler that never ends, on the last ready message
+	spawn qpop jobs -- qt-hold "$T/hold.pid"
+	read_pid "$T/hold.pid" >/dev/null
+}
+
+json_field() { jq -r ".queues[] | select(.name == \"$1\") | $2" <<<"$output"; }
+
+prom_value() {
+	# prom_value METRIC LABELSUBSTRING: the sample's value, parsed
+	"$PY" -c '
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+metric, want = sys.argv[1], sys.argv[2]
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        labels = ",".join("%s=%s" % kv for kv in sorted(s.labels.items()))
+        if s.name == metric and want in labels:
+            print(int(s.value) if s.value == int(s.value) else s.value)
+' "$1" "$2" <<<"$output"
+}
+
+@test "each state, in the table, in JSON and in Prometheus text" {
+	make_states
+	run qstat jobs
+	assert_success
+	assert_line --index 0 --regexp '^QUEUE +READY +INFLIGHT +DELAYED +RETRYING +DEAD +AGE +LEASE +BYTES$'
+	assert_line --index 1 --regexp '^jobs +2 +1 +1 +1 +1 +[0-9.]+m?s +[0-9.]+s +[0-9.]+k?$'
+	run qstat --json jobs
+	assert_success
+	assert_equal "$(json_field jobs '[.ready, .in_flight, .delayed, .retrying, .dead] | @tsv')" $'2\t1\t1\t1\t1'
+	assert_equal "$(json_field jobs '.topic, .subscription')" $'null\nnull'
+	assert_equal "$(json_field jobs '.oldest_ready_age_seconds | type')" number
+	run qstat --prom jobs
+	assert_success
+	assert_equal "$(prom_value qspool_messages 'queue=jobs,state=ready')" 2
+	assert_equal "$(prom_value qspool_messages 'queue=jobs,state=in_flight')" 1
+	assert_equal "$(prom_value qspool_messages 'queue=jobs,state=delayed')" 1
+	assert_equal "$(prom_value qspool_messages 'queue=jobs,state=retrying')" 1
+	assert_equal "$(prom_value qspool_messages 'queue=jobs,state=dead')" 1
+	assert_equal "$(prom_value qspool_pushed_total 'queue=jobs')" 6
+}
+
+@test "lag is the age of the oldest claimable message: delayed and retrying raise none" {
+	mkqueue q
+	printf 'backoff_base = 1h\nbackoff_max = 1h\n' >"$QSPOOL/q/q.conf"
+	qpush --delay 1h q later
+	qpush q fails
+	run qpop q -- false
+	run qstat --json q
+	assert_equal "$(json_field q .oldest_ready_age_seconds)" null
+	run qstat --max-age=0 q
+	assert_success
+	qpush q ready
+	wait_for -t 5 sh -c 'qstat --max-age=0 q >/dev/null 2>&1; [ $? -eq 1 ]'
+}
+
+@test "counters after a known sequence of pushes, acks, retries and deaths" {
+	mkqueue q
+	printf 'max_attempts = 2\nbackoff_base = 0\nbackoff_max = 0\n' >"$QSPOOL/q/q.conf"
+	qpush q a b c d
+	qpop q -- true
+	qpop --no-ack q >/dev/null
+	run qpop --wait=5s q -- false   # retried
+	run qpop --wait=5s q -- false   # dead (max attempts)
+	run qstat --json q
+	assert_equal "$(json_field q '.counters | [.pushed, .acked, .retried, .dead_lettered, .dropped, .expired] | @tsv')" $'4\t2\t1\t1\t0\t0'
+	run qstat --prom q
+	assert_equal "$(prom_value qspool_acked_total 'queue=q')" 2
+	assert_equal "$(prom_value qspool_dead_lettered_total 'queue=q')" 1
+}
+
+@test "topics: retained, bytes, durable and ephemeral; subscriptions as rows" {
+	qsub -s email t || true
+	spawn qsub -f t
+	wait_for sh -c "ls '$QSPOOL/t/subs' | grep -q '^_'"
+	qpub t one two
+	run qstat --json
+	assert_success
+	assert_equal "$(jq -r '.topics[] | select(.name == "t") | [.retained, .subscriptions.durable, .subscriptions.ephemeral] | @tsv' <<<"$output")" $'2\t1\t1'
+	assert_equal "$(json_field t/email '[.topic, .subscription, .ready] | @tsv')" $'t\temail\t2'
+	run qstat --prom
+	assert_equal "$(prom_value qspool_messages 'state=ready,subscription=email,topic=t')" 2
+	assert_equal "$(prom_value qspool_topic_retained_messages 'topic=t')" 2
+	assert_equal "$(prom_value qspool_topic_subscriptions 'kind=ephemeral,topic=t')" 1
+	run qstat -s email t
+	assert_success
+	assert_equal "${#lines[@]}" 2
+	assert_line --index 1 --regexp '^t/email +2 '
+}
+
+@test "no operand: every queue and topic; never creates; 69 for a typo" {
+	qpush a x
+	qpush b y
+	qpub t z
+	run qstat
+	assert_success
+	assert_line --regexp '^a +1 '
+	assert_line --regexp '^b +1 '
+	assert_line --regexp '^TOPIC '
+	run --separate-stderr qstat nosuch
+	assert_failure 69
+	assert_equal "$stderr" "qstat: nosuch: no such queue"
+	assert_dir_not_exists "$QSPOOL/nosuch"
+	run --separate-stderr env QSPOOL="$T/none" qstat
+	assert_success
+	assert_dir_not_exists "$T/none"
+}
+
+@test "thresholds: each exceeded one exits 1 and names the queue" {
+	make_states
+	run --separate-stderr qstat --max-depth=4 jobs
+	assert_failure 1
+	assert_equal "$stderr" "qstat: jobs: 5 messages (max 4)"
+	run --separate-stderr qstat --max-depth=5 jobs
+	assert_success
+	run --separate-stderr qstat --max-dead=0 jobs
+	assert_failure 1
+	assert_equal "$stderr" "qstat: jobs: 1 dead letters (max 0)"
+	run --separate-stderr qstat --max-age=1h jobs
+	assert_success
+	run --separate-stderr qstat --max-age=0 --json jobs
+	assert_failure 1
+	[[ $stderr == "qstat: jobs: oldest ready message is "*" old (max 0ms)" ]] || fail "$stderr"
+	jq -e . <<<"$output" >/dev/null
+}
+
+@test "--reap: takes back expired leases and promotes due messages now" {
+	mkqueue q
+	printf 'lease = 1s\n' >"$QSPOOL/q/q.conf"
+	qpush q m
+	qpush --delay 1s q due
+	spawn qpop q -- qt-hold "$T/hold.pid"
+	local pid=$BG_PID
+	read_pid "$T/hold.pid" >/dev/null
+	kill -9 "$pid"
+	bg_wait "$pid"
+	lease_gone() { local f; f=$(find "$QSPOOL/q/cur" -type f); [[ -n $f ]] && (($(now_ms) * 1000 > 16#$(name_field "$f" d) + 100000)); }
+	wait_for lease_gone
+	run qstat --reap q
+	assert_success
+	assert_output "q: reaped 1, dead-lettered 0, promoted 1, removed 0 tmp files"
+	assert_equal "$(count_new q) $(count_cur q) $(count_later q)" "2 0 0"
+}
+
+@test "--check and --repair on a spool broken on purpose" {
+	qpush q keep
+	mkdir -p "$QSPOOL/q/new/5-000000000000"
+	printf 'junk' >"$QSPOOL/q/new/5-000000000000/not-a-name"
+	printf 'x' >"$QSPOOL/q/unknown"
+	printf 'Reason: x\n' >"$QSPOOL/q/dlq/0123456789abcdef01234567.diag"
+	printf 'x' >"$QSPOOL/q/tmp/0123456789abcdef01234568"
+	touch -d '2 hours ago' "$QSPOOL/q/tmp/0123456789abcdef01234568"
+	mkdir -p "$QSPOOL/.half.0badc0de/new"
+	touch -d '2 hours ago' "$QSPOOL/.half.0badc0de"
+	run qstat --check
+	assert_failure 1
+	assert_output --partial "not-a-name: not a message name"
+	assert_output --partial "unknown: unknown file"
+	assert_output --partial "diagnostics with no dead letter"
+	assert_output --partial "left by a writer that died"
+	assert_output --partial ".half.0badc0de: a queue or topic never finished"
+	run qstat --check --repair
+	assert_failure 1
+	run qstat --check
+	assert_failure 1                # the unknown file stays: not ours
+	assert_output "q: unknown: unknown file"
+	rm "$QSPOOL/q/unknown"
+	run qstat --check
+	assert_success
+	assert_output ''
+	# nothing lost: the stray is a corrupt dead letter, the message is there
+	assert_equal "$(count_dlq q) $(count_new q)" "1 1"
+	run qdlq ls q
+	assert_output --partial corrupt
+}
+
+@test "--check on a topic: a publish cut short, a dead ephemeral subscription" {
+	need_fault_points
+	qsub -s a t || true
+	printf 'grace = 0\n' >"$QSPOOL/t/q.conf"
+	run env QSPOOL_CRASH_AT=after-publish-commit qpub t x
+	assert_failure 137
+	# an ephemeral subscription whose owner died (any tool's recovery
+	# would reap it: made by hand, with no liveness lock file)
+	cp -r "$QSPOOL/t/subs/a" "$QSPOOL/t/subs/_1.0000dead"
+	find "$QSPOOL/t/subs/_1.0000dead/tmp" -type f -delete
+	run qstat --check t
+	assert_failure 1
+	assert_output --partial "a publish cut short"
+	assert_output --partial "its owner is gone"
+	run qstat --check --repair t
+	run qstat --check t
+	assert_success
+	assert_equal "$(count_new t/subs/a)" 1
+	assert_dir_not_exists "$QSPOOL/t/subs/_1.0000dead"
+}
+
+# --- correlation -------------------------------------------------------------------
+
+@test "correlation through three hops; causation is each parent" {
+	qpush -i a first >"$T/a.id"
+	qpop a -- sh -c 'qpush -i b second >"$1/b.id"' sh "$T"
+	qpop b -- sh -c 'qpush -i c third >"$1/c.id"' sh "$T"
+	run qpop c -- qt-env "$T/env"
+	assert_success
+	assert_file_contains "$T/env" "^Q_CORRELATION_ID=$(cat "$T/a.id")\$"
+	assert_file_contains "$T/env" "^Q_CAUSATION_ID=$(cat "$T/b.id")\$"
+	assert_file_contains "$T/env" "^QID=$(cat "$T/c.id")\$"
+}
+
+@test "a root message has no Causation-Id; its correlation id is its own id" {
+	qpush -i q x >"$T/id"
+	local f
+	f=$(find "$QSPOOL/q/new" -type f)
+	assert_file_contains "$f" "^Correlation-Id: $(cat "$T/id")\$"
+	run grep -c '^Causation-Id:' "$f"
+	assert_output 0
+}
+
+@test "TRACEPARENT is stored, handed to the handler unchanged, and carried on" {
+	local tp=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
+	TRACEPARENT=$tp qpush a x
+	assert_file_contains "$(find "$QSPOOL/a/new" -type f)" "^traceparent: $tp\$"
+	qpop a -- sh -c 'env | grep ^TRACEPARENT= >"$1/tp"; qpush b y' sh "$T"
+	assert_equal "$(cat "$T/tp")" "TRACEPARENT=$tp"
+	assert_file_contains "$(find "$QSPOOL/b/new" -type f)" "^traceparent: $tp\$"
+}
+
+# --- qpop --json -----------------------------------------------------------------------
+
+@test "qpop --json: one object a line; text and binary bodies; acked" {
+	qpush -H 'X-Kind: order' q 'héllo "quoted"'
+	printf '\377\000\001' | qpush q
+	run qpop --json -n 2 q
+	assert_success
+	assert_equal "${#lines[@]}" 2
+	assert_equal "$(jq -r '.body' <<<"${lines[0]}")" 'héllo "quoted"'
+	assert_equal "$(jq -r '.body_encoding, .queue, .subscription, .attempt, .headers["X-Kind"]' <<<"${lines[0]}")" $'utf-8\nq\nnull\n1\norder'
+	assert_equal "$(jq -r '.body_encoding' <<<"${lines[1]}")" base64
+	assert_equal "$(jq -r '.body' <<<"${lines[1]}" | base64 -d | od -An -tx1 | tr -d ' ')" ff0001
+	[[ $(jq -r .enqueued <<<"${lines[0]}") =~ ^20[0-9-]+T[0-9:.]+Z$ ]] || fail "enqueued"
+	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+}
+
+@test "qsub --json names the topic and the subscription" {
+	qsub -s a t || true
+	qpub t x
+	run qsub -s a --json t
+	assert_success
+	assert_equal "$(jq -r '.queue, .subscription' <<<"$output")" $'t\na'
+	run --separate-stderr qpop --json -l q
+	assert_failure 64
+}
