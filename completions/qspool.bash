@@ -15,6 +15,9 @@
 # /etc/qspool.conf, else ${XDG_STATE_HOME:-~/.local/state}/qspool
 # (/var/spool/qspool for root).
 #
+# qpop --forward and qsub --forward are offered the queues that are not
+# topics, and qpush -p and qpub -p the priorities 0 to 9.
+#
 # For qdlq: the options before the command, the command word, then the
 # queue (with -s, a topic), the command's own options, and for show,
 # replay and purge the ids of the queue's dead letters.
@@ -308,19 +311,26 @@ _qspool()
 	fi
 
 	# qpush and qpop take a queue, qpub and qsub a topic: the operand.
-	local opts argopts
+	# argopts: the short options that take an argument (the next word,
+	# or the rest of theirs); longargs: the long options whose argument
+	# may be the next word.
+	local opts argopts longargs
+	local consume='-n --drain -f -w --wait= --lease= --timeout= -j -l -0 --no-ack --peek --lock --max-time= --idempotent --forward='
 	case $tool in
 	qpush | qpub)
-		opts='-d -l -0 -i -H -h -V'
-		argopts='-d -H'
+		opts='-d -l -0 -i -H -p -k --delay= --at= --ttl= --dedup= --block --block= -h -V'
+		argopts='-d -H -p -k'
+		longargs='--delay --at --ttl --dedup'
 		;;
 	qsub)
-		opts='-d -s --from-beginning --since --reset -n --drain -f -w --wait= --lease= --timeout= -j -l -0 --no-ack --peek --unsubscribe --list -h -V'
+		opts="-d -s --from-beginning --since --reset $consume --unsubscribe --list -h -V"
 		argopts='-d -s -n -j'
+		longargs='--since --lease --timeout --jobs --max-time --forward'
 		;;
 	*)
-		opts='-d -n --drain -f -w --wait= --lease= --timeout= -j -l -0 --no-ack --peek -h -V'
+		opts="-d $consume -h -V"
 		argopts='-d -n -j'
+		longargs='--lease --timeout --jobs --max-time --forward'
 		;;
 	esac
 
@@ -348,11 +358,10 @@ _qspool()
 				fi
 				;;
 			-d?*) dir=${w#-d} ;;
-			-H?* | -n?* | -j?* | -s?*) ;;
-			--since)
-				[[ $tool == qsub ]] && want=$w
+			-H?* | -n?* | -j?* | -s?* | -p?* | -k?*) ;;
+			--*)
+				[[ " $longargs " == *" $w "* ]] && want=$w
 				;;
-			--*) ;;
 			-?*)
 				# A cluster such as -l0d DIR: the last letter may take
 				# the next word.
@@ -411,6 +420,21 @@ _qspool()
 		-H)
 			mapfile -t COMPREPLY < <(compgen -W "Correlation-Id:" -- "$cur")
 			;;
+		-p)
+			mapfile -t COMPREPLY < <(compgen -W "0 1 2 3 4 5 6 7 8 9" -- "$cur")
+			;;
+		--forward)
+			# The queue the command's output goes to: not a topic.
+			case $cur in
+			/* | ./* | '~'*)
+				compopt -o filenames 2>/dev/null
+				mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+				;;
+			*)
+				mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$(_qspool_root "$dir")" plain)" -- "$cur")
+				;;
+			esac
+			;;
 		-s)
 			# The subscriptions of the topic, when it is on the line
 			# already, before the cursor or after it.
@@ -427,7 +451,10 @@ _qspool()
 					case $w in
 					--) break ;;
 					-d?*) [[ -z $dir ]] && dir=${w#-d} ;;
-					-H?* | -n?* | -j?* | -s?* | --*) ;;
+					-H?* | -n?* | -j?* | -s?*) ;;
+					--*)
+						[[ " $longargs " == *" $w "* ]] && want=$w
+						;;
 					-?*)
 						local last=-${w: -1}
 						[[ " $argopts " == *" $last "* ]] && want=$last
@@ -457,8 +484,33 @@ _qspool()
 	fi
 
 	case $cur in
-	--wait=* | --lease=* | --timeout=* | --since=*)
-		# A duration or a time: nothing to offer.
+	--forward=*)
+		# The queue the command's output goes to: not a topic.
+		[[ $tool == qpop || $tool == qsub ]] || return
+		local fq=${cur#--forward=} froot
+		froot=$(_qspool_root "$dir")
+		case $fq in
+		/* | ./* | '~'*)
+			if [[ $curpart == --forward=* ]]; then
+				mapfile -t COMPREPLY < <(compgen -P --forward= -d -- "$fq")
+			else
+				compopt -o filenames 2>/dev/null
+				mapfile -t COMPREPLY < <(compgen -d -- "$curpart")
+			fi
+			;;
+		*)
+			if [[ $curpart == --forward=* ]]; then
+				# `=' is not in COMP_WORDBREAKS: bash replaces the whole word.
+				mapfile -t COMPREPLY < <(compgen -P --forward= -W "$(_qspool_queues "$froot" plain)" -- "$fq")
+			else
+				mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$froot" plain)" -- "$curpart")
+			fi
+			;;
+		esac
+		return
+		;;
+	--wait=* | --lease=* | --timeout=* | --since=* | --max-time=* | --delay=* | --at=* | --ttl=* | --dedup=* | --block=* | --jobs=*)
+		# A duration, a time or an id: nothing to offer.
 		return
 		;;
 	-*)

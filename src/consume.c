@@ -323,8 +323,8 @@ start_job(struct run *r, struct job *j)
 			if (q_forward_commit(r->o->forward, &j->fw, &j->l.m,
 			    r->o->frame) == -1)
 				goto fail;
-			q_warnx("%s: %s: forwarded before; finished and acked",
-			    r->q->operand, j->l.n.id);
+			q_warnx("%s: %s attempt %u: forwarded before; finished"
+			    " and acked", r->q->operand, j->l.n.id, j->l.n.attempts);
 			if (q_ack(r->q, &j->l) == -1)
 				ack_failed(r, &j->l);
 			r->handled++;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # shellcheck disable=SC2154 # status output lines stderr stderr_lines: set by run
-# The pub/sub examples run with the built tools, check their own results,
-# and fail when a subscriber does not get what was published.
+# The pub/sub, pipeline and cron examples run with the built tools, check
+# their own results, and fail when a subscriber does not get what was
+# published, a stage forwards an output twice, or two cron runs overlap.
 
 load helper
 
@@ -83,5 +84,77 @@ EOF
 	QSPOOL_BIN=$WRAP_BIN run "$EXAMPLES/event-sourcing.sh"
 	assert_failure 1
 	assert_output --partial "event-sourcing: FAILED: the replay into readmodel failed"
+	assert_cleaned_up
+}
+
+@test "examples/pipeline.sh: every item goes through three stages exactly once" {
+	run "$EXAMPLES/pipeline.sh"
+	assert_success
+	assert_line "== Done: 4 orders, 8 items stored exactly once, one correlation id per order."
+	assert_line "enrich ran 9 times for 8 items (one failed after printing its answer);"
+	assert_line --regexp '^    enriched  [0-9a-f]{24}  Correlation-Id [0-9a-f]{24}  Causation-Id [0-9a-f]{24}$'
+	assert_cleaned_up
+}
+
+@test "examples/cron-worker.sh: overlapping runs, a time budget, a dead-letter alert" {
+	run "$EXAMPLES/cron-worker.sh"
+	assert_success
+	assert_line "== Done: no two runs overlapped, 9 jobs were done once each, the dead letter was mailed."
+	assert_line --regexp '^    run B: qpop exited 0 after [0-9]+ ms; jobs done: 0, left: [0-9]+$'
+	assert_line "    to ops: jobs: dead letters (qdlq count jobs: 1)"
+	assert_cleaned_up
+}
+
+@test "examples/pipeline.sh fails when a stage pushes its output instead of forwarding it" {
+	# Each --forward stage becomes the usual handler that pipes into
+	# qpush: the output of a run that fails after printing is pushed, and
+	# pushed again by the retry.
+	wrap qpop <<'EOF'
+case " $* " in
+*" --forward="*)
+	out='' framing=''
+	for a; do
+		shift
+		case $a in
+		--forward=*)
+			out=${a#--forward=}
+			continue
+			;;
+		-l | -0)
+			if [ -n "$out" ]; then
+				framing=$a
+				continue
+			fi
+			;;
+		--)
+			set -- "$@" -- bash -c 'set -o pipefail; "$@" | "$REAL_BIN/qpush" '"$framing"' "$0"' "$out"
+			continue
+			;;
+		esac
+		set -- "$@" "$a"
+	done
+	;;
+esac
+exec "$REAL_BIN/qpop" "$@"
+EOF
+	QSPOOL_BIN=$WRAP_BIN run "$EXAMPLES/pipeline.sh"
+	assert_failure 1
+	assert_output --partial "pipeline: FAILED: stored more than once: 1042 B-02 3 x 12.50 = 37.50"
+	assert_cleaned_up
+}
+
+@test "examples/cron-worker.sh fails when the runs do not exclude each other" {
+	# qpop without --lock: the second run shares the first one's work.
+	wrap qpop <<'EOF'
+for a; do
+	shift
+	[ "$a" = --lock ] && continue
+	set -- "$@" "$a"
+done
+exec "$REAL_BIN/qpop" "$@"
+EOF
+	QSPOOL_BIN=$WRAP_BIN run "$EXAMPLES/cron-worker.sh"
+	assert_failure 1
+	assert_output --partial "cron-worker: FAILED: run B took jobs while run A was running"
 	assert_cleaned_up
 }
