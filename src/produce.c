@@ -416,3 +416,48 @@ q_produce_option(struct q_produceargs *a, int c, const char *arg)
 	}
 	return 0;
 }
+
+/*
+ * The command line of qpush and qpub (TOOL; its operand is a KIND):
+ * options, operand, messages.  Usage errors and --help exit here.
+ * Returns the operand's index in ARGV; A holds the options.
+ */
+int
+q_produce_getopt(int argc, char *argv[], struct q_produceargs *a,
+    const char *tool, const char *kind, const char *usage)
+{
+	static const struct option longopts[] = {
+		Q_PRODUCE_LONGOPTS,
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	q_setprogname(argv[0]);
+	int closed = q_std_fds();
+	q_produce_args_init(a);
+	while ((c = getopt_long(argc, argv, "+hV" Q_PRODUCE_SHORTOPTS, longopts,
+	    NULL)) != -1) {
+		if (q_produce_option(a, c, optarg))
+			continue;
+		if (c == 'h') {
+			fputs(usage, stdout);
+			exit(0);
+		}
+		if (c == 'V') {
+			printf("%s %s\n", tool, PACKAGE_VERSION);
+			exit(0);
+		}
+		fputs(usage, stderr);
+		exit(EX_USAGE);
+	}
+	if (optind >= argc) {
+		fputs(usage, stderr);
+		exit(EX_USAGE);
+	}
+	if (q_producer_check(argv[optind], kind, a, argc - optind - 1,
+	    closed) == -1)
+		q_exitq(q_open_status());
+	return optind;
+}

@@ -34,5 +34,8 @@ struct q_produceargs {
 void q_produce_args_init(struct q_produceargs *a);
 /* 1 if C was a producer option (bad values exit 64 or 65), else 0. */
 int q_produce_option(struct q_produceargs *a, int c, const char *arg);
+/* The whole command line of TOOL; the operand's index. */
+int q_produce_getopt(int argc, char *argv[], struct q_produceargs *a,
+    const char *tool, const char *kind, const char *usage);
 
 #endif
