@@ -1,4 +1,4 @@
-# bash completion for qpush, qpop, qdlq, qpub and qsub     -*- shell-script -*-
+# bash completion for qpush, qpop, qdlq, qpub, qsub and qstat   -*- shell-script -*-
 #
 # One file serves every qspool tool.  It is installed as qspool.bash, and
 # the tools' names are symlinks to it, so bash-completion's on-demand
@@ -21,6 +21,9 @@
 # For qdlq: the options before the command, the command word, then the
 # queue (with -s, a topic), the command's own options, and for show,
 # replay and purge the ids of the queue's dead letters.
+#
+# For qstat: its options, then any number of queues and topics (with -s,
+# one topic, and -s the durable subscriptions of that topic).
 
 # _qspool_conf_spool FILE: print the value of the spool key of FILE.
 _qspool_conf_spool()
@@ -282,6 +285,128 @@ _qspool_qdlq()
 	mapfile -t COMPREPLY < <(compgen -W "$(_qspool_dlq_ids "$qdir")" -- "$cur")
 }
 
+# qstat [-d DIR] [-s SUB] [OPTION...] [QUEUE|TOPIC...]: called by _qspool
+# with its words, cword, cur and curpart.  Options come before the
+# operands (a word after the first operand is an operand); any number of
+# queues and topics may follow, only topics with -s.
+_qspool_qstat()
+{
+	local i w dir='' sub=0 want='' nops=0 endopts=0
+
+	for ((i = 1; i < cword; i++)); do
+		w=${words[i]}
+		if [[ -n $want ]]; then
+			[[ $want == -d ]] && dir=$w
+			want=
+			continue
+		fi
+		if ((endopts || nops > 0)); then
+			nops=$((nops + 1))
+			continue
+		fi
+		case $w in
+		--) endopts=1 ;;
+		-d?*) dir=${w#-d} ;;
+		-s?*) sub=1 ;;
+		--max-age | --max-depth | --max-dead) want=$w ;;
+		--*) ;;
+		-?*)
+			# A cluster such as -hd DIR: the last letter may take the
+			# next word.
+			case ${w: -1} in
+			d) want=-d ;;
+			s)
+				want=-s
+				sub=1
+				;;
+			esac
+			;;
+		*) nops=1 ;;
+		esac
+	done
+
+	local root
+	root=$(_qspool_root "$dir")
+
+	# The argument of an option given as a word of its own.
+	case $want in
+	-d)
+		compopt -o filenames 2>/dev/null
+		mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+		return
+		;;
+	-s)
+		# The subscriptions of the topic on the line, before the
+		# cursor or after it: the first operand.
+		local topic='' skip=''
+		for ((i = 1; i < ${#words[@]}; i++)); do
+			if ((i == cword)); then
+				# The cursor is on an option's argument: -s's own.
+				skip=
+				continue
+			fi
+			w=${words[i]}
+			if [[ -n $skip ]]; then
+				skip=
+				continue
+			fi
+			case $w in
+			--) ;;
+			-d | -s | --max-age | --max-depth | --max-dead) skip=1 ;;
+			-*) ;;
+			*)
+				topic=$w
+				break
+				;;
+			esac
+		done
+		[[ -n $topic ]] || return
+		local tdir=$topic
+		case $tdir in
+		/* | ./*) ;;
+		\~ | \~/*) tdir=$HOME${tdir#\~} ;;
+		*) tdir=$root/$tdir ;;
+		esac
+		mapfile -t COMPREPLY < <(compgen -W "$(_qspool_topic_subs "$tdir")" -- "$cur")
+		return
+		;;
+	--max-*)
+		# A duration or a count: nothing to offer.
+		return
+		;;
+	esac
+
+	if ((!endopts && nops == 0)); then
+		case $cur in
+		--max-*=*)
+			return
+			;;
+		-*)
+			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --prom --max-age= --max-depth= --max-dead= --reap --check --repair -h -V' -- "$cur")
+			if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
+				compopt -o nospace 2>/dev/null
+			fi
+			return
+			;;
+		esac
+	fi
+
+	# The operands: queues and topics (with -s, a topic), or paths.
+	case $cur in
+	/* | ./* | '~'*)
+		compopt -o filenames 2>/dev/null
+		mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+		return
+		;;
+	esac
+	if ((sub)); then
+		((nops == 0)) || return
+		mapfile -t COMPREPLY < <(compgen -W "$(_qspool_topics "$root")" -- "$cur")
+	else
+		mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$root")" -- "$cur")
+	fi
+}
+
 _qspool()
 {
 	local tool=${1##*/}
@@ -309,13 +434,17 @@ _qspool()
 		_qspool_qdlq
 		return
 	fi
+	if [[ $tool == qstat ]]; then
+		_qspool_qstat
+		return
+	fi
 
 	# qpush and qpop take a queue, qpub and qsub a topic: the operand.
 	# argopts: the short options that take an argument (the next word,
 	# or the rest of theirs); longargs: the long options whose argument
 	# may be the next word.
 	local opts argopts longargs
-	local consume='-n --drain -f -w --wait= --lease= --timeout= -j -l -0 --no-ack --peek --lock --max-time= --idempotent --forward='
+	local consume='-n --drain -f -w --wait= --lease= --timeout= -j -l -0 --json --no-ack --peek --lock --max-time= --idempotent --forward='
 	case $tool in
 	qpush | qpub)
 		opts='-d -l -0 -i -H -p -k --delay= --at= --ttl= --dedup= --block --block= -h -V'
@@ -554,4 +683,4 @@ _qspool()
 	esac
 }
 
-complete -F _qspool qpush qpop qdlq qpub qsub
+complete -F _qspool qpush qpop qdlq qpub qsub qstat

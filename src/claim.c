@@ -377,6 +377,7 @@ q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l)
 			    s->bucket, name);
 		}
 		q_fault("after-take");
+		l->n.attempts++;        /* a delivery, if at most once */
 		q_count(q, Q_C_ACKED, 1);
 		q_count(q, Q_C_BYTES_OUT, l->m.size);
 		s->progress = true;

@@ -93,7 +93,8 @@ q_key_lock(struct q_queue *q, uint32_t hash)
 	char slot[8];
 	int fd;
 
-	if (q->keysfd == -1)
+	if (q->keysfd == -1 &&
+	    (q->keysfd = q_subdir(q, q->dirfd, "keys", true)) == -1)
 		return q_fail("cannot open %s/keys", q->operand);
 	snprintf(slot, sizeof slot, "%02" PRIx32, hash % Q_KEY_SLOTS);
 	fd = q_open_create(q->keysfd, slot, O_RDWR | O_NONBLOCK);

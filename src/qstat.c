@@ -166,8 +166,9 @@ do_topic(struct opts *o, const char *operand)
 	char **subs;
 	size_t n;
 
+	/* recovery only when asked for, and then reported */
 	if (q_topic_open(&t, &o->cfg, operand, Q_OPEN_EXISTING |
-	    (o->reap || o->repair ? 0 : Q_OPEN_LOOK)) == -1) {
+	    Q_OPEN_LOOK) == -1) {
 		q_warnq();
 		status = q_open_status();
 		return;
@@ -635,7 +636,8 @@ main(int argc, char *argv[])
 
 	q_setprogname(argv[0]);
 	int closed = q_std_fds();
-	while ((c = getopt_long(argc, argv, "+d:s:hV", longopts, NULL)) != -1) {
+	/* no command follows: options may come after the operands too */
+	while ((c = getopt_long(argc, argv, "d:s:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'd': o.spool = optarg; break;
 		case 's':
@@ -704,8 +706,13 @@ main(int argc, char *argv[])
 		q_exitq(EX_CONFIG);
 	if (argc == 0)
 		do_spool(&o);
-	for (int i = 0; i < argc; i++)
-		do_operand(&o, argv[i]);
+	for (int i = 0; i < argc; i++) {
+		bool again = false;     /* a queue named twice is shown once */
+		for (int k = 0; k < i; k++)
+			again = again || strcmp(argv[k], argv[i]) == 0;
+		if (!again)
+			do_operand(&o, argv[i]);
+	}
 	if (!o.reap && !o.check) {
 		if (o.fmt == JSON)
 			print_json(&o);

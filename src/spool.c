@@ -168,7 +168,7 @@ write_file(int dirfd, const char *name, const void *data, size_t len)
 static int
 make_body(int dirfd, const struct kind *k)
 {
-	static const char zero[32];
+	static const char zero[32], zero128[Q_COUNTERS_SIZE];
 
 	for (size_t i = 0; i < k->ndirs; i++)
 		if (q_mkdirat(dirfd, k->dirs[i]) == -1 && errno != EEXIST)
@@ -178,6 +178,10 @@ make_body(int dirfd, const struct kind *k)
 		return -1;
 	if (k->lock && write_file(dirfd, k->lock, "", 0) == -1 &&
 	    errno != EEXIST)
+		return -1;
+	/* a queue counts from its first message */
+	if (k == &q_kind_queue && write_file(dirfd, "counters", zero128,
+	    Q_COUNTERS_SIZE) == -1 && errno != EEXIST)
 		return -1;
 	return 0;
 }
@@ -221,6 +225,7 @@ remove_tree(int parentfd, const char *name)
 			unlinkat(fd, kinds[k]->lock, 0);
 	}
 	if (fd != -1) {
+		unlinkat(fd, "counters", 0);
 		unlinkat(fd, "format", 0);
 		close(fd);
 	}
@@ -340,6 +345,7 @@ fillable(int dirfd, const struct kind *k)
 	}
 	for (size_t i = 0; i < n && ours; i++) {
 		ours = strcmp(names[i], k->counter) == 0 ||
+		    strcmp(names[i], "counters") == 0 ||
 		    (k->lock && strcmp(names[i], k->lock) == 0) ||
 		    strcmp(names[i], "q.conf") == 0;
 		for (size_t j = 0; j < k->ndirs; j++)
@@ -589,8 +595,8 @@ open_body(struct q_queue *q, bool create)
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
 		if ((*fds[i] = q_open_subdir(q, subdirs[i], create)) == -1)
 			return -1;
-	/* needed only for keyed messages; made if it can be */
-	q->keysfd = q_subdir(q, q->dirfd, "keys", true);
+	/* needed only for keyed messages (made on demand if missing) */
+	q->keysfd = q_subdir(q, q->dirfd, "keys", create);
 	if (!(q->seq = q_map_counter(q->dirfd, "seq", 8, create,
 	    &q->seq_writable))) {
 		open_status = q_exit_for_errno(errno);

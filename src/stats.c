@@ -99,6 +99,9 @@ count_later(struct q_stats *st, const char *name)
 		st->retrying++;
 	else
 		st->delayed++;
+	/* due, waiting for a consumer to promote it: claimable, so lag */
+	if (n.due <= st->now)
+		oldest(&st->oldest_ready, n.due);
 }
 
 static void

@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # shellcheck disable=SC2154 # status output lines stderr stderr_lines: set by run
-# The pub/sub, pipeline and cron examples run with the built tools, check
-# their own results, and fail when a subscriber does not get what was
-# published, a stage forwards an output twice, or two cron runs overlap.
+# The pub/sub, pipeline, cron and monitoring examples run with the built
+# tools, check their own results, and fail when a subscriber does not get
+# what was published, a stage forwards an output twice, two cron runs
+# overlap, or qstat counts a message in the wrong state.
 
 load helper
 
@@ -28,7 +29,7 @@ wrap() {
 	local t
 	WRAP_BIN=$T/wrap
 	mkdir -p "$WRAP_BIN"
-	for t in qpush qpop qdlq qpub qsub; do
+	for t in qpush qpop qdlq qpub qsub qstat; do
 		[[ -x $QSPOOL_BIN/$t ]] && ln -sf "$QSPOOL_BIN/$t" "$WRAP_BIN/$t"
 	done
 	rm -f "$WRAP_BIN/$1"
@@ -156,5 +157,33 @@ EOF
 	QSPOOL_BIN=$WRAP_BIN run "$EXAMPLES/cron-worker.sh"
 	assert_failure 1
 	assert_output --partial "cron-worker: FAILED: run B took jobs while run A was running"
+	assert_cleaned_up
+}
+
+@test "examples/monitoring.sh: qstat counts every state, in every format, and the check fails" {
+	run "$EXAMPLES/monitoring.sh"
+	assert_success
+	assert_line "== Done: qstat counted every message where it was, in the table, in JSON and in Prometheus text, and the check failed as it should."
+	assert_line --regexp '^    jobs +2 +1 +1 +1 +1 +[0-9.]+m?s +[0-9.]+s +[0-9]+$'
+	assert_line --regexp '^    orders/billing +2 +0 +0 +0 +0 '
+	assert_line "    qstat: jobs: 5 messages (max 4)"
+	assert_line "    qstat: jobs: 1 dead letters (max 0)"
+	assert_line "    (exit 1)"
+	assert_cleaned_up
+}
+
+@test "examples/monitoring.sh fails when a message is not where qstat should see it" {
+	# qpush loses --delay: the delayed job is ready at once.
+	wrap qpush <<'EOF'
+for a; do
+	shift
+	case $a in --delay=*) continue ;; esac
+	set -- "$@" "$a"
+done
+exec "$REAL_BIN/qpush" "$@"
+EOF
+	QSPOOL_BIN=$WRAP_BIN run "$EXAMPLES/monitoring.sh"
+	assert_failure 1
+	assert_output --partial "monitoring: FAILED: the table says jobs has '3 1 0 1 1' (ready in-flight delayed retrying dead), not '2 1 1 1 1'"
 	assert_cleaned_up
 }

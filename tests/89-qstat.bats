@@ -272,3 +272,41 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 	run --separate-stderr qpop --json -l q
 	assert_failure 64
 }
+
+# --- found by review -------------------------------------------------------------
+
+@test "a subscription made with a replay counts what the replay put in it" {
+	qpub t a b c
+	qsub -s late --from-beginning -n 1 t >/dev/null
+	run qstat --json -s late t
+	assert_equal "$(json_field t/late '[.ready, .counters.pushed, .counters.acked, (.bytes > 0)] | @tsv')" $'2\t3\t1\ttrue'
+}
+
+@test "qstat --reap reports the dead ephemeral subscription it removed" {
+	spawn qsub -f t
+	local pid=$BG_PID
+	wait_for sh -c "ls '$QSPOOL/t/subs' 2>/dev/null | grep -q '^_'"
+	kill -9 "$pid"
+	bg_wait "$pid"
+	run qstat --reap t
+	assert_success
+	assert_output --partial "and 1 dead ephemeral subscriptions"
+	assert_equal "$(find "$QSPOOL/t/subs" -mindepth 1 | wc -l)" 0
+}
+
+@test "qstat creates nothing, takes options after operands, shows a queue once" {
+	qpush q x
+	rmdir "$QSPOOL/q/keys"
+	run qstat q --json q
+	assert_success
+	assert_equal "$(jq '.queues | length' <<<"$output")" 1
+	assert_dir_not_exists "$QSPOOL/q/keys"
+}
+
+@test "a due message waiting in later/ counts as lag" {
+	qpush --delay 1s q d
+	due() { (($(now_ms) * 1000 > 16#$(name_field "$(find "$QSPOOL/q/later" -type f)" u) + 300000)); }
+	wait_for due
+	run --separate-stderr qstat --max-age=100ms q
+	assert_failure 1
+}
