@@ -586,6 +586,7 @@ struct q_logent {               /* what a log/ entry's name says */
 	bool has_key;
 	uint32_t key;
 	q_time expires;
+	int64_t size;           /* of the file, when known (else 0) */
 };
 
 int q_log_parse(const char *name, struct q_logent *e);

@@ -375,8 +375,8 @@ q_sub_deliver(struct q_queue *s, const struct q_logent *e, uint64_t seq,
 	n.expires = e->expires;
 	n.has_key = e->has_key;
 	n.key = e->key;
-	struct stat st;
-	if (fstatat(s->tmpfd, e->id, &st, AT_SYMLINK_NOFOLLOW) == -1)
+	struct stat st = { .st_size = e->size };
+	if (!e->size && fstatat(s->tmpfd, e->id, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		return -1;
 	if (n.has_key && q_key_index(s, s->tmpfd, e->id, e->key, n.seq,
 	    e->id) == -1)
@@ -389,10 +389,10 @@ q_sub_deliver(struct q_queue *s, const struct q_logent *e, uint64_t seq,
 }
 
 static int
-deliver(struct q_queue *s, const struct q_out *m)
+deliver(struct q_queue *s, const struct q_out *m, int64_t size)
 {
 	struct q_logent e = { .prio = m->prio, .has_key = m->has_key,
-		.key = m->key, .expires = m->expires };
+		.key = m->key, .expires = m->expires, .size = size };
 
 	memcpy(e.id, m->id, sizeof e.id);
 	return q_sub_deliver(s, &e, q_next_seq(s), m->due);
@@ -494,10 +494,12 @@ unlock:
 	/* committed: each subscription's link goes into its new/ */
 	for (int i = 0; i < linked; i++) {
 		bool left = false;
+		struct stat mst = { 0 };
+		fstat(m[i].fd, &mst);   /* once, for every subscription's count */
 		for (size_t s = 0; s < t->nsubs; s++) {
 			if (t->subs[s].skip)
 				continue;
-			if (deliver(&t->subs[s].q, &m[i]) == -1) {
+			if (deliver(&t->subs[s].q, &m[i], mst.st_size) == -1) {
 				if (errno == ENOENT && sub_gone(t, &t->subs[s]))
 					continue;
 				q_warn("cannot move %s/tmp/%s into new/; left for"
