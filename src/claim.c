@@ -314,6 +314,9 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 			char what[512];
 			strlcpy(what, q_what(), sizeof what);
 			q_release(q, l);
+			if (l->keyfd != -1)
+				close(l->keyfd);
+			l->keyfd = -1;
 			errno = saved;
 			return q_fail("%s", what);
 		}
@@ -554,8 +557,14 @@ q_bury(struct q_queue *q, struct q_lease *l, const struct q_diag *d)
 		st.st_size = l->m.size;
 	else
 		fstatat(q->curfd, l->name, &st, AT_SYMLINK_NOFOLLOW);
-	if (q_rename(q->curfd, l->name, q->dlqfd, name) == -1)
+	if (q_rename(q->curfd, l->name, q->dlqfd, name) == -1) {
+		int saved = errno;
+		char diag[Q_ID_LEN + 8];
+		snprintf(diag, sizeof diag, "%s.diag", n.id);
+		unlinkat(q->dlqfd, diag, 0);    /* no orphan of this attempt */
+		errno = saved;
 		return q_fail("%s: %s: cannot dead-letter", q->operand, n.id);
+	}
 	q_fault("after-bury");
 	q_key_done(q, &l->n);
 	q_count(q, strcmp(d->reason, "expired") == 0 ? Q_C_EXPIRED : Q_C_DEAD, 1);

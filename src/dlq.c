@@ -273,6 +273,7 @@ q_dlq_replay(struct q_queue *q, const struct q_dead *d, struct q_queue *to,
 	}
 	if (r == 0) {
 		q_fault("after-replay");
+		q_key_done(q, &d->n);   /* an entry a crash left: it is done */
 		remove_diag(q, d->n.id, diag);
 		q_count(to, Q_C_REPLAYED, 1);
 		q_count(to, Q_C_BYTES_IN, st.st_size);
@@ -292,10 +293,12 @@ q_dlq_purge(struct q_queue *q, const struct q_dead *d)
 
 	if (lock == -1)
 		return -1;
-	if (unlinkat(q->dlqfd, d->name, 0) == -1)
+	if (unlinkat(q->dlqfd, d->name, 0) == -1) {
 		r = q_fail("cannot remove %s/dlq/%s", q->operand, d->name);
-	else
+	} else {
+		q_key_done(q, &d->n);   /* an entry a crash left: it is done */
 		remove_diag(q, d->n.id, diag);
+	}
 	int saved = errno;
 	close(lock);
 	errno = saved;

@@ -109,6 +109,23 @@ q_key_lock(struct q_queue *q, uint32_t hash)
 	return fd;
 }
 
+/* Is there a dead letter SEQ.ID.* for entry SEQ.ID? */
+static bool
+dead_letter(struct q_queue *q, const char *entry)
+{
+	char **names = NULL, prefix[64];
+	size_t n = 0, cap = 0;
+	bool found = false;
+
+	snprintf(prefix, sizeof prefix, "%s.", entry);
+	if (q->dlqfd != -1 && q_listdir(q->dlqfd, &names, &n, &cap) == 0)
+		for (size_t i = 0; i < n && !found; i++)
+			found = strncmp(names[i], prefix, strlen(prefix)) == 0;
+	q_freelist(names, n);
+	free(names);
+	return found;
+}
+
 /*
  * Does entry ENTRY (of a lower SEQ) stand for a pending message?  An
  * entry with no other name is what an ack or a purge left; one whose
@@ -140,9 +157,13 @@ pending(struct q_queue *q, int dirfd, const char *entry, ino_t self)
 	int fd = openat(q->tmpfd, id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
 	    O_CLOEXEC);
 	if (fd != -1) {
+		/* a producer's file, unlocked and old: it died before its
+		 * commit.  One with more names than tmp/ and the entry is a
+		 * topic's publish: the topic's recovery decides, not us. */
 		struct stat t;
 		bool dead = flock(fd, LOCK_EX | LOCK_NB) == 0 &&
 		    fstat(fd, &t) == 0 && t.st_ino == st.st_ino &&
+		    t.st_nlink <= 2 &&
 		    (q_time)t.st_mtime * Q_SEC + q->cfg.grace <= q_now();
 		if (dead) {
 			unlinkat(dirfd, entry, 0);
@@ -151,8 +172,11 @@ pending(struct q_queue *q, int dirfd, const char *entry, ino_t self)
 		close(fd);
 		return !dead;
 	}
+	/* dead-lettered just before a crash: its dead letter is there
+	 * (a diagnostics file alone may be an orphan of a failed attempt) */
 	snprintf(diag, sizeof diag, "%s.diag", id);
-	if (faccessat(q->dlqfd, diag, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+	if (faccessat(q->dlqfd, diag, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    dead_letter(q, entry)) {
 		unlinkat(dirfd, entry, 0);
 		return false;
 	}
@@ -219,6 +243,8 @@ q_key_ack(struct q_queue *q, const struct q_name *n, int fromfd,
 	snprintf(dir, sizeof dir, "%08" PRIx32, n->key);
 	entry_name(entry, sizeof entry, n->seq, n->id);
 	snprintf(acked, sizeof acked, "%s.acked", entry);
+	if (q->keysfd == -1)
+		q->keysfd = q_subdir(q, q->dirfd, "keys", false);
 	if (q->keysfd == -1 || (fd = openat(q->keysfd, dir, O_RDONLY |
 	    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
 		/* no entry (a replayed dead letter): a plain unlink */
@@ -238,6 +264,8 @@ q_key_done(struct q_queue *q, const struct q_name *n)
 	char dir[16], entry[64], acked[72];
 	int fd;
 
+	if (n->has_key && q->keysfd == -1)
+		q->keysfd = q_subdir(q, q->dirfd, "keys", false);
 	if (!n->has_key || q->keysfd == -1)
 		return;
 	snprintf(dir, sizeof dir, "%08" PRIx32, n->key);
@@ -250,4 +278,62 @@ q_key_done(struct q_queue *q, const struct q_name *n)
 	unlinkat(fd, acked, 0);
 	close(fd);
 	unlinkat(q->keysfd, dir, AT_REMOVEDIR);  /* ENOTEMPTY: others wait */
+}
+
+/*
+ * The sequence number of message ID's entry in keys/HASH/ that is the
+ * same file as FROM (in FROMFD): 1 with *SEQ, 0 if there is none.
+ */
+int
+q_key_find(struct q_queue *q, uint32_t hash, const char *id, int fromfd,
+    const char *from, uint64_t *seq)
+{
+	char dir[16], **names = NULL;
+	size_t n = 0, cap = 0;
+	struct stat want, st;
+	int fd, found = 0;
+
+	if (q->keysfd == -1)
+		q->keysfd = q_subdir(q, q->dirfd, "keys", false);
+	snprintf(dir, sizeof dir, "%08" PRIx32, hash);
+	if (q->keysfd == -1 ||
+	    fstatat(fromfd, from, &want, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    (fd = openat(q->keysfd, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1)
+		return 0;
+	if (q_listdir(fd, &names, &n, &cap) == 0)
+		for (size_t i = 0; i < n && !found; i++)
+			found = strlen(names[i]) == 17 + Q_ID_LEN &&
+			    strcmp(names[i] + 17, id) == 0 &&
+			    fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    st.st_ino == want.st_ino &&
+			    sscanf(names[i], "%16" SCNx64, seq) == 1;
+	q_freelist(names, n);
+	free(names);
+	close(fd);
+	return found;
+}
+
+/* Remove every entry of message ID in keys/HASH/ (a publish undone). */
+void
+q_key_unindex(struct q_queue *q, uint32_t hash, const char *id)
+{
+	char dir[16], **names = NULL;
+	size_t n = 0, cap = 0;
+	int fd;
+
+	if (q->keysfd == -1)
+		q->keysfd = q_subdir(q, q->dirfd, "keys", false);
+	snprintf(dir, sizeof dir, "%08" PRIx32, hash);
+	if (q->keysfd == -1 || (fd = openat(q->keysfd, dir, O_RDONLY |
+	    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return;
+	if (q_listdir(fd, &names, &n, &cap) == 0)
+		for (size_t i = 0; i < n; i++)
+			if (strlen(names[i]) == 17 + Q_ID_LEN &&
+			    strcmp(names[i] + 17, id) == 0)
+				unlinkat(fd, names[i], 0);
+	q_freelist(names, n);
+	free(names);
+	close(fd);
 }

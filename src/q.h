@@ -546,6 +546,9 @@ int q_key_eligible(struct q_queue *q, const struct q_name *n, int fromfd,
 int q_key_ack(struct q_queue *q, const struct q_name *n, int fromfd,
     const char *from);
 void q_key_done(struct q_queue *q, const struct q_name *n);
+int q_key_find(struct q_queue *q, uint32_t hash, const char *id, int fromfd,
+    const char *from, uint64_t *seq);
+void q_key_unindex(struct q_queue *q, uint32_t hash, const char *id);
 
 /* topic.c: topics, publishing by links, recovery (q-spool(5), TOPICS). */
 #define Q_STATE_SIZE 32
@@ -558,6 +561,7 @@ struct q_sublink {              /* a subscription a publish links into */
 	ino_t ino;
 	bool skip;              /* removed during this batch */
 	bool moved;
+	uint64_t seq[Q_BATCH_MAX];      /* keyed messages: seq set at link */
 };
 
 struct q_topic {

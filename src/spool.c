@@ -635,8 +635,11 @@ q_queue_fromfd(struct q_queue *q, const struct q_config *cfg, int dirfd,
 		 * topic's; it was renamed into subs/ complete) */
 		if ((q->tmpfd = q_open_subdir(q, "tmp", false)) == -1 ||
 		    (q->newfd = q_open_subdir(q, "new", false)) == -1 ||
-		    (q->laterfd = q_open_subdir(q, "later", false)) == -1)
+		    (q->curfd = q_open_subdir(q, "cur", false)) == -1 ||
+		    (q->laterfd = q_open_subdir(q, "later", false)) == -1 ||
+		    (q->dlqfd = q_open_subdir(q, "dlq", false)) == -1)
 			goto fail;
+		q->keysfd = q_subdir(q, dirfd, "keys", false);
 		if (!(q->seq = q_map_counter(dirfd, "seq", 8, false,
 		    &q->seq_writable))) {
 			open_status = q_exit_for_errno(errno);

@@ -389,13 +389,13 @@ q_sub_deliver(struct q_queue *s, const struct q_logent *e, uint64_t seq,
 }
 
 static int
-deliver(struct q_queue *s, const struct q_out *m, int64_t size)
+deliver(struct q_queue *s, const struct q_out *m, int64_t size, uint64_t seq)
 {
 	struct q_logent e = { .prio = m->prio, .has_key = m->has_key,
 		.key = m->key, .expires = m->expires, .size = size };
 
 	memcpy(e.id, m->id, sizeof e.id);
-	return q_sub_deliver(s, &e, q_next_seq(s), m->due);
+	return q_sub_deliver(s, &e, m->has_key ? seq : q_next_seq(s), m->due);
 }
 
 static void
@@ -405,13 +405,16 @@ state_add(struct q_topic *t, int slot, int64_t v)
 		atomic_fetch_add(&t->state[slot], v);
 }
 
-/* Undo the tmp/ links of messages that will not be committed. */
+/* Undo the tmp/ links (and key entries) of messages not committed. */
 static void
 unlink_subs(struct q_topic *t, struct q_out *m, int from, int n)
 {
 	for (size_t s = 0; s < t->nsubs; s++)
-		for (int i = from; i < n; i++)
+		for (int i = from; i < n; i++) {
+			if (m[i].has_key)
+				q_key_unindex(&t->subs[s].q, m[i].key, m[i].id);
 			unlinkat(t->subs[s].q.tmpfd, m[i].id, 0);
+		}
 }
 
 /* Is subscription S no longer in subs/ (unsubscribed, maybe made anew)? */
@@ -448,13 +451,28 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 	for (size_t s = 0; s < t->nsubs && r == 0; s++) {
 		struct q_queue *sq = &t->subs[s].q;
 		for (int i = 0; i < n; i++) {
-			if (linkat(t->q.tmpfd, m[i].id, sq->tmpfd, m[i].id, 0) == 0)
-				continue;
+			if (linkat(t->q.tmpfd, m[i].id, sq->tmpfd, m[i].id, 0) == 0) {
+				/* a keyed message takes its place in the key
+				 * now, before the commit: a later publish of
+				 * the key cannot get ahead of it, even if this
+				 * one is finished by recovery */
+				if (!m[i].has_key)
+					continue;
+				t->subs[s].seq[i] = q_next_seq(sq);
+				if (q_key_index(sq, sq->tmpfd, m[i].id, m[i].key,
+				    t->subs[s].seq[i], m[i].id) == 0)
+					continue;
+				r = -1;
+				break;
+			}
 			if (errno == ENOENT && sub_gone(t, &t->subs[s])) {
 				/* unsubscribed meanwhile: not ours to feed */
 				t->subs[s].skip = true;
-				for (int k = 0; k < i; k++)
+				for (int k = 0; k < i; k++) {
+					if (m[k].has_key)
+						q_key_unindex(sq, m[k].key, m[k].id);
 					unlinkat(sq->tmpfd, m[k].id, 0);
+				}
 				break;
 			}
 			r = q_fail("cannot link %s/tmp/%s into %s/tmp",
@@ -499,7 +517,8 @@ unlock:
 		for (size_t s = 0; s < t->nsubs; s++) {
 			if (t->subs[s].skip)
 				continue;
-			if (deliver(&t->subs[s].q, &m[i], mst.st_size) == -1) {
+			if (deliver(&t->subs[s].q, &m[i], mst.st_size,
+			    t->subs[s].seq[i]) == -1) {
 				if (errno == ENOENT && sub_gone(t, &t->subs[s]))
 					continue;
 				q_warn("cannot move %s/tmp/%s into new/; left for"
@@ -579,6 +598,23 @@ is_id(const char *s)
 	    strspn(s, "0123456789abcdef") == Q_ID_LEN;
 }
 
+/* The key of an uncommitted publish, from its Key header. */
+static bool
+key_of(struct q_topic *t, const char *id, struct q_logent *e)
+{
+	struct q_msg m = { .fd = -1 };
+	const char *key;
+	bool has = false;
+
+	if (q_msg_open(t->q.tmpfd, id, &m) == 0 &&
+	    (key = q_header_get(&m.hs, "Key"))) {
+		e->key = q_key_hash(key);
+		has = true;
+	}
+	q_msg_free(&m);
+	return has;
+}
+
 /*
  * A publish whose publisher is gone (its flock is free): finish it if
  * it was committed, else take back its links once it is older than
@@ -619,9 +655,15 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec)
 		if (committed && q_sub_replay_gen(sq) >= (int64_t)e.gen)
 			continue;
 		if (committed) {
-			if (q_sub_deliver(sq, &e, q_next_seq(sq), 0) == -1)
+			uint64_t seq;
+			if (!e.has_key || !q_key_find(sq, e.key, id, sq->tmpfd, id,
+			    &seq))
+				seq = q_next_seq(sq);
+			if (q_sub_deliver(sq, &e, seq, 0) == -1)
 				left = true;
 		} else {
+			if (key_of(t, id, &e))
+				q_key_unindex(sq, e.key, id);
 			unlinkat(sq->tmpfd, id, 0);
 		}
 	}

@@ -126,3 +126,64 @@ load helper
 	assert_success
 	assert_output --regexp '^ordering: 20 keys x 30 messages, [0-9]+ runs, [0-9]+ failures, [0-9]+ kills, '
 }
+
+# --- found by review ------------------------------------------------------------
+
+@test "a keyed publish cut short after its commit keeps its place in the key" {
+	need_fault_points
+	qsub -s a t || true
+	printf 'grace = 0\n' >"$QSPOOL/t/q.conf"
+	# a publisher already running (its recovery has run) sends m2 later
+	mkfifo "$T/in"
+	exec 4<>"$T/in"         # (read-write: opening does not block)
+	spawn qpub -l -k K t <"$T/in" 4>&-
+	local pub=$BG_PID
+	wait_for sleeping "$pub"
+	run env QSPOOL_CRASH_AT=after-publish-commit qpub -k K t m1
+	assert_failure 137
+	echo m2 >&4
+	exec 4>&-
+	bg_wait "$pub"
+	# the subscription as a plain queue (no topic recovery): m2 waits for
+	# m1, and m1's link is not taken for a dead producer's leftover
+	run qpop --drain -l "$QSPOOL/t/subs/a"
+	assert_failure 1
+	run qsub -s a --drain -l t
+	assert_equal "$(tr '\n' ' ' <<<"$output")" "m1 m2 "
+}
+
+@test "drop-oldest in a topic does not leave its key blocked" {
+	qsub -s a t || true
+	printf 'max_depth = 2\non_full = drop-oldest\n' >"$QSPOOL/t/q.conf"
+	qpub -k K t k1
+	qpub -k K t k2
+	qpub t u3 2>/dev/null
+	qpub -k K t k4 2>/dev/null
+	run qsub -s a --drain -l t
+	assert_equal "$(sort <<<"$output" | tr '\n' ' ')" "k4 u3 "
+}
+
+@test "a crash right after dead-lettering, then a purge: the key goes on" {
+	need_fault_points
+	qpush -k K q first
+	run env QSPOOL_CRASH_AT=after-bury qpop q -- sh -c 'exit 65'
+	assert_failure 137
+	qdlq purge --all q
+	qpush -k K q second
+	run qpop --drain -l q
+	assert_output second
+}
+
+@test "an orphan diagnostics file does not let a later message overtake" {
+	need_fault_points
+	mkqueue q
+	printf 'lease = 1s\n' >"$QSPOOL/q/q.conf"
+	qpush -k K q first
+	run env QSPOOL_CRASH_AT=after-diag qpop q -- sh -c 'exit 65'
+	assert_failure 137
+	qpush -k K q second
+	run qpop --drain -l q
+	assert_failure 1        # first is still leased: second waits
+	run qpop --wait=10s -n 2 -l q
+	assert_equal "$(tr '\n' ' ' <<<"$output")" "first second "
+}
