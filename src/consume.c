@@ -311,13 +311,18 @@ start_job(struct run *r, struct job *j)
 		bury_corrupt(r, &j->l);
 		return;
 	}
+	int got = 0;
+	if (r->o->forward &&
+	    (got = q_forward_begin(r->o->forward, &j->fw, r->q, &j->l)) == 1)
+		j->l.expired = false;   /* its outputs are committed: finish */
 	if (j->l.expired) {
+		if (r->o->forward)
+			q_forward_discard(r->o->forward, &j->fw);
 		bury(r, &j->l, "expired", "time to live passed", NULL);
 		q_lease_done(&j->l);
 		return;
 	}
 	if (r->o->forward) {
-		int got = q_forward_begin(r->o->forward, &j->fw, r->q, &j->l);
 		if (got == 1) {
 			/* its batch is committed: finish it, do not run again */
 			if (q_forward_commit(r->o->forward, &j->fw, &j->l.m,

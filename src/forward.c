@@ -86,6 +86,86 @@ clean_stages(struct q_queue *out)
 	close(fd);
 }
 
+/* Move the committed batch RUN's outputs still staged into OUT/new/. */
+static int
+finish(struct q_fwd *f, struct q_fwdrun *w, const char *run, long count)
+{
+	struct q_queue *out = f->out;
+	int fd = openat(out->tmpfd, run, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	int r = 0;
+
+	if (fd == -1 && errno != ENOENT)
+		return q_fail("cannot open %s/tmp/%s", out->operand, run);
+	for (long i = 0; fd != -1 && i < count && r == 0; i++) {
+		char id[Q_ID_LEN + 1];
+		struct q_name n = { .prio = Q_PRIO_DEFAULT };
+		struct stat st;
+		output_id(w->inid, w->key, (size_t)i, id);
+		if (fstatat(fd, id, &st, AT_SYMLINK_NOFOLLOW) == -1)
+			continue;       /* committed before a crash */
+		memcpy(n.id, id, sizeof n.id);
+		n.seq = q_next_seq(out);
+		n.ready = q_now();
+		if (q_place(out, fd, id, &n, Q_NEW) == -1) {
+			r = q_fail("cannot forward %s into %s", id, out->operand);
+			break;
+		}
+		q_fault("after-forward-output");
+		q_count(out, Q_C_PUSHED, 1);
+		q_count(out, Q_C_BYTES_IN, st.st_size);
+		if (q_seen_put(&f->dedup, id, id) == -1)
+			q_warnq();
+	}
+	if (r == 0 && q_sync_new(out) == -1)
+		r = -1;
+	if (fd != -1)
+		close(fd);
+	if (r == 0)
+		q_remove_all(out->tmpfd, run);
+	return r;
+}
+
+/*
+ * Batches committed whose inputs will not come back to finish them (an
+ * input dead-lettered by the reaper, or expired): finished here, by the
+ * next forwarding consumer of OUT.
+ */
+static void
+finish_orphans(struct q_fwd *f)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	int fd = openat(f->out->tmpfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd == -1)
+		return;
+	if (q_listdir(fd, &names, &n, &cap) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			struct q_fwdrun w = { .stagefd = -1, .outfd = -1 };
+			char value[128], run[64];
+			long count;
+			int lock;
+			if (strncmp(names[i], "fwd.", 4) != 0 ||
+			    strlen(names[i]) < 4 + 16 + 1)
+				continue;
+			memcpy(w.key, names[i] + 4, 16);
+			w.key[16] = '\0';
+			if ((lock = q_seen_lock(&f->batches, w.key)) == -1)
+				continue;
+			if (q_seen_get(&f->batches, w.key, value, sizeof value) == 1 &&
+			    sscanf(value, "%63s %ld %24s", run, &count, w.inid) == 3 &&
+			    strcmp(run, names[i]) == 0 && finish(f, &w, run, count) == 0)
+				q_warnx("%s: finished the forwarded outputs of %s",
+				    f->out->operand, w.inid);
+			close(lock);
+		}
+	}
+	q_freelist(names, n);
+	free(names);
+	close(fd);
+}
+
 int
 q_forward_open(struct q_fwd *f, struct q_queue *out)
 {
@@ -100,6 +180,7 @@ q_forward_open(struct q_fwd *f, struct q_queue *out)
 	q_seen_clean(&f->batches);
 	q_seen_clean(&f->dedup);
 	clean_stages(out);
+	finish_orphans(f);
 	return 0;
 }
 
@@ -220,45 +301,6 @@ split(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in,
 	return count;
 }
 
-/* Move the committed batch RUN's outputs still staged into OUT/new/. */
-static int
-finish(struct q_fwd *f, struct q_fwdrun *w, const char *run, long count)
-{
-	struct q_queue *out = f->out;
-	int fd = openat(out->tmpfd, run, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	int r = 0;
-
-	if (fd == -1 && errno != ENOENT)
-		return q_fail("cannot open %s/tmp/%s", out->operand, run);
-	for (long i = 0; fd != -1 && i < count && r == 0; i++) {
-		char id[Q_ID_LEN + 1];
-		struct q_name n = { .prio = Q_PRIO_DEFAULT };
-		struct stat st;
-		output_id(w->inid, w->key, (size_t)i, id);
-		if (fstatat(fd, id, &st, AT_SYMLINK_NOFOLLOW) == -1)
-			continue;       /* committed before a crash */
-		memcpy(n.id, id, sizeof n.id);
-		n.seq = q_next_seq(out);
-		n.ready = q_now();
-		if (q_place(out, fd, id, &n, Q_NEW) == -1) {
-			r = q_fail("cannot forward %s into %s", id, out->operand);
-			break;
-		}
-		q_fault("after-forward-output");
-		q_count(out, Q_C_PUSHED, 1);
-		q_count(out, Q_C_BYTES_IN, st.st_size);
-		if (q_seen_put(&f->dedup, id, id) == -1)
-			q_warnq();
-	}
-	if (r == 0 && q_sync_new(out) == -1)
-		r = -1;
-	if (fd != -1)
-		close(fd);
-	if (r == 0)
-		q_remove_all(out->tmpfd, run);
-	return r;
-}
 
 /*
  * CMD succeeded: stage its outputs, commit the batch (or find one
@@ -297,7 +339,7 @@ q_forward_commit(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in,
 			goto fail;
 		}
 		strlcpy(run, w->run, sizeof run);
-		snprintf(value, sizeof value, "%s %ld", run, count);
+		snprintf(value, sizeof value, "%s %ld %s", run, count, w->inid);
 		if (f->out->cfg.fsync != Q_FSYNC_NEVER && fsync(w->stagefd) == -1)
 			goto fail;
 		q_fault("before-forward-commit");

@@ -36,7 +36,7 @@ commit_pending(struct q_producer *p)
 {
 	int committed = 0, r = 0;
 
-	if (p->npending == 0)
+	if (p->npending == 0 || p->defer)
 		return 0;
 	if (p->commit(p->ctx, p->pending, p->npending, &committed) == -1)
 		r = -1;
@@ -289,37 +289,46 @@ q_produce(struct q_producer *p, const struct q_produceargs *a, int nargs,
 	p->block = a->block;
 	p->block_for = a->block_for;
 	p->sync = p->q->cfg.fsync != Q_FSYNC_NEVER;
-	if (a->dedup) {
-		if (q_seen_open(p->q, "dedup", p->q->cfg.dedup_window, &seen) == -1)
-			return -1;
-		q_seen_clean(&seen);
-		if ((lock = q_seen_lock(&seen, a->dedup)) == -1 ||
-		    (r = q_seen_get(&seen, a->dedup, orig, sizeof orig)) == -1)
-			goto out;
-		if (r == 1) {
-			q_warnx("%s: duplicate of %s (dedup id '%s'): dropped",
-			    p->q->operand, orig, a->dedup);
-			if (p->print_ids)
-				printf("%s\n", orig);
-			r = 0;
-			goto out;
-		}
-	}
+	if (!a->dedup)
+		return nargs > 0 ? q_produce_args(p, args, nargs) :
+		    q_produce_stdin(p, a->delim);
+	/* the message is staged first, so the lock is never held while
+	 * standard input trickles in or --block waits */
+	if (q_seen_open(p->q, "dedup", p->q->cfg.dedup_window, &seen) == -1)
+		return -1;
+	q_seen_clean(&seen);
+	p->defer = true;
 	r = nargs > 0 ? q_produce_args(p, args, nargs) :
 	    q_produce_stdin(p, a->delim);
-	if (a->dedup && r == 0 && p->last_id[0]) {
+	p->defer = false;
+	if (r == -1)
+		goto out;
+	if ((lock = q_seen_lock(&seen, a->dedup)) == -1 ||
+	    (r = q_seen_get(&seen, a->dedup, orig, sizeof orig)) == -1)
+		goto out;
+	if (r == 1) {
+		q_warnx("%s: duplicate of %s (dedup id '%s'): dropped",
+		    p->q->operand, orig, a->dedup);
+		if (p->print_ids)
+			printf("%s\n", orig);
+		r = 0;
+		goto out;
+	}
+	r = commit_pending(p);
+	if (r == 0 && p->last_id[0]) {
 		q_fault("before-dedup-record");
 		if (q_seen_put(&seen, a->dedup, p->last_id) == -1)
 			q_warnq();      /* pushed; a retry may duplicate it */
 	}
-out:
-	if (a->dedup) {
-		int saved = errno;
-		if (lock != -1)
-			close(lock);
-		q_seen_close(&seen);
-		errno = saved;
-	}
+out:;
+	int saved = errno;
+	for (int i = 0; i < p->npending; i++)
+		q_out_abort(&p->pending[i]);     /* dropped, or not committed */
+	p->npending = 0;
+	if (lock != -1)
+		close(lock);
+	q_seen_close(&seen);
+	errno = saved;
 	return r;
 }
 

@@ -150,7 +150,6 @@ struct q_queue {
 	bool newdirty, laterdirty;
 	_Atomic int64_t *counters;      /* Q_C_*, NULL if not mapped */
 	bool counters_writable;
-	q_time recounted;       /* last full count (backpressure) */
 	bool producer;          /* set by qpush: track directories to sync */
 	/* the buckets a producer renamed into last, kept open */
 	char newbucket[32], laterbucket[32];
@@ -278,6 +277,7 @@ struct q_producer {
 	bool sync;                      /* fdatasync each message file */
 	bool print_ids;
 	bool block;                     /* --block: wait when full */
+	bool defer;                     /* stage only; the caller commits */
 	q_time block_for;
 	struct q_out pending[Q_BATCH_MAX];
 	int npending;
@@ -436,7 +436,8 @@ int q_consume(struct q_queue *q, const struct q_consumeopt *o);
  * with atomic adds: no lock, no scan (q-spool(5), COUNTERS). */
 enum { Q_C_PUSHED, Q_C_ACKED, Q_C_RETRIED, Q_C_DEAD, Q_C_DROPPED,
 	Q_C_EXPIRED, Q_C_BYTES_IN, Q_C_BYTES_OUT, Q_C_REPLAYED, Q_C_ADJUST,
-	Q_C_ADJUST_BYTES, Q_NCOUNTERS = 16 };
+	Q_C_ADJUST_BYTES, Q_C_RECOUNTED /* time of the last real count */,
+	Q_NCOUNTERS = 16 };
 #define Q_COUNTERS_SIZE (Q_NCOUNTERS * 8)
 void q_count(struct q_queue *q, int slot, int64_t delta);
 int64_t q_counter(const struct q_queue *q, int slot);

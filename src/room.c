@@ -44,9 +44,13 @@ q_room(struct q_queue *q, const struct q_config *limits, int pending)
 	q_depth(q, &depth, &bytes);
 	if (!over(limits, depth + pending, bytes))
 		return 0;
+	/* one real count a second for the queue, whoever does it: the
+	 * time is a counter, taken with a compare-and-swap */
 	now = q_now();
-	if (now - q->recounted >= Q_SEC) {
-		q->recounted = now;
+	int64_t last = q_counter(q, Q_C_RECOUNTED);
+	if (now - last >= Q_SEC && (!q->counters || !q->counters_writable ||
+	    atomic_compare_exchange_strong(&q->counters[Q_C_RECOUNTED], &last,
+	    now))) {
 		q_recount(q, &depth, &bytes);
 		if (!over(limits, depth + pending, bytes))
 			return 0;

@@ -71,14 +71,13 @@ q_seen_close(struct q_seen *s)
 	}
 }
 
-/* The slot lock of NAME, blocking: an fd to close to unlock. */
-int
-q_seen_lock(struct q_seen *s, const char *name)
+/* The slot lock of hash H, blocking: an fd to close to unlock. */
+static int
+slot_lock(struct q_seen *s, const char *h)
 {
-	char h[17], slot[8];
+	char slot[8];
 	int fd;
 
-	hash_name(name, h);
 	snprintf(slot, sizeof slot, "%.2s", h);
 	fd = q_open_create(s->fd, slot, O_RDWR | O_NONBLOCK);
 	if (fd == -1)
@@ -91,6 +90,16 @@ q_seen_lock(struct q_seen *s, const char *name)
 		}
 	}
 	return fd;
+}
+
+/* The slot lock of NAME, blocking: an fd to close to unlock. */
+int
+q_seen_lock(struct q_seen *s, const char *name)
+{
+	char h[17];
+
+	hash_name(name, h);
+	return slot_lock(s, h);
 }
 
 /*
@@ -204,10 +213,14 @@ q_seen_clean(struct q_seen *s)
 				char h[17];
 				struct stat a, e;
 				strlcpy(h, names[i], sizeof h);
+				/* under the slot lock: a put may be replacing it */
+				int lock = slot_lock(s, h);
 				if (fstatat(bfd, names[i], &a, AT_SYMLINK_NOFOLLOW) == 0 &&
 				    fstatat(s->idsfd, h, &e, AT_SYMLINK_NOFOLLOW) == 0 &&
 				    a.st_ino == e.st_ino)
 					unlinkat(s->idsfd, h, 0);
+				if (lock != -1)
+					close(lock);
 				unlinkat(bfd, names[i], 0);
 			}
 		}

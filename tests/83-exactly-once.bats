@@ -190,3 +190,21 @@ load helper
 	assert_equal "$stderr" "qpop: t: is a topic, not a queue"
 	assert_equal "$(count_new in)" 1
 }
+
+@test "--forward: a committed batch whose input died is still finished whole" {
+	need_fault_points
+	mkqueue in
+	printf 'lease = 1s\nmax_attempts = 1\n' >"$QSPOOL/in/q.conf"
+	qpush in x
+	run env QSPOOL_CRASH_AT=after-forward-output qpop in --forward out -l -- printf 'a\nb\nc\n'
+	assert_failure 137
+	assert_equal "$(count_new out)" 1
+	# the lease expires: the reaper dead-letters the input (max attempts);
+	# the next forwarding consumer of out finishes the batch anyway
+	lease_gone() { local f; f=$(find "$QSPOOL/in/cur" -type f); [[ -z $f ]] || (($(now_ms) * 1000 > 16#$(name_field "$f" d))); }
+	wait_for lease_gone
+	run qpop --drain in --forward out -l -- cat
+	run qpop --drain -l out
+	assert_equal "$(tr '\n' ' ' <<<"$output")" "a b c "
+	assert_equal "$(find "$QSPOOL/out/tmp" -mindepth 1 | wc -l)" 0
+}
