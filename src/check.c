@@ -258,6 +258,91 @@ check_tmp(struct q_queue *q, struct q_check *c, bool repair)
 	free(names);
 }
 
+/* keys/: what acks and crashes left (never what blocks a live key). */
+static void
+check_keys(struct q_queue *q, struct q_check *c, bool repair)
+{
+	char **dirs, **names;
+	size_t nd, n;
+	int kfd = q_subdir(q, q->dirfd, "keys", false);
+
+	if (kfd == -1 || names_of(kfd, &dirs, &nd) == -1) {
+		if (kfd != -1)
+			close(kfd);
+		return;
+	}
+	for (size_t d = 0; d < nd; d++) {
+		int fd = openat(kfd, dirs[d], O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		if (fd == -1 || names_of(fd, &names, &n) == -1) {
+			if (fd != -1)
+				close(fd);
+			continue;   /* a slot lock file */
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct stat sb;
+			size_t len = strlen(names[i]);
+			bool acked = len > 6 && strcmp(names[i] + len - 6, ".acked") == 0;
+			if (fstatat(fd, names[i], &sb, AT_SYMLINK_NOFOLLOW) == -1)
+				continue;
+			if (!S_ISREG(sb.st_mode)) {
+				note(c, "keys/%s/%s: not a regular file%s", dirs[d],
+				    names[i], repair ? " (removed)" : "");
+				if (repair)
+					unlinkat(fd, names[i], 0);
+			} else if (acked || sb.st_nlink == 1) {
+				note(c, "keys/%s/%s: left by an ack%s", dirs[d],
+				    names[i], repair ? " (removed)" : "");
+				if (repair)
+					unlinkat(fd, names[i], 0);
+			}
+		}
+		q_freelist(names, n);
+		free(names);
+		close(fd);
+		if (repair)
+			unlinkat(kfd, dirs[d], AT_REMOVEDIR);   /* if emptied */
+	}
+	q_freelist(dirs, nd);
+	free(dirs);
+	close(kfd);
+}
+
+/* dedup/, done/, fwd/: records a crash cut short before their rename. */
+static void
+check_seen(struct q_queue *q, struct q_check *c, bool repair)
+{
+	static const char *const sets[] = { "dedup", "done", "fwd" };
+	q_time now = q_now();
+
+	for (size_t k = 0; k < 3; k++) {
+		char path[32], **names;
+		size_t n;
+		snprintf(path, sizeof path, "%s/ids", sets[k]);
+		int fd = openat(q->dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		if (fd == -1 || names_of(fd, &names, &n) == -1) {
+			if (fd != -1)
+				close(fd);
+			continue;
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct stat sb;
+			if (names[i][0] != '.' ||
+			    fstatat(fd, names[i], &sb, AT_SYMLINK_NOFOLLOW) == -1 ||
+			    (q_time)sb.st_mtime * Q_SEC + q->cfg.stale > now)
+				continue;
+			note(c, "%s/%s: a record never finished%s", path, names[i],
+			    repair ? " (removed)" : "");
+			if (repair)
+				unlinkat(fd, names[i], 0);
+		}
+		q_freelist(names, n);
+		free(names);
+		close(fd);
+	}
+}
+
 int
 q_check_queue(struct q_queue *q, bool repair, struct q_check *c)
 {
@@ -281,6 +366,8 @@ q_check_queue(struct q_queue *q, bool repair, struct q_check *c)
 	check_messages(q, c, q->dlqfd, "dlq", Q_DLQ, NULL, repair);
 	check_diags(q, c, repair);
 	check_tmp(q, c, repair);
+	check_keys(q, c, repair);
+	check_seen(q, c, repair);
 	if (q_stats(q, &st) == 0 && st.expired_leases) {
 		note(c, "cur: %lld expired leases not reaped yet%s",
 		    (long long)st.expired_leases, repair ? " (reaped)" : "");

@@ -310,3 +310,21 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 	run --separate-stderr qstat --max-age=100ms q
 	assert_failure 1
 }
+
+@test "--check reports what acks and crashes left in keys/ and seen sets" {
+	qpush -k K q a
+	qpop q >/dev/null
+	mkdir -p "$QSPOOL/q/keys/deadbeef"
+	echo x >"$QSPOOL/q/keys/deadbeef/0000000000000001.0123456789abcdef01234567.acked"
+	qpush --dedup d q b
+	echo x >"$QSPOOL/q/dedup/ids/.0123456789abcdef.0badc0de"
+	touch -d '2 hours ago' "$QSPOOL/q/dedup/ids/.0123456789abcdef.0badc0de"
+	run qstat --check q
+	assert_failure 1
+	assert_output --partial "left by an ack"
+	assert_output --partial "a record never finished"
+	run qstat --check --repair q
+	run qstat --check q
+	assert_success
+	assert_equal "$(count_new q)" 1
+}
