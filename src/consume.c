@@ -286,6 +286,12 @@ deliver_print(struct run *r, struct q_lease *l)
 		return;
 	}
 	r->handled++;
+	/* written: with --idempotent, recorded before the ack, as a
+	 * handler's success is */
+	if (r->o->idempotent && q_seen_put(&r->done, l->n.id, NULL) == -1)
+		q_warnq();
+	if (r->o->idempotent)
+		q_fault("after-print");
 	if (!r->o->peek && !r->o->no_ack && q_ack(r->q, l) == -1)
 		ack_failed(r, l);
 	q_lease_done(l);

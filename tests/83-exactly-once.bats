@@ -208,3 +208,18 @@ load helper
 	assert_equal "$(tr '\n' ' ' <<<"$output")" "a b c "
 	assert_equal "$(find "$QSPOOL/out/tmp" -mindepth 1 | wc -l)" 0
 }
+
+@test "--idempotent in print mode: a crash after the write does not print it again" {
+	need_fault_points
+	mkqueue q
+	printf 'lease = 1s\n' >"$QSPOOL/q/q.conf"
+	qpush q once
+	run env QSPOOL_CRASH_AT=after-print qpop --idempotent q
+	assert_failure 137
+	assert_output once
+	run --separate-stderr qpop --idempotent --wait=10s q
+	assert_success          # handled: before the crash
+	assert_output ''
+	[[ $stderr == *"handled before; acked without running"* ]] || fail "stderr: $stderr"
+	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+}
