@@ -39,6 +39,7 @@ q_scan_restart(struct q_scan *s)
 {
 	s->after[0] = '\0';
 	s->nblocked = 0;        /* a busy key may be free now */
+	s->keywait = false;
 }
 
 static bool
@@ -54,6 +55,7 @@ key_blocked(const struct q_scan *s, const struct q_name *n)
 static void
 block_key(struct q_scan *s, uint32_t key, uint64_t seq)
 {
+	s->keywait = true;
 	if (s->nblocked < (int)(sizeof s->blocked / sizeof s->blocked[0])) {
 		s->blocked[s->nblocked].key = key;
 		s->blocked[s->nblocked++].seq = seq;

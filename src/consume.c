@@ -726,12 +726,13 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 			if (should_wait(&r)) {
 				if (!r.waiting_armed) {
 					q_wait_init(&r.w, q);
-					q_wait_watch(&r.w, q);
+					q_wait_watch(&r.w, q, r.scan.keywait);
 					r.waiting_armed = true;
 					continue;       /* look once more, watched */
 				}
 				sleep_until_event(&r, true);
-				q_wait_watch(&r.w, q);
+				/* waiting for a key's turn: an ack elsewhere is news */
+				q_wait_watch(&r.w, q, r.scan.keywait);
 				if (!o->peek)
 					upkeep(&r);
 				q_scan_restart(&r.scan);

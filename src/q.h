@@ -313,6 +313,7 @@ struct q_scan {
 		uint64_t seq;
 	} blocked[64];
 	int nblocked;
+	bool keywait;           /* a message waited for its key's turn */
 };
 
 struct q_lease {
@@ -371,7 +372,7 @@ struct q_waiter {
 	int newwd, laterwd;
 };
 void q_wait_init(struct q_waiter *w, struct q_queue *q);
-void q_wait_watch(struct q_waiter *w, struct q_queue *q);
+void q_wait_watch(struct q_waiter *w, struct q_queue *q, bool acks);
 int q_wait_fd(const struct q_waiter *w);
 void q_wait_consume(struct q_waiter *w);
 void q_wait_close(struct q_waiter *w);

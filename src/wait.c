@@ -63,9 +63,12 @@ q_wait_init(struct q_waiter *w, struct q_queue *q)
 #endif
 }
 
-/* Watch new/ and later/ and every bucket in them, before looking. */
+/*
+ * Watch new/ and later/ and every bucket in them, before looking; with
+ * ACKS, cur/ too (a message leaving it frees its key for the next).
+ */
 void
-q_wait_watch(struct q_waiter *w, struct q_queue *q)
+q_wait_watch(struct q_waiter *w, struct q_queue *q, bool acks)
 {
 #ifdef HAVE_SYS_INOTIFY_H
 	const uint32_t dirmask = IN_CREATE | IN_MOVED_TO;
@@ -73,7 +76,8 @@ q_wait_watch(struct q_waiter *w, struct q_queue *q)
 	if (w->ifd == -1)
 		return;
 	if (watch_fd(w, q->newfd, dirmask) == -1 ||
-	    watch_fd(w, q->laterfd, dirmask) == -1)
+	    watch_fd(w, q->laterfd, dirmask) == -1 ||
+	    (acks && watch_fd(w, q->curfd, IN_DELETE | IN_MOVED_FROM) == -1))
 		return;
 	watch_buckets(w, q->newfd);
 	if (w->ifd != -1)
@@ -81,6 +85,7 @@ q_wait_watch(struct q_waiter *w, struct q_queue *q)
 #else
 	(void)w;
 	(void)q;
+	(void)acks;
 #endif
 }
 
