@@ -449,16 +449,9 @@ q_check_topic(struct q_topic *t, bool repair, struct q_check *c)
 	}
 	if (names_of(t->subsfd, &names, &n) == 0) {
 		for (size_t i = 0; i < n; i++) {
-			int fd;
-			if (names[i][0] == '_' && (fd = openat(t->subsfd, names[i],
-			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) != -1) {
-				int lfd = q_open_regular(fd, "live");
-				if (lfd == -1 || flock(lfd, LOCK_EX | LOCK_NB) == 0)
-					note(c, "subs/%s: its owner is gone", names[i]);
-				if (lfd != -1)
-					close(lfd);
-				close(fd);
-			}
+			if (q_sub_ephemeral(names[i]) &&
+			    q_sub_owner_gone(t, names[i]))
+				note(c, "subs/%s: its owner is gone", names[i]);
 		}
 		q_freelist(names, n);
 		free(names);

@@ -25,27 +25,17 @@
 
 #include "q.h"
 
-static uint64_t
-fnv64(const void *p, size_t n, uint64_t h)
-{
-	for (const unsigned char *c = p; n--; c++) {
-		h ^= *c;
-		h *= UINT64_C(1099511628211);
-	}
-	return h;
-}
-
 /* KEY: the input, from which queue; the same however IN was named. */
 static void
 batch_key(const struct q_queue *in, const char *id, char key[17])
 {
 	struct stat st = { 0 };
-	uint64_t h = UINT64_C(14695981039346656037);
+	uint64_t h = Q_HASH64_INIT;
 
 	fstat(in->dirfd, &st);
-	h = fnv64(&st.st_dev, sizeof st.st_dev, h);
-	h = fnv64(&st.st_ino, sizeof st.st_ino, h);
-	h = fnv64(id, strlen(id), h);
+	h = q_hash64(&st.st_dev, sizeof st.st_dev, h);
+	h = q_hash64(&st.st_ino, sizeof st.st_ino, h);
+	h = q_hash64(id, strlen(id), h);
 	snprintf(key, 17, "%016" PRIx64, h);
 }
 
@@ -53,9 +43,9 @@ batch_key(const struct q_queue *in, const char *id, char key[17])
 static void
 output_id(const char *inid, const char *key, size_t i, char id[Q_ID_LEN + 1])
 {
-	uint64_t h = fnv64(key, strlen(key), UINT64_C(14695981039346656037));
+	uint64_t h = q_hash64(key, strlen(key), Q_HASH64_INIT);
 
-	h = fnv64(&i, sizeof i, h);
+	h = q_hash64(&i, sizeof i, h);
 	snprintf(id, Q_ID_LEN + 1, "%.13s%011" PRIx64, inid,
 	    h & ((UINT64_C(1) << 44) - 1));
 }

@@ -22,7 +22,7 @@
 
 #include "q.h"
 
-/* FNV-1a, 32 bits: the key as it appears in names. */
+/* FNV-1a, 32 bits: the key as it appears in names (.kHHHHHHHH). */
 uint32_t
 q_key_hash(const char *key)
 {

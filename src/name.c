@@ -280,3 +280,17 @@ q_later_bucket_start(const char *bucket, q_time *start)
 	*start = (q_time)(v << Q_LATER_SHIFT);
 	return 0;
 }
+
+/*
+ * 64-bit FNV-1a of P[0..N), continuing from H (Q_HASH64_INIT to start):
+ * the names of seen-set entries and forwarding batches.
+ */
+uint64_t
+q_hash64(const void *p, size_t n, uint64_t h)
+{
+	for (const unsigned char *c = p; n--; c++) {
+		h ^= *c;
+		h *= UINT64_C(1099511628211);
+	}
+	return h;
+}

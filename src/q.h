@@ -83,6 +83,8 @@ struct q_name {
 };
 
 void q_new_id(char id[Q_ID_LEN + 1]);
+#define Q_HASH64_INIT UINT64_C(14695981039346656037)
+uint64_t q_hash64(const void *p, size_t n, uint64_t h);
 q_time q_id_time(const char *id);
 int q_name_parse(const char *s, struct q_name *n, enum q_state *st);
 void q_name_format(char *buf, size_t len, const struct q_name *n,
@@ -169,6 +171,9 @@ int q_open_regular(int dirfd, const char *name);
 /* What a queue or a topic is made of (spool.c). */
 struct kind;
 int q_populate(int dirfd, const struct kind *k);
+enum { Q_KIND_NONE, Q_KIND_QUEUE, Q_KIND_TOPIC };
+int q_dir_kind(int parentfd, const char *name);
+int q_operand_kind(const struct q_config *c, const char *operand);
 extern const struct kind q_kind_queue, q_kind_topic;
 int q_open_dir(struct q_queue *q, const struct q_config *global,
     const char *operand, int flags, const struct kind *k);
@@ -633,6 +638,9 @@ int q_subscribe(struct q_topic *t, const struct q_subopt *o, struct q_sub *s);
 int q_sub_wait_replay(struct q_topic *t, struct q_queue *sub);
 int64_t q_sub_replay_gen(struct q_queue *sub);
 int q_sub_check(void *arg);
+bool q_sub_ephemeral(const char *name);
+const char *q_sub_name_error(const char *name);
+bool q_sub_owner_gone(struct q_topic *t, const char *name);
 int q_sub_close(struct q_sub *s);
 int q_unsubscribe(struct q_topic *t, const char *name);
 int q_remove_all(int parentfd, const char *name);

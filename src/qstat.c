@@ -229,6 +229,10 @@ do_operand(struct opts *o, const char *operand)
 {
 	struct q_queue q;
 
+	if (q_operand_kind(&o->cfg, operand) == Q_KIND_TOPIC) {
+		do_topic(o, operand);
+		return;
+	}
 	if (q_queue_open(&q, &o->cfg, operand, Q_OPEN_EXISTING) == 0) {
 		if (o->sub) {
 			q_warnx("%s: is a queue, not a topic", operand);
@@ -237,11 +241,6 @@ do_operand(struct opts *o, const char *operand)
 			do_queue(o, &q, operand, NULL, NULL);
 		}
 		q_queue_close(&q);
-		return;
-	}
-	if (q_open_status() == EX_USAGE && errno == 0 &&
-	    strstr(q_what(), "is a topic")) {
-		do_topic(o, operand);
 		return;
 	}
 	q_warnq();
@@ -273,23 +272,9 @@ do_spool(struct opts *o)
 		q_warn("cannot read spool %s", o->cfg.spool);
 		status = EX_IOERR;
 	}
-	for (size_t i = 0; i < n; i++) {
-		char buf[32] = "";
-		int ffd, qfd = openat(fd, names[i], O_RDONLY | O_DIRECTORY |
-		    O_NOFOLLOW | O_CLOEXEC);
-		if (qfd == -1)
-			continue;
-		ffd = q_open_regular(qfd, "format");
-		if (ffd != -1) {
-			ssize_t r = read(ffd, buf, sizeof buf - 1);
-			buf[r > 0 ? r : 0] = '\0';
-			close(ffd);
-		}
-		close(qfd);
-		if (strncmp(buf, "qspool queue ", 13) == 0 ||
-		    strncmp(buf, "qspool topic ", 13) == 0)
+	for (size_t i = 0; i < n; i++)
+		if (q_dir_kind(fd, names[i]) != Q_KIND_NONE)
 			do_operand(o, names[i]);
-	}
 	q_freelist(names, n);
 	free(names);
 	close(fd);

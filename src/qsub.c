@@ -56,7 +56,7 @@ list(struct q_topic *t)
 	if (q_topic_subs(t, &names, &n) == -1)
 		q_exitq(EX_IOERR);
 	for (size_t i = 0; i < n; i++)
-		printf("%s\t%s\n", names[i], names[i][0] == '_' ?
+		printf("%s\t%s\n", names[i], q_sub_ephemeral(names[i]) ?
 		    "ephemeral" : "durable");
 	q_freelist(names, n);
 	free(names);
@@ -92,13 +92,8 @@ options(int argc, char *argv[], const struct option *longopts,
 			g->spool = optarg;
 			break;
 		case 's':
-			if ((why = q_name_error(optarg))) {
+			if ((why = q_sub_name_error(optarg))) {
 				q_warnx("bad subscription name '%s': %s", optarg, why);
-				exit(EX_USAGE);
-			}
-			if (optarg[0] == '_') {
-				q_warnx("bad subscription name '%s': names starting"
-				    " with '_' are for ephemeral subscriptions", optarg);
 				exit(EX_USAGE);
 			}
 			g->so.name = optarg;

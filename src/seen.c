@@ -28,17 +28,12 @@
 
 #define SLOTS 256
 
-/* 64-bit FNV-1a: the entry's file name. */
+/* The entry's file name: 16 hex digits of the name's hash. */
 static void
 hash_name(const char *name, char buf[17])
 {
-	uint64_t h = UINT64_C(14695981039346656037);
-
-	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-		h ^= *p;
-		h *= UINT64_C(1099511628211);
-	}
-	snprintf(buf, 17, "%016" PRIx64, h);
+	snprintf(buf, 17, "%016" PRIx64,
+	    q_hash64(name, strlen(name), Q_HASH64_INIT));
 }
 
 int

@@ -489,6 +489,52 @@ open_parent(const struct q_config *c, const char *operand, bool create,
 	return fd;
 }
 
+/* What PARENTFD/NAME is, by its format file (Q_KIND_*). */
+int
+q_dir_kind(int parentfd, const char *name)
+{
+	const struct kind *kinds[] = { &q_kind_queue, &q_kind_topic };
+	char buf[64];
+	ssize_t n = -1;
+	int dfd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	int fd = dfd == -1 ? -1 : q_open_regular(dfd, "format");
+
+	if (fd != -1) {
+		n = read(fd, buf, sizeof buf - 1);
+		close(fd);
+	}
+	if (dfd != -1)
+		close(dfd);
+	if (n <= 0)
+		return Q_KIND_NONE;
+	buf[n] = '\0';
+	for (size_t i = 0; i < 2; i++) {
+		size_t len = strlen(kinds[i]->format);
+		if (strncmp(buf, kinds[i]->format, len) == 0 && buf[len] == ' ')
+			return i == 0 ? Q_KIND_QUEUE : Q_KIND_TOPIC;
+	}
+	return Q_KIND_NONE;
+}
+
+/* What OPERAND names (Q_KIND_*); never creates, never complains. */
+int
+q_operand_kind(const struct q_config *c, const char *operand)
+{
+	char base[PATH_MAX];
+	int saved = open_status, parent, kind;
+
+	if (q_operand_error(operand) ||
+	    (parent = open_parent(c, operand, false, base, sizeof base,
+	    "queue")) == -1) {
+		open_status = saved;
+		return Q_KIND_NONE;
+	}
+	kind = q_dir_kind(parent, base);
+	close(parent);
+	return kind;
+}
+
 /*
  * Open (or create) the queue or topic directory OPERAND names, check
  * its format and read its q.conf over GLOBAL.  Fills q->dirfd,

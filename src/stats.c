@@ -168,7 +168,7 @@ q_topic_stats(struct q_topic *t, struct q_topic_stats *ts)
 	}
 	if (q_listdir(t->subsfd, &subs, &ns, &caps) == 0)
 		for (size_t i = 0; i < ns; i++) {
-			if (subs[i][0] == '_')
+			if (q_sub_ephemeral(subs[i]))
 				ts->ephemeral++;
 			else
 				ts->durable++;

@@ -311,6 +311,45 @@ q_sub_wait_replay(struct q_topic *t, struct q_queue *sub)
 	}
 }
 
+/* Ephemeral subscriptions are the names starting with '_'. */
+bool
+q_sub_ephemeral(const char *name)
+{
+	return name[0] == '_';
+}
+
+/* A name a user may give a subscription (-s), or why not. */
+const char *
+q_sub_name_error(const char *name)
+{
+	const char *why = q_name_error(name);
+
+	if (!why && q_sub_ephemeral(name))
+		why = "names starting with '_' are for ephemeral subscriptions";
+	return why;
+}
+
+/*
+ * Is ephemeral subscription NAME's owner gone?  Its lock is taken
+ * before it becomes visible and held for its whole life.
+ */
+bool
+q_sub_owner_gone(struct q_topic *t, const char *name)
+{
+	int sfd = openat(t->subsfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	int fd = sfd == -1 ? -1 : q_open_regular(sfd, "live");
+	bool gone;
+
+	if (sfd != -1)
+		close(sfd);
+	if (fd == -1)
+		return errno == ENOENT;
+	gone = flock(fd, LOCK_EX | LOCK_NB) == 0;
+	close(fd);
+	return gone;
+}
+
 static void
 sub_name_ephemeral(char *buf, size_t len)
 {
@@ -544,11 +583,11 @@ q_sub_open(struct q_queue *q, const struct q_config *global,
 	errno = 0;
 	if (!t)
 		return q_fail("out of memory");
-	if (q_name_error(sub)) {
+	const char *why;
+	if ((why = q_name_error(sub))) {
 		free(t);
 		q_set_open_status(EX_USAGE);
-		return q_fail("bad subscription name '%s': 1 to 64 letters,"
-		    " digits, '.', '_' and '-', not starting with a dot", sub);
+		return q_fail("bad subscription name '%s': %s", sub, why);
 	}
 	if (q_topic_open(t, global, topic, Q_OPEN_EXISTING) == -1) {
 		free(t);

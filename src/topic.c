@@ -152,27 +152,6 @@ q_topic_drop_subs(struct q_topic *t)
 	t->nsubs = 0;
 }
 
-/*
- * Is ephemeral subscription NAME's owner gone?  Its lock is taken
- * before it becomes visible and held for its whole life.
- */
-static bool
-owner_gone(struct q_topic *t, const char *name)
-{
-	int sfd = openat(t->subsfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	int fd = sfd == -1 ? -1 : q_open_regular(sfd, "live");
-	bool gone;
-
-	if (sfd != -1)
-		close(sfd);
-	if (fd == -1)
-		return errno == ENOENT;
-	gone = flock(fd, LOCK_EX | LOCK_NB) == 0;
-	close(fd);
-	return gone;
-}
-
 /* Remove the subscriptions of owners that died without unsubscribing. */
 static int
 reap_ephemeral(struct q_topic *t, char **names, size_t n)
@@ -180,7 +159,7 @@ reap_ephemeral(struct q_topic *t, char **names, size_t n)
 	int reaped = 0;
 
 	for (size_t i = 0; i < n; i++)
-		if (names[i][0] == '_' && owner_gone(t, names[i]) &&
+		if (q_sub_ephemeral(names[i]) && q_sub_owner_gone(t, names[i]) &&
 		    q_unsubscribe(t, names[i]) == 0)
 			reaped++;
 	return reaped;
@@ -212,7 +191,7 @@ q_topic_load_subs(struct q_topic *t)
 	for (size_t i = 0; i < n; i++) {
 		struct stat st;
 		struct q_sublink *s = &keep[nkeep];
-		if (names[i][0] == '_' && owner_gone(t, names[i])) {
+		if (q_sub_ephemeral(names[i]) && q_sub_owner_gone(t, names[i])) {
 			q_unsubscribe(t, names[i]);
 			continue;
 		}
