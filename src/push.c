@@ -11,7 +11,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "q.h"
@@ -32,6 +31,7 @@ out_flush(struct q_out *m)
 			return q_fail("cannot write %s/tmp/%s", m->q->operand, m->id);
 		off += (size_t)w;
 	}
+	m->written += (off_t)m->len;
 	m->len = 0;
 	return 0;
 }
@@ -74,6 +74,7 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	m->buf = outbuf;
 	m->len = 0;
 	m->size = 0;
+	m->written = 0;
 	m->prio = o->prio;
 	m->due = o->due;
 	m->has_key = o->key != NULL;
@@ -324,10 +325,8 @@ q_out_commit(struct q_out *m, bool dirsync)
 		return -1;
 	}
 	q_fault("after-push-commit");
-	struct stat st;
 	q_count(q, Q_C_PUSHED, 1);
-	if (fstat(m->fd, &st) == 0)
-		q_count(q, Q_C_BYTES_IN, st.st_size);
+	q_count(q, Q_C_BYTES_IN, m->written);
 	close(m->fd);
 	m->fd = -1;
 	if (dirsync && q_sync_new(q) == -1)

@@ -243,7 +243,8 @@ struct q_out {
 	char id[Q_ID_LEN + 1];
 	char *buf;              /* one staging buffer per process */
 	size_t len;
-	off_t size;
+	off_t size;             /* of the body */
+	off_t written;          /* of the file so far: its size once finished */
 	q_time due;
 	q_time expires;         /* 0: never */
 	int prio;

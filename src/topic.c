@@ -473,10 +473,8 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 			r = -1;
 			break;
 		}
-		struct stat st;
 		state_add(t, Q_STATE_COUNT, 1);
-		if (fstat(m[linked].fd, &st) == 0)
-			state_add(t, Q_STATE_BYTES, (int64_t)st.st_size);
+		state_add(t, Q_STATE_BYTES, (int64_t)m[linked].written);
 		q_fault("after-publish-commit");
 		if (c == 1) {
 			r = -1;         /* committed, but not durable: stop here */
@@ -491,12 +489,10 @@ unlock:
 	/* committed: each subscription's link goes into its new/ */
 	for (int i = 0; i < linked; i++) {
 		bool left = false;
-		struct stat mst = { 0 };
-		fstat(m[i].fd, &mst);   /* once, for every subscription's count */
 		for (size_t s = 0; s < t->nsubs; s++) {
 			if (t->subs[s].skip)
 				continue;
-			if (deliver(&t->subs[s].q, &m[i], mst.st_size,
+			if (deliver(&t->subs[s].q, &m[i], m[i].written,
 			    t->subs[s].seq[i]) == -1) {
 				if (errno == ENOENT && sub_gone(t, &t->subs[s]))
 					continue;
