@@ -223,3 +223,29 @@ load helper
 	[[ $stderr == *"handled before; acked without running"* ]] || fail "stderr: $stderr"
 	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
 }
+
+@test "--dedup: a producer waiting on its input holds up no other" {
+	# order-1 and order-2 share a lock slot (the first two hex digits of
+	# their hashes): the lock is taken only once a message is staged
+	mkqueue q
+	mkfifo "$T/in"
+	exec 4<>"$T/in"
+	spawn qpush --dedup order-1 q <"$T/in" 4>&-
+	local slow=$BG_PID
+	wait_for sleeping "$slow"
+	run timeout 5 qpush --dedup order-2 q other
+	assert_success
+	echo slow >&4
+	exec 4>&-
+	bg_wait "$slow"
+	assert_equal "$BG_STATUS" 0
+	assert_equal "$(count_new q)" 2
+}
+
+@test "qpub --delay: each subscription holds the message until it is due" {
+	qsub -s a t || true
+	qpub --delay 1h t later
+	assert_equal "$(count_later t/subs/a)" 1
+	run qsub -s a t
+	assert_failure 1
+}
