@@ -24,7 +24,8 @@
 
 #include "q.h"
 
-enum why { W_NONE, W_TIMEOUT, W_LOST, W_SHUTDOWN };
+enum why { W_NONE, W_TIMEOUT, W_LOST, W_SHUTDOWN,
+	W_DEADLINE /* the guard ended it at the lease deadline */ };
 
 struct job {
 	bool busy;
@@ -48,18 +49,68 @@ struct run {
 	q_time stop_at, upkeep_at, next_event, wait_until, budget_end;
 	struct q_seen done;     /* --idempotent */
 	struct pollfd *pollfds;
+	struct q_watch *watch;  /* one a job, shared with its guard */
 };
 
 static int sigpipe_fds[2] = { -1, -1 };
-static volatile sig_atomic_t got_stop;
+static volatile sig_atomic_t got_stop, got_force;
 
+/* The handlers' process groups, for job control from a signal handler. */
+#define MAX_GROUPS 256
+static volatile sig_atomic_t groups[MAX_GROUPS];
+
+static void
+signal_groups(int sig)
+{
+	for (int i = 0; i < MAX_GROUPS; i++)
+		if (groups[i] > 0)
+			kill(-(pid_t)groups[i], sig);
+}
+
+/*
+ * A stop of qpop (^Z, a background read or write) stops its handlers
+ * too, and a continue continues them: they are in process groups of
+ * their own, which the terminal does not signal.
+ */
+static void
+on_jobcontrol(int sig)
+{
+	int saved = errno;
+
+	if (sig == SIGCONT) {
+		signal_groups(SIGCONT);
+	} else {
+		signal_groups(SIGTSTP);
+		kill(getpid(), SIGSTOP);
+		signal_groups(SIGCONT); /* continued: so are they */
+	}
+	errno = saved;
+}
+
+/*
+ * Stop signals.  SIGTERM and SIGHUP ask for a graceful stop however
+ * often they come: timeout(1), parallel(1) and service managers send
+ * the same request to the process and again to its group.  A second
+ * SIGINT, from a person at a terminal (not within 200 ms of the first),
+ * and any SIGQUIT stop at once.
+ */
 static void
 on_signal(int sig)
 {
+	static q_time first_int;
 	int saved = errno;
 	char c = (char)sig;
 
-	if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP)
+	if (sig == SIGQUIT) {
+		got_force++;
+	} else if (sig == SIGINT) {
+		q_time now = q_now();
+		if (!first_int)
+			first_int = now;
+		else if (now - first_int >= 200 * Q_MS)
+			got_force++;
+	}
+	if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT)
 		got_stop++;
 	(void)!write(sigpipe_fds[1], &c, 1);
 	errno = saved;
@@ -79,8 +130,14 @@ setup_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
 	sigaction(SIGCHLD, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	sa.sa_handler = on_jobcontrol;
+	sigaction(SIGTSTP, &sa, NULL);
+	sigaction(SIGTTIN, &sa, NULL);
+	sigaction(SIGTTOU, &sa, NULL);
+	sigaction(SIGCONT, &sa, NULL);
 }
 
 static void
@@ -254,6 +311,34 @@ write_json(struct run *r, struct q_lease *l)
 	return ret;
 }
 
+/*
+ * Print mode: a qpop stopped between its claim and its write (SIGSTOP,
+ * a starved machine) may find its lease taken by another consumer when
+ * it goes on.  So a claim older than a third of a lease is renewed
+ * first: the rename either keeps the lease or finds it gone.
+ */
+static bool
+lease_kept(struct run *r, struct q_lease *l)
+{
+	q_fault("before-print");
+	if (r->o->peek || r->o->no_ack || !l->claimed ||
+	    q_now() < l->claimed + r->q->cfg.lease / 3)
+		return true;
+	if (q_heartbeat(r->q, l, r->q->cfg.lease) == 0)
+		return true;
+	if (errno == ENOENT) {
+		q_warnx("%s: %s attempt %u: lease lost before printing; not"
+		    " printed", r->q->operand, l->n.id, l->n.attempts);
+		r->lost = true;
+	} else {
+		q_warnq();
+		release(r, l);
+		r->io_error = r->stopping = true;
+	}
+	q_lease_done(l);
+	return false;
+}
+
 /* Print mode: acked once the body is written to stdout. */
 static void
 deliver_print(struct run *r, struct q_lease *l)
@@ -272,6 +357,8 @@ deliver_print(struct run *r, struct q_lease *l)
 		q_lease_done(l);
 		return;
 	}
+	if (!lease_kept(r, l))
+		return;
 	if ((r->o->json ? write_json(r, l) : write_body(r, l)) == -1) {
 		int err = errno;
 		if (!r->o->peek && !r->o->no_ack)
@@ -346,8 +433,15 @@ start_job(struct run *r, struct job *j)
 			goto fail;
 		ro.outfd = j->fw.outfd;
 	}
+	int slot = (int)(j - r->jobs);
+	ro.watch = &r->watch[slot];
+	atomic_store(&ro.watch->fired, 0);
+	ro.watch->lease = r->q->cfg.lease;
+	atomic_store(&ro.watch->deadline, r->o->no_ack ? 0 : j->l.n.deadline);
 	if (q_run_start(&ro, &j->c) == -1)
 		goto fail;
+	if (slot < MAX_GROUPS)
+		groups[slot] = j->c.pid;
 	j->busy = true;
 	j->why = W_NONE;
 	j->kill_at = 0;
@@ -380,6 +474,9 @@ describe(int status, enum why why, char *buf, size_t len)
 {
 	if (why == W_TIMEOUT)
 		snprintf(buf, len, "timed out");
+	else if (why == W_DEADLINE && !(WIFEXITED(status) &&
+	    WEXITSTATUS(status) == 0))
+		snprintf(buf, len, "ended at its lease deadline (qpop stopped?)");
 	else if (WIFEXITED(status))
 		snprintf(buf, len, "exit %d", WEXITSTATUS(status));
 	else if (WIFSIGNALED(status))
@@ -404,6 +501,11 @@ finish_job(struct run *r, struct job *j, int status)
 	}
 	err = q_run_exec_error(&j->c);
 	q_run_close(&j->c);
+	int slot = (int)(j - r->jobs);
+	if (slot < MAX_GROUPS)
+		groups[slot] = 0;
+	if (atomic_load(&r->watch[slot].fired) && j->why == W_NONE)
+		j->why = W_DEADLINE;
 	j->busy = false;
 	r->running--;
 	if (err) {
@@ -439,7 +541,8 @@ finish_job(struct run *r, struct job *j, int status)
 		q_lease_done(l);
 		return;
 	}
-	if (ok && (j->why == W_NONE || j->why == W_SHUTDOWN)) {
+	if (ok && (j->why == W_NONE || j->why == W_SHUTDOWN ||
+	    j->why == W_DEADLINE)) {
 		if (r->o->idempotent && q_seen_put(&r->done, l->n.id, NULL) == -1)
 			q_warnq();      /* the ack below still happens */
 		q_fault("after-handler-success");
@@ -508,6 +611,8 @@ tick(struct run *r)
 			continue;
 		if (j->next_hb && now >= j->next_hb && j->why != W_LOST) {
 			if (q_heartbeat(r->q, &j->l, r->q->cfg.lease) == 0) {
+				atomic_store(&r->watch[i].deadline,
+				    j->l.n.deadline);
 				j->next_hb = now + r->q->cfg.lease / 3;
 			} else if (errno == ENOENT) {
 				j->next_hb = 0;
@@ -532,15 +637,16 @@ tick(struct run *r)
 	}
 }
 
+/* Stop claiming; running handlers get the grace period, unless FORCE. */
 static void
-stop(struct run *r)
+stop(struct run *r, bool force)
 {
 	if (!r->stopping || !r->signalled) {
 		r->stopping = r->signalled = true;
 		r->stop_at = q_now() + r->q->cfg.grace;
-	} else {
-		r->stop_at = q_now();   /* a second signal: no more grace */
 	}
+	if (force)
+		r->stop_at = q_now();
 }
 
 /* Sleep until a child, a signal, a timer or (if WATCH) the queue. */
@@ -680,6 +786,10 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 	}
 	setup_signals();
 	r.njobs = o->argv ? (o->jobs > 0 ? o->jobs : 1) : 0;
+	if (r.njobs && !(r.watch = q_watch_map(r.njobs))) {
+		q_warnq();
+		return EX_OSERR;
+	}
 	if ((r.njobs && !(r.jobs = calloc((size_t)r.njobs, sizeof *r.jobs))) ||
 	    !(r.pollfds = calloc((size_t)r.njobs + 2, sizeof *r.pollfds))) {
 		q_warn("out of memory");
@@ -697,8 +807,9 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 	}
 	for (;;) {
 		if (got_stop) {
-			got_stop = 0;
-			stop(&r);
+			bool force = got_force;
+			got_stop = got_force = 0;
+			stop(&r, force);
 		}
 		reap_children(&r);
 		tick(&r);
@@ -755,6 +866,7 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 		q_msg_free(&r.jobs[i].l.m);
 	free(r.jobs);
 	free(r.pollfds);
+	q_watch_unmap(r.watch, r.njobs);
 	if (r.exec_failed || r.gone)
 		status = EX_UNAVAILABLE;
 	else if (r.io_error)

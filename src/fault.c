@@ -2,7 +2,9 @@
  * fault.c - named crash points for the test suite.  With
  * QSPOOL_CRASH_AT=point in the environment, the process raises SIGKILL
  * when it reaches that point, so every commit instant can be crashed
- * at deterministically.  Compiled in only with --enable-fault-points.
+ * at deterministically; with QSPOOL_STOP_AT=point it stops itself
+ * (SIGSTOP) there instead, as a stopped or starved process would.
+ * Compiled in only with --enable-fault-points.
  */
 #include "config.h"
 
@@ -16,14 +18,17 @@
 void
 q_fault(const char *point)
 {
-	static const char *armed;
+	static const char *armed, *stop;
 	static int checked;
 
 	if (!checked) {
 		armed = getenv("QSPOOL_CRASH_AT");
+		stop = getenv("QSPOOL_STOP_AT");
 		checked = 1;
 	}
 	if (armed && strcmp(armed, point) == 0)
 		raise(SIGKILL);
+	if (stop && strcmp(stop, point) == 0)
+		raise(SIGSTOP);
 }
 #endif

@@ -393,8 +393,22 @@ struct q_child {
 	size_t tail_len, tail_pos;
 };
 
+/*
+ * What a guard watches, in memory shared with qpop: the lease deadline
+ * it must not let the handler outlive (qpop moves it on each heartbeat),
+ * and whether the guard had to act on it.
+ */
+struct q_watch {
+	_Atomic q_time deadline;        /* 0: none (--no-ack) */
+	q_time lease;                   /* its length, for the margins */
+	_Atomic int fired;              /* the guard stopped the handler */
+};
+struct q_watch *q_watch_map(int n);     /* N slots, shared with children */
+void q_watch_unmap(struct q_watch *w, int n);
+
 struct q_runopt {
 	int outfd;              /* CMD's standard output, or -1: inherited */
+	struct q_watch *watch;  /* or NULL */
 	char *const *argv;
 	const struct q_queue *q;
 	const char *sub;        /* subscription, or NULL */

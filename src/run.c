@@ -6,6 +6,14 @@
  * (even by SIGKILL) the guard learns it (PR_SET_PDEATHSIG, or its
  * parent changing) and kills the whole group, so an expired lease never
  * lets two copies of one delivery run.
+ *
+ * qpop can be stopped (SIGSTOP, a starved machine) while the guard and
+ * the handler go on; then nobody renews the lease.  So the guard also
+ * keeps the lease deadline qpop last set (struct q_watch, shared
+ * memory) and ends the group before that deadline passes: SIGTERM a
+ * quarter of a lease before it, SIGKILL a tenth before it.  A consumer
+ * reaps a lease only once its deadline has passed, so a second copy of
+ * the delivery can start only after the first has been killed.
  */
 #include "config.h"
 
@@ -17,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -41,6 +50,7 @@ static void
 clear_env(void)
 {
 	static const char *const vars[] = { "QID", "QQUEUE", "QATTEMPT",
+		"QMAX_ATTEMPTS",
 		"QSUB", "Q_CORRELATION_ID", "Q_CAUSATION_ID", "TRACEPARENT" };
 	char name[256];
 
@@ -71,6 +81,8 @@ set_env(const struct q_runopt *o)
 	setenv("QQUEUE", o->q->operand, 1);
 	snprintf(buf, sizeof buf, "%u", o->l->n.attempts);
 	setenv("QATTEMPT", buf, 1);
+	snprintf(buf, sizeof buf, "%lld", o->q->cfg.max_attempts);
+	setenv("QMAX_ATTEMPTS", buf, 1);
 	if (o->sub)
 		setenv("QSUB", o->sub, 1);
 	if ((v = q_header_get(hs, "Correlation-Id")))
@@ -147,13 +159,51 @@ mirror(int status)
 	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 126);
 }
 
+/* Job control reaches the handler's group; the guard must not stop. */
+static void
+ignore_stops(void)
+{
+	signal(SIGTSTP, SIG_IGN);
+	signal(SIGTTIN, SIG_IGN);
+	signal(SIGTTOU, SIG_IGN);
+}
+
+/*
+ * The lease deadline: 0 while it is far, else the time to look again.
+ * Past the margins, the group is told to stop and then killed.
+ */
+static q_time
+enforce_deadline(struct q_watch *w, bool *termed)
+{
+	q_time dl, now = q_now();
+
+	if (!w || !(dl = atomic_load(&w->deadline)))
+		return 0;
+	q_time term_at = dl - w->lease / 4, kill_at = dl - w->lease / 10;
+	if (now >= kill_at) {
+		atomic_store(&w->fired, 1);
+		kill(0, SIGKILL);       /* the guard too: the delivery is over */
+	}
+	if (now >= term_at && !*termed) {
+		atomic_store(&w->fired, 1);
+		kill(0, SIGTERM);       /* the guard has SIGTERM blocked */
+		*termed = true;
+	}
+	if (now < term_at)
+		*termed = false;        /* qpop renewed the lease meanwhile */
+	return now < term_at ? term_at : kill_at;
+}
+
 static _Noreturn void
 guard(const struct q_runopt *o, pid_t qpop, int errw, int execw)
 {
+	struct q_watch *w = o->watch;
+	bool termed = false;
 	sigset_t set;
 	pid_t pid;
 
 	setpgid(0, 0);
+	ignore_stops();
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGUSR2);
@@ -184,6 +234,14 @@ guard(const struct q_runopt *o, pid_t qpop, int errw, int execw)
 	sigdelset(&set, SIGHUP);
 	for (;;) {
 		struct timespec poll = { 1, 0 };
+		q_time next = enforce_deadline(w, &termed), now = q_now();
+		if (next && next - now < Q_SEC) {
+			q_time d = next > now ? next - now : 0;
+			poll.tv_sec = 0;
+			poll.tv_nsec = (long)(d * 1000) + 1000000;
+			if (poll.tv_nsec > 999999999)
+				poll.tv_nsec = 999999999;
+		}
 		int status, sig = sigtimedwait(&set, NULL, &poll);
 		if (sig == SIGUSR2 || getppid() != qpop)
 			kill(0, SIGKILL);       /* qpop is gone: so is the group */
@@ -194,6 +252,27 @@ guard(const struct q_runopt *o, pid_t qpop, int errw, int execw)
 			mirror(status);
 		}
 	}
+}
+
+/* Watch slots for N jobs, shared with the guards that fork(2) inherits. */
+struct q_watch *
+q_watch_map(int n)
+{
+	void *p = mmap(NULL, (size_t)n * sizeof(struct q_watch),
+	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED) {
+		q_fail("cannot map the handlers' lease deadlines");
+		return NULL;
+	}
+	return p;
+}
+
+void
+q_watch_unmap(struct q_watch *w, int n)
+{
+	if (w)
+		munmap(w, (size_t)n * sizeof *w);
 }
 
 static int

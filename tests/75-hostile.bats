@@ -478,9 +478,11 @@ HOLD='echo $$ >"$2.$1.pid"; echo "$1 $QATTEMPT start" >>"$2"; n=0
 while [ ! -e "$3" ] && [ $n -lt 500 ]; do n=$((n + 1)); sleep 0.02; done
 [ -e "$3" ] && echo "$1 $QATTEMPT done" >>"$2"'
 
-# stop_a_reap_b: consumer A (lease 1s) takes the message and is stopped
-# (SIGSTOP) with its handler running; once the lease has expired, B
-# (lease 10s) reaps it and runs its handler, which waits for $T/go.b.
+# stop_a_reap_b [finish]: consumer A (lease 1s) takes the message and is
+# stopped (SIGSTOP) with its handler running (with "finish", the handler
+# is let finish while A is stopped); once the lease has expired, B (lease
+# 10s) reaps it and runs its handler, which waits for $T/go.b.  A's guard
+# ends A's handler before the lease deadline: two copies never run at once.
 # Sets A (qpop's pid), B (qpop's pid), APID (A's handler's pid).
 stop_a_reap_b() {
 	ID=$(qpush -i q hello)
@@ -490,20 +492,19 @@ stop_a_reap_b() {
 	wait_for has_lines "$T/log" 1
 	kill -STOP "$A"
 	APID=$(read_pid "$T/log.A.pid")
+	[[ ${1:-} == finish ]] && : >"$T/go.a"
+	wait_for dead "$APID"
 	wait_for -t 5 lease_expired
 	spawn qpop --lease=10s q -- sh -c "$HOLD" sh B "$T/log" "$T/go.b" \
 		>"$T/b.out" 2>"$T/b.err"
 	B=$BG_PID
 	wait_for has_lines "$T/log" 2
-	assert_equal "$(sed -n 2p "$T/log")" "B 2 start"
+	assert_equal "$(tail -n 1 "$T/log")" "B 2 start"
 	assert_one_copy q "$ID" cur
 }
 
-@test "late ack: a stopped consumer's handler finishes, its ack loses to the reaper (75); delivered twice, no more" {
-	stop_a_reap_b
-	# A's handler finishes while A is stopped: A will ack late
-	: >"$T/go.a"
-	wait_for dead "$APID"
+@test "late ack: a stopped consumer's handler finished, its ack loses to the reaper (75); delivered twice, never at once" {
+	stop_a_reap_b finish
 	kill -CONT "$A"
 	bg_wait "$A"
 	assert_equal "$BG_STATUS" 75
@@ -516,18 +517,17 @@ stop_a_reap_b() {
 	bg_wait "$B"
 	assert_equal "$BG_STATUS" 0
 	run cat "$T/log"
-	assert_output "$(printf '%s\n' 'A 1 start' 'B 2 start' 'A 1 done' 'B 2 done')"
+	assert_output "$(printf '%s\n' 'A 1 start' 'A 1 done' 'B 2 start' 'B 2 done')"
 	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
 	run qpop --drain q
 	assert_failure 1
 }
 
-@test "late heartbeat: a resumed consumer finds its lease lost, kills its handler (75); B's delivery stands" {
+@test "stopped consumer: its handler is ended at the lease deadline; resumed, it reports the lease lost (75); B's delivery stands" {
 	stop_a_reap_b
 	kill -CONT "$A"
 	bg_wait "$A" 8
 	assert_equal "$BG_STATUS" 75
-	wait_for dead "$APID"
 	run cat "$T/a.err"
 	assert_output --partial 'lease lost'
 	assert_one_copy q "$ID" cur
