@@ -58,25 +58,27 @@ q_consume_option(struct q_consumeargs *a, int c, const char *arg)
 		if (q_parse_count(arg, 1, LLONG_MAX, &v, &why) == -1)
 			bad("count", arg, why);
 		o->max = v;
-		a->modes++;
+		a->modes |= 1;
 		return 1;
 	case Q_OPT_DRAIN:
 		o->drain = true;
 		o->max = 0;
-		a->modes++;
+		a->modes |= 2;
 		return 1;
 	case 'f':
 		o->follow = true;
 		o->max = 0;
-		a->modes++;
+		a->modes |= 4;
 		return 1;
 	case 'w':
 		o->wait = true;
 		return 1;
 	case Q_OPT_WAIT:
-		o->wait = true;
-		if (arg && (o->wait_for = duration("duration", arg)) == 0)
-			o->wait = false;
+		if (q_parse_wait(arg, &o->wait_for, &why) == -1)
+			bad("duration", arg, why);
+		o->wait = o->wait_for != 0;
+		if (o->wait_for == Q_FOREVER)
+			o->wait_for = 0;        /* no limit */
 		return 1;
 	case Q_OPT_LEASE:
 		a->lease = duration("lease", arg);
@@ -133,7 +135,7 @@ q_consume_args_check(struct q_consumeargs *a, int closed)
 {
 	const struct q_consumeopt *o = &a->o;
 
-	if (a->modes > 1)
+	if (a->modes & (a->modes - 1))   /* a repeated one: the last counts */
 		usage_error("-n, --drain and -f exclude each other");
 	if (a->frames > 1)
 		usage_error("-l and -0 exclude each other");

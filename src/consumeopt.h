@@ -18,7 +18,7 @@ enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
 #define Q_CONSUME_LONGOPTS \
 	{ "drain", no_argument, NULL, Q_OPT_DRAIN }, \
 	{ "follow", no_argument, NULL, 'f' }, \
-	{ "wait", optional_argument, NULL, Q_OPT_WAIT }, \
+	{ "wait", required_argument, NULL, Q_OPT_WAIT }, \
 	{ "lease", required_argument, NULL, Q_OPT_LEASE }, \
 	{ "timeout", required_argument, NULL, Q_OPT_TIMEOUT }, \
 	{ "jobs", required_argument, NULL, 'j' }, \
@@ -34,7 +34,8 @@ struct q_consumeargs {
 	struct q_consumeopt o;
 	q_time lease;           /* 0: the configured one */
 	q_time timeout;         /* -1: the configured one */
-	int modes, frames;
+	int modes;              /* -n, --drain, -f given: a bit each */
+	int frames;
 	bool jobs_given;
 	const char *forward;    /* --forward OUT */
 };

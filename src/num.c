@@ -67,6 +67,24 @@ q_parse_duration(const char *s, q_time *out, const char **why)
 	return -1;
 }
 
+/*
+ * How long to wait (--wait, --block): a duration, where 0 means not at
+ * all, or "forever" (Q_FOREVER).
+ */
+int
+q_parse_wait(const char *s, q_time *out, const char **why)
+{
+	if (strcmp(s, "forever") == 0) {
+		*out = Q_FOREVER;
+		return 0;
+	}
+	if (q_parse_duration(s, out, why) == -1) {
+		*why = "not a duration (like 30s, 5m, 250ms; 0 or forever)";
+		return -1;
+	}
+	return 0;
+}
+
 /* A size in bytes: digits and an optional k, M, G or T (powers of 1024). */
 int
 q_parse_size(const char *s, long long *out, const char **why)

@@ -76,7 +76,8 @@ static int
 make_room(struct q_producer *p)
 {
 	q_time until = 0;
-	bool block = p->block || p->q->cfg.on_full == Q_FULL_BLOCK;
+	bool block = !p->no_block &&
+	    (p->block || p->q->cfg.on_full == Q_FULL_BLOCK);
 
 	if (!p->room)
 		return 0;
@@ -287,6 +288,7 @@ q_produce(struct q_producer *p, const struct q_produceargs *a, int nargs,
 	p->opt = &a->opt;
 	p->print_ids = a->print_ids;
 	p->block = a->block;
+	p->no_block = a->no_block;
 	p->block_for = a->block_for;
 	p->sync = p->q->cfg.fsync != Q_FSYNC_NEVER;
 	if (!a->dedup)
@@ -418,9 +420,11 @@ q_produce_option(struct q_produceargs *a, int c, const char *arg)
 		a->dedup = arg;
 		return 1;
 	case Q_OPT_BLOCK:
-		a->block = true;
-		if (arg && q_parse_duration(arg, &a->block_for, &why) == -1)
+		if (q_parse_wait(arg, &t, &why) == -1)
 			bad("duration", arg, why);
+		a->block = t != 0;
+		a->no_block = t == 0;
+		a->block_for = t == Q_FOREVER ? 0 : t;
 		return 1;
 	}
 	return 0;

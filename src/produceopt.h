@@ -17,7 +17,7 @@ enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK };
 	{ "at", required_argument, NULL, Q_OPT_AT }, \
 	{ "ttl", required_argument, NULL, Q_OPT_TTL }, \
 	{ "dedup", required_argument, NULL, Q_OPT_DEDUP }, \
-	{ "block", optional_argument, NULL, Q_OPT_BLOCK }
+	{ "block", required_argument, NULL, Q_OPT_BLOCK }
 
 struct q_produceargs {
 	const char *spool;
@@ -28,6 +28,7 @@ struct q_produceargs {
 	int timing;             /* --delay and --at given */
 	const char *dedup;
 	bool block;
+	bool no_block;          /* --block=0 */
 	q_time block_for;       /* 0: no limit */
 };
 

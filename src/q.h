@@ -36,6 +36,8 @@ int q_std_fds(void);                  /* open 0-2 on /dev/null; mask closed */
 
 /* num.c: numbers, durations and times from the user. */
 int q_parse_duration(const char *s, q_time *out, const char **why);
+#define Q_FOREVER ((q_time)-1)
+int q_parse_wait(const char *s, q_time *out, const char **why);
 int q_parse_count(const char *s, long long min, long long max,
     long long *out, const char **why);
 int q_parse_size(const char *s, long long *out, const char **why);
@@ -283,6 +285,7 @@ struct q_producer {
 	bool sync;                      /* fdatasync each message file */
 	bool print_ids;
 	bool block;                     /* --block: wait when full */
+	bool no_block;                  /* --block=0: never, whatever on_full */
 	bool defer;                     /* stage only; the caller commits */
 	q_time block_for;
 	struct q_out pending[Q_BATCH_MAX];

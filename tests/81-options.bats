@@ -168,3 +168,68 @@ load helper
 	run --separate-stderr qpush q x
 	assert_failure 78
 }
+
+# --- options whose value may follow after a space (issue 10) -----------------
+
+@test "--block DUR with a space: the duration is not taken for the queue" {
+	run qpush --block 1m jobs 'resize photo4.jpg'
+	assert_success
+	assert_dir_not_exists "$QSPOOL/1m"
+	run qpop jobs
+	assert_output 'resize photo4.jpg'
+}
+
+@test "--wait DUR with a space: waits that long on the queue, runs nothing" {
+	mkqueue jobs
+	local t0
+	t0=$(now_ms)
+	run qpop --wait 1s jobs
+	assert_failure 1
+	(($(now_ms) - t0 >= 900)) || fail "did not wait"
+	assert_dir_not_exists "$QSPOOL/1s"
+}
+
+@test "--wait=0 does not wait; --wait forever waits until a message comes" {
+	mkqueue jobs
+	run qpop --wait=0 jobs
+	assert_failure 1
+	spawn qpop --wait forever jobs >"$T/out"
+	wait_for sleeping "$BG_PID"
+	qpush jobs hello
+	bg_wait "$BG_PID"
+	assert_equal "$BG_STATUS" 0
+	assert_equal "$(cat "$T/out")" hello
+}
+
+@test "--block=0 refuses at once even where on_full = block; --block forever waits" {
+	qconf jobs 'max_depth = 1' 'on_full = block'
+	qpush jobs first
+	run qpush --block=0 jobs second
+	assert_failure 75
+	assert_output --partial 'queue full'
+	spawn qpush --block forever jobs second
+	wait_for sleeping "$BG_PID"
+	run qpop jobs
+	bg_wait "$BG_PID"
+	assert_equal "$BG_STATUS" 0
+	run qpop jobs
+	assert_output second
+}
+
+@test "--wait and --block take a duration, 0 or forever" {
+	run qpop --wait soon jobs
+	assert_failure 64
+	assert_output "qpop: bad duration 'soon': not a duration (like 30s, 5m, 250ms; 0 or forever)"
+	run qpush --block soon jobs x
+	assert_failure 64
+}
+
+@test "a repeated -n counts once, the last one wins" {
+	printf "%s\n" 1 2 3 4 | qpush -l jobs
+	run qpop -l -n 2 -n 3 jobs
+	assert_success
+	assert_equal "${#lines[@]}" 3
+	run qpop -n 1 --drain jobs
+	assert_failure 64
+	assert_output --partial 'exclude each other'
+}

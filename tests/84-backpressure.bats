@@ -38,7 +38,7 @@ counter() {
 	mkqueue jobs
 	printf 'max_depth = 1\n' >"$QSPOOL/jobs/q.conf"
 	qpush jobs first
-	spawn qpush --block jobs second
+	spawn qpush --block forever jobs second
 	local pid=$BG_PID
 	wait_for sleeping "$pid"
 	assert_equal "$(count_new jobs)" 1
