@@ -51,14 +51,11 @@ echo "The spool is $QSPOOL: a directory, nothing else to set up."
 
 # ---------------------------------------------------------------------
 # A subscription gets what is published while it exists, so the
-# services subscribe first.  `qsub -s NAME --drain TOPIC' creates the
-# topic and the durable subscription NAME on first use; there is nothing
-# to take yet, so it exits 1.
+# services subscribe first.  `qsub -s NAME --create TOPIC' creates the
+# topic (if it is missing) and the durable subscription NAME, and exits.
 say "Subscribing email, analytics and inventory to the topic 'orders'"
 for s in "${services[@]}"; do
-	status=0
-	qsub -s "$s" --drain orders || status=$?
-	[[ $status -eq 1 ]] || fail "qsub -s $s --drain orders exited $status"
+	qsub -s "$s" --create orders || fail "qsub -s $s --create orders failed"
 done
 echo "qsub --list orders:"
 qsub --list orders | sed 's/^/    /'

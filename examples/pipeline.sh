@@ -68,12 +68,10 @@ say "Using $(command -v qpush) and $(command -v qpop)"
 echo "The spool is $QSPOOL: a directory, nothing else to set up."
 
 # ---------------------------------------------------------------------
-# The queues, made by a first qpop (nothing to take: exit 1), each with
-# short retries so that the example does not wait a second for one.
+# The queues, made by qpop --create, each with short retries so that
+# the example does not wait a second for one.
 for q in "${stages[@]}"; do
-	status=0
-	qpop --drain "$q" || status=$?
-	[[ $status -eq 1 ]] || fail "qpop --drain $q exited $status"
+	qpop --create "$q" || fail "qpop --create $q failed"
 	printf 'backoff_base = 100ms\nbackoff_max = 200ms\n' >"$QSPOOL/$q/q.conf"
 done
 

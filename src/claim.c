@@ -421,20 +421,47 @@ q_peek(struct q_queue *q, struct q_scan *s, struct q_lease *l)
 	return r;
 }
 
-/* The ack: unlink cur/X'.  ENOENT: the lease was lost. */
-int
-q_ack(struct q_queue *q, struct q_lease *l)
+/* Remove a claimed message: unlink cur/X' (its key's entry is done). */
+static int
+remove_claimed(struct q_queue *q, struct q_lease *l, const char *what)
 {
 	q_fault("before-ack");
 	if ((l->n.has_key ? q_key_ack(q, &l->n, q->curfd, l->name) :
 	    unlinkat(q->curfd, l->name, 0)) == -1)
-		return q_fail("%s: %s: cannot ack%s", q->operand, l->n.id,
+		return q_fail("%s: %s: cannot %s%s", q->operand, l->n.id, what,
 		    errno == ENOENT ? " (lease lost: the message may be"
 		    " delivered again)" : "");
 	q_fault("after-ack");
 	q_key_done(q, &l->n);
-	q_count(q, Q_C_ACKED, 1);
 	q_count(q, Q_C_BYTES_OUT, l->m.size);
+	return 0;
+}
+
+/* The ack: unlink cur/X'.  ENOENT: the lease was lost. */
+int
+q_ack(struct q_queue *q, struct q_lease *l)
+{
+	if (remove_claimed(q, l, "ack") == -1)
+		return -1;
+	q_count(q, Q_C_ACKED, 1);
+	return 0;
+}
+
+/*
+ * Past its time to live: dead-lettered (reason expired), or with
+ * on_expiry = drop removed and counted as expired.
+ */
+int
+q_expire(struct q_queue *q, struct q_lease *l)
+{
+	struct q_diag d = { .reason = "expired",
+		.status = "time to live passed" };
+
+	if (q->cfg.on_expiry == Q_EXPIRY_DLQ)
+		return q_bury(q, l, &d);
+	if (remove_claimed(q, l, "drop expired message") == -1)
+		return -1;
+	q_count(q, Q_C_EXPIRED, 1);
 	return 0;
 }
 

@@ -145,6 +145,17 @@ q_config_set(struct q_config *c, const char *key, const char *value,
 		}
 		return 0;
 	}
+	if (strcmp(key, "on_expiry") == 0) {
+		if (strcmp(value, "dlq") == 0)
+			c->on_expiry = Q_EXPIRY_DLQ;
+		else if (strcmp(value, "drop") == 0)
+			c->on_expiry = Q_EXPIRY_DROP;
+		else {
+			*why = "must be dlq or drop";
+			return -1;
+		}
+		return 0;
+	}
 	if (strcmp(key, "on_full") == 0) {
 		if (strcmp(value, "reject") == 0)
 			c->on_full = Q_FULL_REJECT;

@@ -206,6 +206,25 @@ bury(struct run *r, struct q_lease *l, const char *reason, const char *status,
 	    l->n.id, l->n.attempts, status, reason);
 }
 
+/*
+ * Past its time to live: dead-lettered or dropped (on_expiry); only a
+ * dead letter is reported.
+ */
+static void
+expire(struct run *r, struct q_lease *l)
+{
+	if (r->q->cfg.on_expiry == Q_EXPIRY_DLQ) {
+		bury(r, l, "expired", "time to live passed", NULL);
+	} else if (q_expire(r->q, l) == -1) {
+		if (errno == ENOENT)
+			r->lost = true;
+		else
+			r->io_error = true;
+		q_warnq();
+	}
+	q_lease_done(l);
+}
+
 static void
 release(struct run *r, struct q_lease *l)
 {
@@ -353,8 +372,7 @@ deliver_print(struct run *r, struct q_lease *l)
 		return;
 	}
 	if (l->expired) {
-		bury(r, l, "expired", "time to live passed", NULL);
-		q_lease_done(l);
+		expire(r, l);
 		return;
 	}
 	if (!lease_kept(r, l))
@@ -397,7 +415,7 @@ static void
 start_job(struct run *r, struct job *j)
 {
 	struct q_runopt ro = { .argv = r->o->argv, .q = r->q, .sub = r->o->sub,
-		.l = &j->l, .outfd = -1 };
+		.l = &j->l, .outfd = -1, .quiet = r->o->quiet };
 	q_time now = q_now();
 
 	if (j->l.corrupt) {
@@ -411,8 +429,7 @@ start_job(struct run *r, struct job *j)
 	if (j->l.expired) {
 		if (r->o->forward)
 			q_forward_discard(r->o->forward, &j->fw);
-		bury(r, &j->l, "expired", "time to live passed", NULL);
-		q_lease_done(&j->l);
+		expire(r, &j->l);
 		return;
 	}
 	if (r->o->forward) {
@@ -421,8 +438,10 @@ start_job(struct run *r, struct job *j)
 			if (q_forward_commit(r->o->forward, &j->fw, &j->l.m,
 			    r->o->frame) == -1)
 				goto fail;
-			q_warnx("%s: %s attempt %u: forwarded before; finished"
-			    " and acked", r->q->operand, j->l.n.id, j->l.n.attempts);
+			if (!r->o->quiet)
+				q_warnx("%s: %s attempt %u: forwarded before;"
+				    " finished and acked", r->q->operand,
+				    j->l.n.id, j->l.n.attempts);
 			if (q_ack(r->q, &j->l) == -1)
 				ack_failed(r, &j->l);
 			r->handled++;
@@ -580,8 +599,10 @@ finish_job(struct run *r, struct job *j, int status)
 			r->next_event = earliest(r->next_event, q_now() + delay);
 			q_scan_restart(&r->scan);
 			q_fmt_duration(d, sizeof d, delay);
-			q_warnx("%s: %s attempt %u: %s, retry in %s",
-			    r->q->operand, l->n.id, l->n.attempts, cause, d);
+			if (!r->o->quiet)
+				q_warnx("%s: %s attempt %u: %s, retry in %s",
+				    r->q->operand, l->n.id, l->n.attempts,
+				    cause, d);
 		}
 	}
 	q_lease_done(l);
@@ -729,8 +750,9 @@ already_done(struct run *r, struct q_lease *l)
 	if (!r->o->idempotent || l->corrupt || !l->claimed ||
 	    q_seen_get(&r->done, l->n.id, NULL, 0) != 1)
 		return false;
-	q_warnx("%s: %s attempt %u: handled before; acked without running",
-	    r->q->operand, l->n.id, l->n.attempts);
+	if (!r->o->quiet)
+		q_warnx("%s: %s attempt %u: handled before; acked without"
+		    " running", r->q->operand, l->n.id, l->n.attempts);
 	if (q_ack(r->q, l) == -1)
 		ack_failed(r, l);
 	q_lease_done(l);

@@ -118,6 +118,12 @@ q_consume_option(struct q_consumeargs *a, int c, const char *arg)
 	case Q_OPT_JSON:
 		o->json = true;
 		return 1;
+	case Q_OPT_CREATE:
+		a->create = true;
+		return 1;
+	case 'q':
+		o->quiet = true;
+		return 1;
 	case Q_OPT_IDEMPOTENT:
 		o->idempotent = true;
 		return 1;
@@ -160,6 +166,36 @@ q_consume_args_check(struct q_consumeargs *a, int closed)
 	}
 	if (a->jobs_given && !o->argv)
 		usage_error("-j runs commands in parallel: give a command");
+}
+
+bool
+q_consume_create_only(const struct q_consumeargs *a)
+{
+	const struct q_consumeopt *o = &a->o;
+
+	return a->create && !a->modes && !o->wait && !o->argv && !o->peek;
+}
+
+int
+q_consume_await(struct q_consumeargs *a, const struct q_config *cfg,
+    const char *operand)
+{
+	struct q_consumeopt *o = &a->o;
+
+	if (a->create)
+		return Q_OPEN_CREATE;
+	if (!(o->wait || o->follow) || q_operand_kind(cfg, operand) !=
+	    Q_KIND_NONE)
+		return Q_OPEN_EXISTING;
+	q_time start = q_now();
+	if (q_await_operand(cfg, operand, o->wait_for ? start + o->wait_for :
+	    0) == 1)
+		exit(1);        /* a wait that ran out: nothing to do */
+	if (o->wait_for) {      /* what is left of the wait */
+		q_time left = o->wait_for - (q_now() - start);
+		o->wait_for = left > 0 ? left : 1;
+	}
+	return Q_OPEN_EXISTING;
 }
 
 void

@@ -12,9 +12,10 @@
 
 enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
 	Q_OPT_NOACK, Q_OPT_PEEK, Q_OPT_LOCK, Q_OPT_MAXTIME, Q_OPT_IDEMPOTENT,
-	Q_OPT_FORWARD, Q_OPT_JSON, Q_OPT_TOOL = 300 /* the tool's own from here */ };
+	Q_OPT_FORWARD, Q_OPT_JSON, Q_OPT_CREATE, Q_OPT_QUIET,
+	Q_OPT_TOOL = 300 /* the tool's own from here */ };
 
-#define Q_CONSUME_SHORTOPTS "n:fwj:l0"
+#define Q_CONSUME_SHORTOPTS "n:fwj:l0q"
 #define Q_CONSUME_LONGOPTS \
 	{ "drain", no_argument, NULL, Q_OPT_DRAIN }, \
 	{ "follow", no_argument, NULL, 'f' }, \
@@ -28,7 +29,9 @@ enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
 	{ "max-time", required_argument, NULL, Q_OPT_MAXTIME }, \
 	{ "idempotent", no_argument, NULL, Q_OPT_IDEMPOTENT }, \
 	{ "forward", required_argument, NULL, Q_OPT_FORWARD }, \
-	{ "json", no_argument, NULL, Q_OPT_JSON }
+	{ "json", no_argument, NULL, Q_OPT_JSON }, \
+	{ "create", no_argument, NULL, Q_OPT_CREATE }, \
+	{ "quiet", no_argument, NULL, 'q' }
 
 struct q_consumeargs {
 	struct q_consumeopt o;
@@ -38,6 +41,7 @@ struct q_consumeargs {
 	int frames;
 	bool jobs_given;
 	const char *forward;    /* --forward OUT */
+	bool create;            /* --create: make the queue if it is missing */
 };
 
 void q_consume_args_init(struct q_consumeargs *a);
@@ -50,6 +54,15 @@ void q_consume_args_check(struct q_consumeargs *a, int closed);
 /* --forward OUT: open it; exits on failure. */
 void q_consume_forward(struct q_consumeargs *a, const struct q_config *cfg,
     struct q_queue *out, struct q_fwd *fwd);
+/*
+ * Before opening OPERAND: its q_queue_open flags.  A missing queue or
+ * topic is made only with --create; a waiting consumer waits for it to
+ * appear (exits 1 if its --wait runs out first).
+ */
+int q_consume_await(struct q_consumeargs *a, const struct q_config *cfg,
+    const char *operand);
+/* --create and nothing to consume: make it and stop there. */
+bool q_consume_create_only(const struct q_consumeargs *a);
 /* Flags over the queue's configuration. */
 void q_consume_apply(const struct q_consumeargs *a, struct q_queue *q);
 

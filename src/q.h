@@ -114,6 +114,7 @@ struct q_config {
 	long long max_depth;    /* 0: unlimited */
 	long long max_bytes;    /* 0: unlimited */
 	enum { Q_FULL_REJECT, Q_FULL_BLOCK, Q_FULL_DROP } on_full;
+	enum { Q_EXPIRY_DLQ, Q_EXPIRY_DROP } on_expiry;
 	q_time dedup_window;
 	q_time idempotent_window;
 	long long max_message_size;
@@ -349,6 +350,8 @@ void q_remove_idle_bucket(struct q_queue *q, int parentfd,
 int q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l);
 int q_peek(struct q_queue *q, struct q_scan *s, struct q_lease *l);
 int q_ack(struct q_queue *q, struct q_lease *l);
+/* A claimed message past its TTL: to dlq/ or gone, by on_expiry. */
+int q_expire(struct q_queue *q, struct q_lease *l);
 int q_heartbeat(struct q_queue *q, struct q_lease *l, q_time lease);
 int q_release(struct q_queue *q, struct q_lease *l);
 int q_retry(struct q_queue *q, struct q_lease *l, q_time due);
@@ -386,6 +389,8 @@ int q_wait_fd(const struct q_waiter *w);
 void q_wait_consume(struct q_waiter *w);
 void q_wait_close(struct q_waiter *w);
 #define Q_POLL_INTERVAL (1 * Q_SEC)
+int q_await_operand(const struct q_config *c, const char *operand,
+    q_time until);
 
 /* run.c: a handler in its own process group, guarded. */
 struct q_child {
@@ -394,6 +399,7 @@ struct q_child {
 	int execfd;             /* exec-error pipe read end */
 	char tail[4096];        /* last 4 KiB of the handler's stderr */
 	size_t tail_len, tail_pos;
+	bool quiet;             /* keep the tail, pass nothing through */
 };
 
 /*
@@ -412,6 +418,7 @@ void q_watch_unmap(struct q_watch *w, int n);
 struct q_runopt {
 	int outfd;              /* CMD's standard output, or -1: inherited */
 	struct q_watch *watch;  /* or NULL */
+	bool quiet;             /* the handler's stderr only in the tail */
 	char *const *argv;
 	const struct q_queue *q;
 	const char *sub;        /* subscription, or NULL */
@@ -447,6 +454,7 @@ struct q_consumeopt {
 	q_time max_time;        /* --max-time: stop claiming after; 0 none */
 	bool idempotent;        /* --idempotent: done/ records */
 	bool json;              /* --json: one JSON object a message */
+	bool quiet;             /* -q: report only dead letters and errors */
 	/* --forward: CMD's output framed by frame, into its queue */
 	struct q_fwd *forward;
 	/* called at each upkeep: -1 (q_what() set) stops with 69 */

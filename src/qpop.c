@@ -88,9 +88,12 @@ main(int argc, char *argv[])
 
 	if (q_config_load(&cfg, spool) == -1)
 		q_exitq(EX_CONFIG);
-	if (q_queue_open(&q, &cfg, queue, a.o.peek ? Q_OPEN_EXISTING :
-	    Q_OPEN_CREATE) == -1)
+	if (q_queue_open(&q, &cfg, queue, q_consume_await(&a, &cfg, queue)) == -1)
 		q_exitq(q_open_status());
+	if (q_consume_create_only(&a)) {
+		q_queue_close(&q);
+		return 0;
+	}
 	q_consume_apply(&a, &q);
 	static struct q_queue out;
 	static struct q_fwd fwd;

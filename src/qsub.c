@@ -177,6 +177,11 @@ main(int argc, char *argv[])
 	if (ap->o.peek && (!g.so.name || g.so.replay || g.so.reset))
 		usage_error("--peek looks into an existing durable subscription:"
 		    " give -s, without --from-beginning, --since or --reset");
+	if (q_consume_create_only(ap) && !g.so.name)
+		usage_error("--create alone makes a durable subscription: give -s");
+	if ((g.unsubscribe || g.listing) && ap->create)
+		usage_error("--unsubscribe and --list create nothing: not with"
+		    " --create");
 	if (g.unsubscribe && !g.so.name)
 		usage_error("--unsubscribe removes a durable subscription: give -s");
 	if (!g.unsubscribe && !g.listing) {
@@ -186,8 +191,8 @@ main(int argc, char *argv[])
 
 	if (q_config_load(&cfg, g.spool) == -1)
 		q_exitq(EX_CONFIG);
-	if (q_topic_open(&t, &cfg, topic, g.unsubscribe || g.listing ||
-	    ap->o.peek ? Q_OPEN_EXISTING : Q_OPEN_CREATE) == -1)
+	if (q_topic_open(&t, &cfg, topic, g.unsubscribe || g.listing ?
+	    Q_OPEN_EXISTING : q_consume_await(ap, &cfg, topic)) == -1)
 		q_exitq(q_open_status());
 	if (g.listing)
 		return list(&t);
@@ -204,6 +209,12 @@ main(int argc, char *argv[])
 			q_exitq(q_open_status());
 	} else if (q_subscribe(&t, &g.so, &s) == -1) {
 		q_exitq(q_open_status() ? q_open_status() : EX_IOERR);
+	}
+	if (q_consume_create_only(ap)) {
+		if (q_sub_close(&s) == -1)
+			q_exitq(EX_IOERR);
+		q_topic_close(&t);
+		return 0;
 	}
 	q_consume_apply(ap, &s.q);
 	static struct q_queue out;

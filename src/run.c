@@ -336,6 +336,7 @@ q_run_start(const struct q_runopt *o, struct q_child *c)
 		close(errp[1]);
 		return q_fail("cannot make a pipe");
 	}
+	c->quiet = o->quiet;
 	c->pid = fork();
 	if (c->pid == -1) {
 		int saved = errno;
@@ -377,7 +378,8 @@ q_run_pump(struct q_child *c)
 			c->errfd = -1;
 			break;
 		}
-		(void)!write(2, buf, (size_t)n);
+		if (!c->quiet)
+			(void)!write(2, buf, (size_t)n);
 		for (ssize_t i = 0; i < n; i++) {
 			c->tail[c->tail_pos] = buf[i];
 			c->tail_pos = (c->tail_pos + 1) % sizeof c->tail;

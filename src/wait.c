@@ -8,7 +8,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef HAVE_SYS_INOTIFY_H
 #include <sys/inotify.h>
@@ -112,4 +115,56 @@ q_wait_close(struct q_waiter *w)
 	if (w->ifd != -1)
 		close(w->ifd);
 	w->ifd = -1;
+}
+
+/*
+ * A waiting consumer on a queue or topic that does not exist yet: sleep
+ * until OPERAND's directory exists or UNTIL (0: never) passes; opening
+ * it then says what it is.  0 when it exists, 1 at UNTIL.  inotify on
+ * the directory that will hold it is a hint; where that is missing
+ * (no spool root yet, no inotify) the wait polls.
+ */
+int
+q_await_operand(const struct q_config *c, const char *operand, q_time until)
+{
+	char dir[PATH_MAX], path[2 * PATH_MAX];
+	struct stat st;
+	int ifd = -1;
+
+	if (operand[0] == '/' || strncmp(operand, "./", 2) == 0) {
+		strlcpy(path, operand, sizeof path);
+		strlcpy(dir, operand, sizeof dir);
+		char *slash = strrchr(dir, '/');
+		slash[slash == dir ? 1 : 0] = '\0';
+	} else {
+		strlcpy(dir, c->spool, sizeof dir);
+		snprintf(path, sizeof path, "%s/%s", c->spool, operand);
+	}
+	while (stat(path, &st) == -1) {
+		q_time now = q_now(), step = Q_POLL_INTERVAL;
+		if (until && now >= until) {
+			if (ifd != -1)
+				close(ifd);
+			return 1;
+		}
+#ifdef HAVE_SYS_INOTIFY_H
+		if (ifd == -1 && (ifd = inotify_init1(IN_CLOEXEC |
+		    IN_NONBLOCK)) != -1 && inotify_add_watch(ifd, dir,
+		    IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) == -1) {
+			close(ifd);     /* no such directory yet: poll */
+			ifd = -1;
+		}
+#endif
+		if (until && until - now < step)
+			step = until - now;
+		struct pollfd p = { ifd, POLLIN, 0 };
+		if (poll(&p, ifd == -1 ? 0 : 1, (int)(step / Q_MS) + 1) > 0) {
+			char buf[4096];
+			while (read(ifd, buf, sizeof buf) > 0)
+				;
+		}
+	}
+	if (ifd != -1)
+		close(ifd);
+	return 0;
 }

@@ -19,8 +19,11 @@ load helper
 	assert_equal "$stderr" ''
 }
 
-@test "qpop: a queue that does not exist yet is created, and is empty (1)" {
+@test "qpop: a queue that does not exist is not created (69); with --create it is, and is empty" {
 	run qpop q
+	assert_failure 69
+	assert_file_not_exists "$QSPOOL/q/format"
+	run qpop --create --drain q
 	assert_failure 1
 	assert_file_exists "$QSPOOL/q/format"
 }
@@ -202,7 +205,7 @@ c'
 
 @test "qpop -w: waits on an empty queue and wakes when a message is pushed" {
 	spawn qpop -w -l q >"$T/out" 2>"$T/err"
-	wait_for test -f "$QSPOOL/q/format"
+	wait_for sleeping "$BG_PID"
 	wait_for sleeping "$BG_PID"
 	alive "$BG_PID" || fail "qpop -w exited on an empty queue"
 	qpush q hello
@@ -214,7 +217,7 @@ c'
 
 @test "qpop -w -n 2: keeps waiting until two messages were handled" {
 	spawn qpop -w -n 2 -l q >"$T/out" 2>"$T/err"
-	wait_for test -f "$QSPOOL/q/format"
+	wait_for sleeping "$BG_PID"
 	qpush q one
 	wait_for has_lines "$T/out" 1
 	wait_for sleeping "$BG_PID"
@@ -250,7 +253,7 @@ c'
 
 @test "qpop --wait=DUR: returns as soon as a message arrives" {
 	spawn qpop --wait=20s -l q >"$T/out" 2>"$T/err"
-	wait_for test -f "$QSPOOL/q/format"
+	wait_for sleeping "$BG_PID"
 	wait_for sleeping "$BG_PID"
 	qpush q hello
 	bg_wait "$BG_PID" 5
@@ -260,7 +263,7 @@ c'
 
 @test "qpop -f: prints messages as they come, until SIGTERM (exit 0)" {
 	spawn qpop -f -l q >"$T/out" 2>"$T/err"
-	wait_for test -f "$QSPOOL/q/format"
+	wait_for sleeping "$BG_PID"
 	qpush q one
 	wait_for has_lines "$T/out" 1
 	qpush q two three

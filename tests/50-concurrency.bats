@@ -168,7 +168,7 @@ consumers() {
 
 @test "concurrency: qpush never fails while a waiting consumer removes emptied buckets" {
 	spawn qpop -f -l q >"$T/out" 2>"$T/err"
-	wait_for test -f "$QSPOOL/q/format"
+	wait_for sleeping "$BG_PID"
 	# (not $i: bats 1.8's run --separate-stderr clobbers a variable i)
 	local n
 	for n in $(seq 1 50); do

@@ -262,7 +262,7 @@ deliver_again() {
 
 @test "kill -9 of qpop in print mode while waiting loses nothing" {
 	spawn qpop -w q >"$T/out" 2>"$T/err"
-	wait_for test -f "$QSPOOL/q/format"
+	wait_for sleeping "$BG_PID"
 	wait_for sleeping "$BG_PID"
 	kill -9 "$BG_PID"
 	bg_wait "$BG_PID"

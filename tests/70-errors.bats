@@ -275,7 +275,7 @@ bad_header() {
 
 @test "cannot create: qpop with a spool root under a file exits 73" {
 	: >"$T/file"
-	run --separate-stderr qpop -d "$T/file/spool" q
+	run --separate-stderr qpop --create -d "$T/file/spool" q
 	assert_failure 73
 	assert_one_error_line qpop
 }

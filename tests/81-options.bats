@@ -28,7 +28,7 @@ load helper
 }
 
 @test "qpub -p: each subscription gets the priority" {
-	qsub -s a t || true
+	qsub -s a --create t
 	qpub -p 9 t low
 	qpub -p 1 t high
 	run qsub -s a --drain -l t

@@ -114,7 +114,7 @@ load helper
 }
 
 @test "keys through a topic: each subscription keeps the order" {
-	qsub -s a t || true
+	qsub -s a --create t
 	qpub -k k -p 9 t one
 	qpub -k k -p 0 t two
 	run qsub -s a --drain -l t
@@ -131,7 +131,7 @@ load helper
 
 @test "a keyed publish cut short after its commit keeps its place in the key" {
 	need_fault_points
-	qsub -s a t || true
+	qsub -s a --create t
 	printf 'grace = 0\n' >"$QSPOOL/t/q.conf"
 	# a publisher already running (its recovery has run) sends m2 later
 	mkfifo "$T/in"
@@ -153,7 +153,7 @@ load helper
 }
 
 @test "drop-oldest in a topic does not leave its key blocked" {
-	qsub -s a t || true
+	qsub -s a --create t
 	printf 'max_depth = 2\non_full = drop-oldest\n' >"$QSPOOL/t/q.conf"
 	qpub -k K t k1
 	qpub -k K t k2

@@ -42,7 +42,7 @@ load helper
 }
 
 @test "--dedup through a topic: each subscription gets it once" {
-	qsub -s a t || true
+	qsub -s a --create t
 	qpub --dedup e1 t event
 	qpub --dedup e1 t event 2>/dev/null
 	run qsub -s a --drain -l t
@@ -243,7 +243,7 @@ load helper
 }
 
 @test "qpub --delay: each subscription holds the message until it is due" {
-	qsub -s a t || true
+	qsub -s a --create t
 	qpub --delay 1h t later
 	assert_equal "$(count_later t/subs/a)" 1
 	run qsub -s a t

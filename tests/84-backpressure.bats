@@ -84,8 +84,8 @@ counter() {
 }
 
 @test "a topic's limit applies to its fullest subscription" {
-	qsub -s fast t || true
-	qsub -s slow t || true
+	qsub -s fast --create t
+	qsub -s slow --create t
 	printf 'max_depth = 2\n' >"$QSPOOL/t/q.conf"
 	qpub t 1 2
 	qsub -s fast --drain t >/dev/null
@@ -168,6 +168,6 @@ counter() {
 	: >"$QSPOOL/q/q.conf"
 	run --separate-stderr qpop --max-time=soon q
 	assert_failure 64
-	run --separate-stderr qpush --block=forever q x
+	run --separate-stderr qpush --block=soon q x
 	assert_failure 64
 }

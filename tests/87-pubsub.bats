@@ -29,7 +29,7 @@ log_ids() {
 		echo "${f%%.*}"
 	done | sort
 }
-mksub() { run qsub -s "$1" t && [[ -d $QSPOOL/t/subs/$1 ]]; }
+mksub() { run qsub -s "$1" --create t && [[ -d $QSPOOL/t/subs/$1 ]]; }
 
 # --- layout and errors ---------------------------------------------------------
 
@@ -203,7 +203,7 @@ has_ephemeral() { (($(ephemeral_count) == $1)); }
 }
 
 @test "ephemeral: one left by kill -9 is reaped by the next tool; a live one is not" {
-	spawn qsub -f t
+	spawn qsub --create -f t
 	local dead=$BG_PID
 	wait_for has_ephemeral 1
 	spawn qsub -f -l t >"$T/live"
@@ -319,7 +319,7 @@ has_ephemeral() { (($(ephemeral_count) == $1)); }
 
 @test "many subscriptions and a low fd limit: every one gets it, or qpub fails" {
 	local n
-	for n in $(seq 1 120); do qsub -s "s$n" t >/dev/null 2>&1 || true; done
+	for n in $(seq 1 120); do qsub -s "s$n" --create t; done
 	run bash -c 'ulimit -S -n 128; qpub -i t m'
 	assert_success
 	for n in 1 60 120; do

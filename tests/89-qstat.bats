@@ -91,8 +91,8 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 }
 
 @test "topics: retained, bytes, durable and ephemeral; subscriptions as rows" {
-	qsub -s email t || true
-	spawn qsub -f t
+	qsub -s email --create t
+	spawn qsub --create -f t
 	wait_for sh -c "ls '$QSPOOL/t/subs' | grep -q '^_'"
 	qpub t one two
 	run qstat --json
@@ -197,7 +197,7 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 
 @test "--check on a topic: a publish cut short, a dead ephemeral subscription" {
 	need_fault_points
-	qsub -s a t || true
+	qsub -s a --create t
 	printf 'grace = 0\n' >"$QSPOOL/t/q.conf"
 	run env QSPOOL_CRASH_AT=after-publish-commit qpub t x
 	assert_failure 137
@@ -264,7 +264,7 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 }
 
 @test "qsub --json names the topic and the subscription" {
-	qsub -s a t || true
+	qsub -s a --create t
 	qpub t x
 	run qsub -s a --json t
 	assert_success
@@ -283,7 +283,7 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 }
 
 @test "qstat --reap reports the dead ephemeral subscription it removed" {
-	spawn qsub -f t
+	spawn qsub --create -f t
 	local pid=$BG_PID
 	wait_for sh -c "ls '$QSPOOL/t/subs' 2>/dev/null | grep -q '^_'"
 	kill -9 "$pid"

@@ -275,11 +275,11 @@ body_of() {
 	sed '1,/^$/d' "$1"
 }
 
-# Create an empty queue: qpop creates a queue on first use (and exits 1).
+# Create an empty queue: qpop --create alone only creates.
 mkqueue() {
-	qpop "$1" >/dev/null 2>&1 || true
+	qpop --create "$1" >/dev/null 2>&1 || true
 	if [[ ! -f $(qdir "$1")/format ]]; then
-		fail "qpop $1 did not create the queue"
+		fail "qpop --create $1 did not create the queue"
 		return 1
 	fi
 }
