@@ -444,22 +444,22 @@ _qspool()
 	# or the rest of theirs); longargs: the long options whose argument
 	# may be the next word.
 	local opts argopts longargs
-	local consume='-n --drain -f -w --wait= --lease= --timeout= -j -l -0 --json --no-ack --peek --lock --max-time= --idempotent --forward='
+	local consume='-n --drain -f -w --wait= --create -q --quiet --lease= --timeout= -j -l -0 --json --no-ack --peek --lock --max-time= --idempotent --forward='
 	case $tool in
 	qpush | qpub)
-		opts='-d -l -0 -i -H -p -k --delay= --at= --ttl= --dedup= --block --block= -h -V'
+		opts='-d -l -0 -i -H -p -k --delay= --at= --ttl= --dedup= --block= -h -V'
 		argopts='-d -H -p -k'
-		longargs='--delay --at --ttl --dedup'
+		longargs='--delay --at --ttl --dedup --block'
 		;;
 	qsub)
 		opts="-d -s --from-beginning --since --reset $consume --unsubscribe --list -h -V"
 		argopts='-d -s -n -j'
-		longargs='--since --lease --timeout --jobs --max-time --forward'
+		longargs='--since --wait --lease --timeout --jobs --max-time --forward'
 		;;
 	*)
 		opts="-d $consume -h -V"
 		argopts='-d -n -j'
-		longargs='--lease --timeout --jobs --max-time --forward'
+		longargs='--wait --lease --timeout --jobs --max-time --forward'
 		;;
 	esac
 
