@@ -2,7 +2,7 @@
  * qpop - take messages off a work queue: print them, or run a command
  * per message and ack, retry or dead-letter by its exit status.
  *
- *	qpop [-d spool] [-n count | --drain | -f] [-w | --wait=duration]
+ *	qpop [-d spool] [-n count | --drain | -f] [-w | --wait duration]
  *	     [--lease=duration] [--timeout=duration] [-j jobs] [-l | -0]
  *	     [--no-ack] [--peek] queue [-- command [arg ...]]
  */
@@ -15,7 +15,8 @@
 #include "consumeopt.h"
 
 #define USAGE "usage: qpop [-d spool] [-n count | --drain | -f] " \
-	"[-w | --wait=duration]\n" \
+	"[-w | --wait duration]\n" \
+	"            [--create] [-q]\n" \
 	"            [--lease=duration] [--timeout=duration] [-j jobs] " \
 	"[-l | -0]\n" \
 	"            [--no-ack] [--peek] [--lock] [--max-time=duration]\n" \

@@ -3,7 +3,7 @@
  *
  *	qpub [-d spool] [-l | -0] [-i] [-H 'Name: value']... [-p prio]
  *	     [-k key] [--delay=duration | --at=time] [--ttl=duration]
- *	     [--dedup=id] [--block[=duration]] topic [message ...]
+ *	     [--dedup=id] [--block duration] topic [message ...]
  *
  * Input as for qpush(1).  Each message is written once, in the topic's
  * tmp/, and hard-linked into every subscription and into log/.
@@ -18,7 +18,7 @@
 	"[-p prio]\n" \
 	"            [-k key] [--delay=duration | --at=time] " \
 	"[--ttl=duration]\n" \
-	"            [--dedup=id] [--block[=duration]] topic [message ...]\n"
+	"            [--dedup=id] [--block duration] topic [message ...]\n"
 
 int
 main(int argc, char *argv[])

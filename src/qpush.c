@@ -3,7 +3,7 @@
  *
  *	qpush [-d spool] [-l | -0] [-i] [-H 'Name: value']... [-p prio]
  *	      [-k key] [--delay=duration | --at=time] [--ttl=duration]
- *	      [--dedup=id] [--block[=duration]] queue [message ...]
+ *	      [--dedup=id] [--block duration] queue [message ...]
  *
  * Each message argument is one message; with none, standard input is
  * one message, or with -l one per line, with -0 one per NUL-terminated
@@ -19,7 +19,7 @@
 	"[-p prio]\n" \
 	"             [-k key] [--delay=duration | --at=time] " \
 	"[--ttl=duration]\n" \
-	"             [--dedup=id] [--block[=duration]] queue [message ...]\n"
+	"             [--dedup=id] [--block duration] queue [message ...]\n"
 
 int
 main(int argc, char *argv[])

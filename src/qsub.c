@@ -20,7 +20,8 @@
 
 #define USAGE "usage: qsub [-d spool] [-s name] [--from-beginning | " \
 	"--since time] [--reset]\n" \
-	"            [-n count | --drain | -f] [-w | --wait=duration]\n" \
+	"            [-n count | --drain | -f] [-w | --wait duration]\n" \
+	"            [--create] [-q]\n" \
 	"            [--lease=duration] [--timeout=duration] [-j jobs] " \
 	"[-l | -0]\n" \
 	"            [--no-ack] [--peek] [--lock] [--max-time=duration]\n" \
