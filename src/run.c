@@ -10,8 +10,10 @@
  * qpop can be stopped (SIGSTOP, a starved machine) while the guard and
  * the handler go on; then nobody renews the lease.  So the guard also
  * keeps the lease deadline qpop last set (struct q_watch, shared
- * memory) and ends the group before that deadline passes: SIGTERM a
- * quarter of a lease before it, SIGKILL a tenth before it.  A consumer
+ * memory) and ends the group before that deadline passes: SIGTERM an
+ * eighth of a lease before it, SIGKILL a twentieth before it (heartbeats
+ * come every third of a lease, so only a qpop late by over half a lease
+ * meets them).  A consumer
  * reaps a lease only once its deadline has passed, so a second copy of
  * the delivery can start only after the first has been killed.
  */
@@ -179,7 +181,7 @@ enforce_deadline(struct q_watch *w, bool *termed)
 
 	if (!w || !(dl = atomic_load(&w->deadline)))
 		return 0;
-	q_time term_at = dl - w->lease / 4, kill_at = dl - w->lease / 10;
+	q_time term_at = dl - w->lease / 8, kill_at = dl - w->lease / 20;
 	if (now >= kill_at) {
 		atomic_store(&w->fired, 1);
 		kill(0, SIGKILL);       /* the guard too: the delivery is over */

@@ -166,5 +166,10 @@ q_await_operand(const struct q_config *c, const char *operand, q_time until)
 	}
 	if (ifd != -1)
 		close(ifd);
+	/* a new queue gets its format file just after its rename into
+	 * place: give it a moment before opening calls it "not a queue" */
+	for (int i = 0; i < 100 && q_operand_kind(c, operand) == Q_KIND_NONE;
+	    i++)
+		poll(NULL, 0, 10);
 	return 0;
 }

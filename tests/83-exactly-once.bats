@@ -157,7 +157,8 @@ load helper
 
 @test "--forward chaos: kill -9 at random, every input forwarded exactly once" {
 	mkqueue in
-	printf 'lease = 1s\nfsync = never\n' >"$QSPOOL/in/q.conf"
+	# every kill costs the messages in flight an attempt: never bury here
+	printf 'lease = 1s\nfsync = never\nmax_attempts = 1000\n' >"$QSPOOL/in/q.conf"
 	seq 1 150 | qpush -l in
 	local rounds=0 pid
 	while (($(count_new in) + $(count_cur in) + $(count_later in) > 0)) && ((rounds < 200)); do
