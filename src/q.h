@@ -664,8 +664,9 @@ int q_dlq_find(const struct q_dead *all, size_t n, const char *id,
 int q_dlq_open_diag(struct q_queue *q, const char *id);
 int q_dlq_diag_field(struct q_queue *q, const char *id, const char *key,
     char *out, size_t len);
+/* ttl: the replayed message's time to live; 0: TO's ttl key */
 int q_dlq_replay(struct q_queue *q, const struct q_dead *d,
-    struct q_queue *to, bool reset_attempts);
+    struct q_queue *to, bool reset_attempts, q_time ttl);
 int q_dlq_purge(struct q_queue *q, const struct q_dead *d);
 
 /* Sorted directory listing (names only, no dot files). */
