@@ -19,8 +19,10 @@
 # topics, and qpush -p and qpub -p the priorities 0 to 9.
 #
 # For qdlq: the options before the command, the command word, then the
-# queue (with -s, a topic), the command's own options, and for show,
-# replay and purge the ids of the queue's dead letters.
+# queue (with -s, a topic), the command's own options (--reason the
+# reasons of q-spool(5), a comma-separated list), and for show, replay
+# and purge the ids of the queue's dead letters (not once --all or a
+# filter chooses them).
 #
 # For qstat: its options, then any number of queues and topics (with -s,
 # one topic, and -s the durable subscriptions of that topic).
@@ -143,6 +145,16 @@ _qspool_dlq_ids()
 	done
 }
 
+# _qspool_dlq_reasons WORD PREFIX: complete the last reason of the
+# comma-separated list WORD, each reply starting with PREFIX.
+_qspool_dlq_reasons()
+{
+	local done=''
+	[[ $1 == *,* ]] && done=${1%,*},
+	compopt -o nospace 2>/dev/null
+	mapfile -t COMPREPLY < <(compgen -P "$2$done" -W 'max-attempts poison corrupt expired' -- "${1##*,}")
+}
+
 # qdlq [-d DIR] [-s SUB] COMMAND QUEUE [ARG...]: called by _qspool with
 # its words, cword, cur and curpart.
 _qspool_qdlq()
@@ -172,12 +184,12 @@ _qspool_qdlq()
 		fi
 		# After it: the command's long options, the queue, the ids.
 		case $w in
-		--to | --max) want=$w ;;
-		--older-than)
+		--to | --max | --ttl) want=$w ;;
+		--older-than | --reason)
 			want=$w
 			all=1
 			;;
-		--all | --older-than=*) all=1 ;;
+		--all | --older-than=* | --reason=* | --failed) all=1 ;;
 		-*) ;;
 		*)
 			if [[ -z $queue ]]; then
@@ -207,7 +219,11 @@ _qspool_qdlq()
 		mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$root" plain)" -- "$cur")
 		return
 		;;
-	--older-than | --max)
+	--older-than | --max | --ttl)
+		return
+		;;
+	--reason)
+		_qspool_dlq_reasons "$cur" ''
 		return
 		;;
 	esac
@@ -222,11 +238,13 @@ _qspool_qdlq()
 
 	local opts=''
 	case $cmd in
-	ls) opts='--json' ;;
-	replay) opts='--all --to= --reset-attempts' ;;
-	purge) opts='--all --older-than=' ;;
-	count) opts='--max=' ;;
+	ls) opts='--json --reason= --failed' ;;
+	show) opts='--json --body' ;;
+	replay) opts='--all --reason= --failed --to= --reset-attempts --ttl=' ;;
+	purge) opts='--all --older-than= --reason= --failed' ;;
+	count) opts='--max= --reason= --failed' ;;
 	esac
+	opts+=' --help'
 
 	case $cur in
 	--to=*)
@@ -236,6 +254,15 @@ _qspool_qdlq()
 			mapfile -t COMPREPLY < <(compgen -P --to= -W "$(_qspool_queues "$root" plain)" -- "${cur#--to=}")
 		else
 			mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$root" plain)" -- "$curpart")
+		fi
+		return
+		;;
+	--reason=*)
+		[[ $opts == *--reason=* ]] || return
+		if [[ $curpart == --reason=* ]]; then
+			_qspool_dlq_reasons "${cur#--reason=}" --reason=
+		else
+			_qspool_dlq_reasons "$curpart" ''
 		fi
 		return
 		;;

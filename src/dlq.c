@@ -239,11 +239,13 @@ fail:;
 /*
  * Back to new/ of TO (Q itself, or another queue), keeping the id and
  * the content, at the tail of TO.  Within a filesystem the rename is
- * the commit.
+ * the commit.  The old expiry goes (an expired message replayed would
+ * only die again): the new one is now plus TTL, else plus TO's ttl key,
+ * as for a push, else none.
  */
 int
 q_dlq_replay(struct q_queue *q, const struct q_dead *d, struct q_queue *to,
-    bool reset_attempts)
+    bool reset_attempts, q_time ttl)
 {
 	struct q_name n = d->n;
 	ino_t diag = diag_ino(q, d->n.id);
@@ -255,6 +257,9 @@ q_dlq_replay(struct q_queue *q, const struct q_dead *d, struct q_queue *to,
 	fstatat(q->dlqfd, d->name, &st, AT_SYMLINK_NOFOLLOW);
 	n.seq = q_next_seq(to);
 	n.ready = q_now();
+	if (!ttl)
+		ttl = to->cfg.ttl;
+	n.expires = ttl ? n.ready + ttl : 0;
 	n.reason[0] = '\0';
 	n.died = 0;
 	if (reset_attempts) {

@@ -226,3 +226,56 @@ out:
 	free(body);
 	return r;
 }
+
+/*
+ * The length of the longest prefix of P[0..N) that does not end inside
+ * a UTF-8 sequence: where to cut a preview so that text stays text.
+ */
+size_t
+q_utf8_cut(const unsigned char *p, size_t n)
+{
+	size_t i = n, k = 0;
+
+	/* back over at most three continuation bytes to a lead byte */
+	while (i > 0 && k < 3 && (p[i - 1] & 0xc0) == 0x80) {
+		i--;
+		k++;
+	}
+	if (i == 0 || p[i - 1] < 0xc0)
+		return n;       /* ASCII, or not UTF-8 anyway: no cut */
+	size_t want = p[i - 1] >= 0xf0 ? 3 : p[i - 1] >= 0xe0 ? 2 : 1;
+	return k < want ? i - 1 : n;
+}
+
+/* A headers object, {"Name":"value",...}, names and values as strings. */
+int
+q_json_headers(struct q_buf *b, const struct q_headers *hs)
+{
+	if (q_buf_add(b, "{", 1) == -1)
+		return -1;
+	for (int i = 0; i < hs->n; i++) {
+		const struct q_header *h = &hs->h[i];
+		if ((i && q_buf_add(b, ",", 1) == -1) ||
+		    q_json_string(b, h->name, strlen(h->name)) == -1 ||
+		    q_buf_add(b, ":", 1) == -1 ||
+		    q_json_string(b, h->value, strlen(h->value)) == -1)
+			return -1;
+	}
+	return q_buf_add(b, "}", 1);
+}
+
+/*
+ * Bytes as qpop --json writes a body: "KEY":STRING,"KEY_encoding":E,
+ * the string the bytes themselves when they are valid UTF-8 (E "utf-8"),
+ * else their base64 (E "base64").
+ */
+int
+q_json_bytes(struct q_buf *b, const char *key, const void *p, size_t n)
+{
+	bool text = q_utf8_valid(p, n);
+
+	return q_buf_printf(b, "\"%s\":", key) == -1 ||
+	    (text ? q_json_string(b, p, n) : q_json_base64(b, p, n)) == -1 ||
+	    q_buf_printf(b, ",\"%s_encoding\":\"%s\"", key,
+	    text ? "utf-8" : "base64") == -1 ? -1 : 0;
+}

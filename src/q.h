@@ -533,6 +533,9 @@ void q_buf_free(struct q_buf *b);
 bool q_utf8_valid(const unsigned char *p, size_t n);
 int q_json_string(struct q_buf *b, const char *p, size_t n);
 int q_json_base64(struct q_buf *b, const unsigned char *p, size_t n);
+size_t q_utf8_cut(const unsigned char *p, size_t n);
+int q_json_headers(struct q_buf *b, const struct q_headers *hs);
+int q_json_bytes(struct q_buf *b, const char *key, const void *p, size_t n);
 struct q_lease;
 int q_json_message(struct q_buf *b, const char *queue, const char *sub,
     const struct q_lease *l);
@@ -686,8 +689,9 @@ int q_dlq_find(const struct q_dead *all, size_t n, const char *id,
 int q_dlq_open_diag(struct q_queue *q, const char *id);
 int q_dlq_diag_field(struct q_queue *q, const char *id, const char *key,
     char *out, size_t len);
+/* ttl: the replayed message's time to live; 0: TO's ttl key */
 int q_dlq_replay(struct q_queue *q, const struct q_dead *d,
-    struct q_queue *to, bool reset_attempts);
+    struct q_queue *to, bool reset_attempts, q_time ttl);
 int q_dlq_purge(struct q_queue *q, const struct q_dead *d);
 
 /* Sorted directory listing (names only, no dot files). */

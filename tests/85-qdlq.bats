@@ -341,3 +341,222 @@ bury() {
 	kill "$holder"
 	wait "$holder" || true
 }
+
+# push each argument to Q with a time to live that has already passed
+# (the expiry in its name moved back a minute), and let a consumer
+# dead-letter them as expired.
+bury_expired() {
+	local q=$1 f past
+	shift
+	qpush --ttl 1h "$q" "$@"
+	past=$(printf '%013x' $((($(date +%s) - 60) * 1000000)))
+	while IFS= read -r f; do
+		mv "$f" "$(sed "s/\\.e[0-9a-f]*\$/.e$past/" <<<"$f")"
+	done < <(find "$(qdir "$q")/new" -type f -name '*.e*')
+	qpop --drain "$q" >/dev/null 2>&1 || true
+}
+
+@test "qdlq replay: an expired dead letter loses its expiry and is delivered" {
+	bury_expired q stale
+	run qdlq ls q
+	assert_output --partial '  expired  '
+	run --separate-stderr qdlq replay q --all
+	assert_success
+	local f
+	f=$(only_file q new)
+	! name_field "$f" e >/dev/null || fail "the expiry was kept: $f"
+	run --separate-stderr qpop q
+	assert_success
+	assert_output stale
+	assert_equal "$(count_dlq q)" 0
+}
+
+@test "qdlq replay --ttl: a fresh expiry from the time of the replay" {
+	bury_expired q stale
+	run --separate-stderr qdlq replay q --all --ttl 1h
+	assert_success
+	local f
+	f=$(only_file q new)
+	assert_equal $(($(name_time "$f" e) - $(name_time "$f" r))) 3600
+	run qpop q
+	assert_output stale
+}
+
+@test "qdlq replay: the target queue's ttl key gives the expiry, as for a push" {
+	bury_expired q stale
+	qconf other 'ttl = 2h'
+	run --separate-stderr qdlq replay q --all --to other
+	assert_success
+	local f
+	f=$(only_file other new)
+	assert_equal $(($(name_time "$f" e) - $(name_time "$f" r))) 7200
+	run --separate-stderr qdlq replay q --all --ttl 0
+	assert_failure 64
+	assert_equal "$stderr" "qdlq: bad time to live '0': must be at least 1s"
+	run --separate-stderr qdlq purge q --all --ttl 1h
+	assert_failure 64
+	assert_equal "$stderr" "qdlq: --ttl does not go with purge"
+}
+
+@test "qdlq show --body: the body alone, byte for byte, whatever it holds" {
+	qconf q 'max_attempts = 1'
+	printf 'a\n--\n\377b' | qpush q
+	qpop q -- sh -c 'echo -- >&2; exit 3' 2>/dev/null || true
+	local id
+	id=$(basename "$(only_file q dlq)" | cut -d. -f2)
+	qdlq show q "$id" --body >"$BATS_TEST_TMPDIR/out"
+	printf 'a\n--\n\377b' | cmp - "$BATS_TEST_TMPDIR/out"
+	run --separate-stderr qdlq show q "$id" --body --json
+	assert_failure 64
+	assert_equal "$stderr" "qdlq: show: --json and --body do not go together"
+}
+
+@test "qdlq show --body of a corrupt dead letter: no body, exit 65" {
+	mkqueue q
+	mkdir -p "$QSPOOL/q/new/5-000000000000"
+	printf 'not a message' >"$QSPOOL/q/new/5-000000000000/stray"
+	qpop q 2>/dev/null || true
+	local id
+	id=$(basename "$(only_file q dlq)" | cut -d. -f2)
+	run --separate-stderr qdlq show q "$id" --body
+	assert_failure 65
+	assert_output ""
+	assert_regex "$stderr" "^qdlq: q: $id: a corrupt dead letter has no body: "
+}
+
+@test "qdlq show --json: one object, diagnostics as fields, body as text or base64" {
+	qconf q 'max_attempts = 1'
+	qpush -H 'X-Tag: ünï' q 'héllo'
+	printf '\377\376' | qpush q
+	qpop --drain q -- sh -c 'printf -- "--\nboom é\n" >&2; exit 3' 2>/dev/null || true
+	local ids
+	mapfile -t ids < <(qdlq ls q | cut -c1-24)
+	run --separate-stderr qdlq show --json q "${ids[0]}"
+	assert_success
+	assert_equal "${#lines[@]}" 1
+	run jq -r '[.id == "'"${ids[0]}"'", .queue, .subscription, .reason, .attempts,
+		.headers.Id == .id, .headers["X-Tag"], .diagnostics.Status,
+		.diagnostics.Attempts, .stderr, .stderr_encoding, .body,
+		.body_encoding, .size] | map(tostring) | join("|")' <<<"$output"
+	assert_output "true|q|null|max-attempts|1|true|ünï|exit 3|1|--
+boom é
+|utf-8|héllo|utf-8|6"
+	run --separate-stderr qdlq show --json q "${ids[1]}"
+	assert_success
+	run jq -r '[.body, .body_encoding] | join(" ")' <<<"$output"
+	assert_output "//4= base64"
+}
+
+@test "qdlq ls --json: headers, and UTF-8 bodies as UTF-8, cut between characters" {
+	qconf q 'max_attempts = 1'
+	qpush -H 'X-A: 1' q 'héllo "wörld"'
+	qpush q "$(printf 'a%.0s' {1..39})éz"
+	printf '\377\376' | qpush q
+	qpop --drain q -- false 2>/dev/null || true
+	run --separate-stderr qdlq ls --json q
+	assert_success
+	[[ ${lines[0]} == *'"body":"héllo \"wörld\"","body_encoding":"utf-8","truncated":false}' ]] ||
+		fail "not raw UTF-8: ${lines[0]}"
+	run jq -r '[.headers["X-A"] // "-", .body, .body_encoding, .truncated] | map(tostring) | join(" ")' <<<"$output"
+	assert_line --index 0 '1 héllo "wörld" utf-8 false'
+	assert_line --index 1 "- $(printf 'a%.0s' {1..39}) utf-8 true"
+	assert_line --index 2 '- //4= base64 false'
+}
+
+@test "qdlq --reason, --failed: expired dead letters told from failed ones" {
+	bury q failed
+	bury_expired q stale
+	run qdlq ls q --reason expired
+	assert_success
+	assert_equal "${#lines[@]}" 1
+	assert_output --partial '  expired  1  '
+	run qdlq ls q --failed
+	assert_equal "${#lines[@]}" 1
+	assert_output --partial '  max-attempts  '
+	run qdlq count q --reason=max-attempts,expired
+	assert_output 2
+	run qdlq count q --max 0 --failed
+	assert_failure 1
+	assert_output 1
+	run qdlq purge q --failed
+	assert_success
+	run qdlq count q --max 0 --failed
+	assert_success
+	assert_output 0
+	run qdlq count q --max 0
+	assert_failure 1
+	assert_output 1
+}
+
+@test "qdlq replay --reason: only the dead letters that died of it" {
+	bury q failed
+	bury_expired q stale
+	run --separate-stderr qdlq replay q --reason=expired
+	assert_success
+	assert_equal "$(count_dlq q)" 1
+	run qpop q
+	assert_output stale
+	run qdlq ls q
+	assert_output --partial '  max-attempts  '
+}
+
+@test "qdlq --reason: bad reasons, --failed with --reason, ids with a filter (64)" {
+	bury q x
+	local id
+	id=$(basename "$(only_file q dlq)" | cut -d. -f2)
+	run --separate-stderr qdlq count q --reason expire
+	assert_failure 64
+	assert_equal "$stderr" "qdlq: bad reason 'expire': max-attempts, poison, corrupt or expired"
+	run --separate-stderr qdlq ls q --reason poison --failed
+	assert_failure 64
+	assert_equal "$stderr" "qdlq: ls: --reason and --failed do not go together"
+	run --separate-stderr qdlq replay q "$id" --reason poison
+	assert_failure 64
+	assert_equal "$stderr" "qdlq: replay: give ids or --reason, not both"
+	run --separate-stderr qdlq show q "$id" --failed
+	assert_failure 64
+	assert_equal "$stderr" "qdlq: --failed does not go with show"
+	assert_equal "$(count_dlq q)" 1
+}
+
+@test "qdlq purge --all --older-than: all that are older; ids with --all named as the problem" {
+	bury q old
+	local f z id
+	f=$(only_file q dlq)
+	id=$(basename "$f" | cut -d. -f2)
+	z=$(printf '%013x' $((($(date +%s) - 3600) * 1000000)))
+	mv "$f" "$(sed "s/\\.z[0-9a-f]*\$/.z$z/" <<<"$f")"
+	qpush q young
+	qpop q -- false 2>/dev/null || true
+	run --separate-stderr qdlq purge q --all --older-than 30m
+	assert_success
+	assert_equal "$(count_dlq q)" 1
+	run qdlq ls q
+	assert_output --partial young
+	run --separate-stderr qdlq purge q "${id}" --all
+	assert_failure 64
+	assert_equal "$stderr" "qdlq: purge: give ids or --all, not both"
+	run --separate-stderr qdlq purge q
+	assert_failure 64
+	assert_equal "$stderr" "qdlq: purge: name the dead letters, or give --all, --older-than, --reason or --failed"
+}
+
+@test "qdlq ls TOPIC without -s: names the problem (64)" {
+	qpub events hello
+	run --separate-stderr qdlq ls events
+	assert_failure 64
+	assert_equal "$stderr" "qdlq: events: is a topic: name a subscription with -s"
+	run --separate-stderr qdlq count events --max 0
+	assert_failure 64
+	assert_output ""
+}
+
+@test "qdlq COMMAND --help: the usage on standard output, exit 0" {
+	run --separate-stderr qdlq replay --help
+	assert_success
+	assert_line --index 0 --partial 'usage: qdlq'
+	assert_equal "$stderr" ""
+	run --separate-stderr qdlq ls q --bogus
+	assert_failure 64
+	assert_regex "${stderr_lines[0]}" "^qdlq: (unrecognized|unknown) option '--bogus'$"
+}
