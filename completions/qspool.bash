@@ -23,7 +23,8 @@
 # replay and purge the ids of the queue's dead letters.
 #
 # For qstat: its options, then any number of queues and topics (with -s,
-# one topic, and -s the durable subscriptions of that topic).
+# one topic, and -s the durable subscriptions of that topic, or of every
+# topic while none is on the line).
 
 # _qspool_conf_spool FILE: print the value of the spool key of FILE.
 _qspool_conf_spool()
@@ -308,7 +309,7 @@ _qspool_qstat()
 		--) endopts=1 ;;
 		-d?*) dir=${w#-d} ;;
 		-s?*) sub=1 ;;
-		--max-age | --max-depth | --max-dead) want=$w ;;
+		--max-age | --max-oldest | --max-depth | --max-dead) want=$w ;;
 		--*) ;;
 		-?*)
 			# A cluster such as -hd DIR: the last letter may take the
@@ -352,7 +353,7 @@ _qspool_qstat()
 			fi
 			case $w in
 			--) ;;
-			-d | -s | --max-age | --max-depth | --max-dead) skip=1 ;;
+			-d | -s | --max-age | --max-oldest | --max-depth | --max-dead) skip=1 ;;
 			-*) ;;
 			*)
 				topic=$w
@@ -360,7 +361,11 @@ _qspool_qstat()
 				;;
 			esac
 		done
-		[[ -n $topic ]] || return
+		if [[ -z $topic ]]; then
+			# No topic yet: the durable subscriptions of every topic.
+			mapfile -t COMPREPLY < <(compgen -W "$(_qspool_subs "$root" | grep -v '^_' | sort -u)" -- "$cur")
+			return
+		fi
 		local tdir=$topic
 		case $tdir in
 		/* | ./*) ;;
@@ -382,7 +387,7 @@ _qspool_qstat()
 			return
 			;;
 		-*)
-			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --prom --max-age= --max-depth= --max-dead= --reap --check --repair -h -V' -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair -h -V' -- "$cur")
 			if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
 				compopt -o nospace 2>/dev/null
 			fi

@@ -441,3 +441,38 @@ alloc() { find "$@" -type f -printf '%b\n' | awk '{ n += $1 * 512 } END { print 
 	((disk <= 8192)) || fail "the log takes $disk bytes, more than 8k"
 	assert_equal "$(json_field t/a .ready)" 20        # subscriptions keep theirs
 }
+
+# --- completion --------------------------------------------------------------------
+
+# complete_words N WORD...: what bash completion offers for the command
+# line WORD..., the cursor on word N (0 is the command).
+complete_words() {
+	bash -c '
+		source "$1/completions/qspool.bash"
+		COMP_CWORD=$2
+		shift 2
+		COMP_WORDS=("$@")
+		COMP_LINE="$*"
+		COMP_POINT=${#COMP_LINE}
+		_qspool "$1"
+		printf "%s\n" "${COMPREPLY[@]}" | sort
+	' sh "$QSPOOL_SRCDIR" "$@"
+}
+
+@test "bash completion: qstat -s before the topic offers every topic's subscriptions" {
+	qsub -s email orders || true
+	qsub -s billing orders || true
+	qsub -s email audit || true
+	qsub -s zz other || true
+	run complete_words 2 qstat -s ''
+	assert_success
+	assert_output $'billing\nemail\nzz'
+	run complete_words 2 qstat -s e
+	assert_output email
+	run complete_words 2 qstat -s '' orders
+	assert_output $'billing\nemail'
+	run complete_words 1 qstat --max-o
+	assert_output --max-oldest=
+	run complete_words 4 qstat --max-oldest 1h -s ''
+	assert_output $'billing\nemail\nzz'
+}
