@@ -25,7 +25,8 @@
 # filter chooses them).
 #
 # For qstat: its options, then any number of queues and topics (with -s,
-# one topic, and -s the durable subscriptions of that topic).
+# one topic, and -s the durable subscriptions of that topic, or of every
+# topic while none is on the line).
 
 # _qspool_conf_spool FILE: print the value of the spool key of FILE.
 _qspool_conf_spool()
@@ -335,7 +336,7 @@ _qspool_qstat()
 		--) endopts=1 ;;
 		-d?*) dir=${w#-d} ;;
 		-s?*) sub=1 ;;
-		--max-age | --max-depth | --max-dead) want=$w ;;
+		--max-age | --max-oldest | --max-depth | --max-dead) want=$w ;;
 		--*) ;;
 		-?*)
 			# A cluster such as -hd DIR: the last letter may take the
@@ -379,7 +380,7 @@ _qspool_qstat()
 			fi
 			case $w in
 			--) ;;
-			-d | -s | --max-age | --max-depth | --max-dead) skip=1 ;;
+			-d | -s | --max-age | --max-oldest | --max-depth | --max-dead) skip=1 ;;
 			-*) ;;
 			*)
 				topic=$w
@@ -387,7 +388,11 @@ _qspool_qstat()
 				;;
 			esac
 		done
-		[[ -n $topic ]] || return
+		if [[ -z $topic ]]; then
+			# No topic yet: the durable subscriptions of every topic.
+			mapfile -t COMPREPLY < <(compgen -W "$(_qspool_subs "$root" | grep -v '^_' | sort -u)" -- "$cur")
+			return
+		fi
 		local tdir=$topic
 		case $tdir in
 		/* | ./*) ;;
@@ -409,7 +414,7 @@ _qspool_qstat()
 			return
 			;;
 		-*)
-			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --prom --max-age= --max-depth= --max-dead= --reap --check --repair -h -V' -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair -h -V' -- "$cur")
 			if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
 				compopt -o nospace 2>/dev/null
 			fi

@@ -137,7 +137,7 @@ have=$(states orders/billing)
 	fail "the table says orders/billing has '$have', not '2 0 0 0 0'"
 lease=$(awk '$1 == "jobs" { print $8 }' "$work/table")
 [[ $lease =~ ^[0-9.]+s$ ]] || fail "the lease of the held job is '$lease', not a time left"
-topic=$(awk '$1 == "orders" && NF == 5 { print $2, $4, $5 }' "$work/table")
+topic=$(awk '$1 == "orders" && NF == 6 { print $2, $4, $5 }' "$work/table")
 [[ $topic == '3 1 0' ]] ||
 	fail "the topic table says orders has '$topic' (retained durable ephemeral), not '3 1 0'"
 echo "READY counts new/, INFLIGHT cur/, DELAYED and RETRYING later/ (never"

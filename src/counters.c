@@ -4,6 +4,11 @@
  * atomic adds after the state change they count.  A crash between the
  * two leaves a counter off by one; depth and bytes are corrected by a
  * real count (q_recount) when backpressure needs them exact.
+ *
+ * Allocated bytes (slot Q_C_DISK) follow the bytes in and out with no
+ * stat per message: each size is rounded up to the file system's block
+ * size, looked up once per open queue.  The recount puts the real sum
+ * of st_blocks in its place.
  */
 #include "config.h"
 
@@ -11,15 +16,44 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "q.h"
 
+/*
+ * What a file of SIZE bytes takes: SIZE rounded up to the fundamental
+ * block size of the file system (f_frsize, one fstatvfs per open queue;
+ * 4096 if it says less than 512 or more than 64 KiB, as some network
+ * file systems do).  Not counted: the inode, indirect or extent blocks,
+ * and what inline data or compression save.
+ */
+int64_t
+q_alloc_size(struct q_queue *q, int64_t size)
+{
+	if (!q->blksize) {
+		struct statvfs vfs;
+		q->blksize = 4096;
+		if (fstatvfs(q->dirfd, &vfs) == 0 && vfs.f_frsize >= 512 &&
+		    vfs.f_frsize <= 65536)
+			q->blksize = (int64_t)vfs.f_frsize;
+	}
+	if (size <= 0)
+		return 0;
+	return (size + q->blksize - 1) / q->blksize * q->blksize;
+}
+
 void
 q_count(struct q_queue *q, int slot, int64_t delta)
 {
-	if (q->counters && q->counters_writable && delta)
-		atomic_fetch_add(&q->counters[slot], delta);
+	if (!q->counters || !q->counters_writable || !delta)
+		return;
+	atomic_fetch_add(&q->counters[slot], delta);
+	/* a message's bytes in or out: its allocation with them */
+	if (slot == Q_C_BYTES_IN)
+		atomic_fetch_add(&q->counters[Q_C_DISK], q_alloc_size(q, delta));
+	else if (slot == Q_C_BYTES_OUT)
+		atomic_fetch_add(&q->counters[Q_C_DISK], -q_alloc_size(q, delta));
 }
 
 int64_t
@@ -39,9 +73,18 @@ q_depth(const struct q_queue *q, int64_t *depth, int64_t *bytes)
 	    q_counter(q, Q_C_BYTES_OUT);
 }
 
-/* Files and bytes in DIRFD, and (DEPTH 1) in its subdirectories. */
+int64_t
+q_disk(const struct q_queue *q)
+{
+	int64_t d = q_counter(q, Q_C_DISK);
+
+	return d < 0 ? 0 : d;
+}
+
+/* Files, bytes and allocated bytes in DIRFD, and (DEPTH 1) in its
+ * subdirectories. */
 static void
-walk(int dirfd, int depth, int64_t *n, int64_t *bytes)
+walk(int dirfd, int depth, int64_t *n, int64_t *bytes, int64_t *disk)
 {
 	char **names = NULL;
 	size_t count = 0, cap = 0;
@@ -55,11 +98,12 @@ walk(int dirfd, int depth, int64_t *n, int64_t *bytes)
 		if (S_ISREG(st.st_mode) && depth == 0) {
 			(*n)++;
 			*bytes += st.st_size;
+			*disk += (int64_t)st.st_blocks * 512;
 		} else if (S_ISDIR(st.st_mode) && depth > 0) {
 			int fd = openat(dirfd, names[i], O_RDONLY | O_DIRECTORY |
 			    O_NOFOLLOW | O_CLOEXEC);
 			if (fd != -1) {
-				walk(fd, depth - 1, n, bytes);
+				walk(fd, depth - 1, n, bytes, disk);
 				close(fd);
 			}
 		}
@@ -71,14 +115,15 @@ walk(int dirfd, int depth, int64_t *n, int64_t *bytes)
 int
 q_recount(struct q_queue *q, int64_t *depth, int64_t *bytes)
 {
-	int64_t n = 0, b = 0, d, by;
+	int64_t n = 0, b = 0, disk = 0, d, by;
 
-	walk(q->newfd, 1, &n, &b);
-	walk(q->curfd, 0, &n, &b);
-	walk(q->laterfd, 1, &n, &b);
+	walk(q->newfd, 1, &n, &b, &disk);
+	walk(q->curfd, 0, &n, &b, &disk);
+	walk(q->laterfd, 1, &n, &b, &disk);
 	q_depth(q, &d, &by);
 	q_count(q, Q_C_ADJUST, n - d);
 	q_count(q, Q_C_ADJUST_BYTES, b - by);
+	q_count(q, Q_C_DISK, disk - q_counter(q, Q_C_DISK));
 	*depth = n;
 	*bytes = b;
 	return 0;

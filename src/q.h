@@ -156,6 +156,7 @@ struct q_queue {
 	_Atomic int64_t *counters;      /* Q_C_*, NULL if not mapped */
 	bool counters_writable;
 	bool producer;          /* set by qpush: track directories to sync */
+	int64_t blksize;        /* allocation unit (q_alloc_size), 0: unknown */
 	/* the buckets a producer renamed into last, kept open */
 	char newbucket[32], laterbucket[32];
 	int newbucketfd, laterbucketfd;
@@ -469,6 +470,7 @@ int q_consume(struct q_queue *q, const struct q_consumeopt *o);
 enum { Q_C_PUSHED, Q_C_ACKED, Q_C_RETRIED, Q_C_DEAD, Q_C_DROPPED,
 	Q_C_EXPIRED, Q_C_BYTES_IN, Q_C_BYTES_OUT, Q_C_REPLAYED, Q_C_ADJUST,
 	Q_C_ADJUST_BYTES, Q_C_RECOUNTED /* time of the last real count */,
+	Q_C_DISK /* allocated bytes: estimated, corrected by a recount */,
 	Q_NCOUNTERS = 16 };
 #define Q_COUNTERS_SIZE (Q_NCOUNTERS * 8)
 void q_count(struct q_queue *q, int slot, int64_t delta);
@@ -477,6 +479,10 @@ int64_t q_counter(const struct q_queue *q, int slot);
 void q_depth(const struct q_queue *q, int64_t *depth, int64_t *bytes);
 /* Count them for real (a walk of the directories) and correct. */
 int q_recount(struct q_queue *q, int64_t *depth, int64_t *bytes);
+/* What a file of SIZE bytes takes on the queue's file system, estimated. */
+int64_t q_alloc_size(struct q_queue *q, int64_t size);
+/* Allocated bytes in new/, cur/ and later/, from the counters. */
+int64_t q_disk(const struct q_queue *q);
 
 /* room.c: backpressure (max_depth, max_bytes, on_full). */
 int q_room(struct q_queue *q, const struct q_config *limits, int pending);
@@ -543,15 +549,19 @@ int q_json_message(struct q_buf *b, const char *queue, const char *sub,
 /* stats.c: what a queue or topic holds (qstat). */
 struct q_stats {
 	q_time now;
-	int64_t ready, in_flight, delayed, retrying, dead;
+	int64_t ready, in_flight, delayed, retrying;
+	int64_t dead;           /* dead letters that failed */
+	int64_t expired;        /* dead letters that expired (reason expired) */
 	int64_t expired_leases, bad;
 	int64_t bytes;          /* from the counters */
+	int64_t disk;           /* allocated bytes, from the counters */
 	q_time oldest_ready;    /* earliest ready-since in new/, 0 none */
+	q_time oldest_push;     /* earliest id time in new/ cur/ later/, 0 none */
 	q_time oldest_deadline; /* earliest lease deadline in cur/, 0 none */
 	int64_t counters[Q_NCOUNTERS];
 };
 struct q_topic_stats {
-	int64_t retained, retained_bytes, durable, ephemeral;
+	int64_t retained, retained_bytes, retained_disk, durable, ephemeral;
 };
 int q_stats(struct q_queue *q, struct q_stats *st);
 struct q_topic;

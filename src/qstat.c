@@ -3,8 +3,8 @@
  * thresholds as exit statuses; reap and check.
  *
  *	qstat [-d spool] [-s sub] [--json | --prom] [--max-age=duration]
- *	      [--max-depth=n] [--max-dead=n] [--reap | --check [--repair]]
- *	      [queue | topic ...]
+ *	      [--max-oldest=duration] [--max-depth=n] [--max-dead=n]
+ *	      [--reap | --check [--repair]] [queue | topic ...]
  *
  * With no operand, every queue and topic in the spool.  It reads
  * directories and names only; it never opens a message file.
@@ -26,12 +26,11 @@
 
 #define USAGE "usage: qstat [-d spool] [-s sub] [--json | --prom] " \
 	"[--max-age=duration]\n" \
-	"             [--max-depth=n] [--max-dead=n] [--reap | --check " \
-	"[--repair]]\n" \
-	"             [queue | topic ...]\n"
+	"             [--max-oldest=duration] [--max-depth=n] [--max-dead=n]\n" \
+	"             [--reap | --check [--repair]] [queue | topic ...]\n"
 
-enum { OPT_JSON = 256, OPT_PROM, OPT_MAXAGE, OPT_MAXDEPTH, OPT_MAXDEAD,
-	OPT_REAP, OPT_CHECK, OPT_REPAIR };
+enum { OPT_JSON = 256, OPT_PROM, OPT_MAXAGE, OPT_MAXOLDEST, OPT_MAXDEPTH,
+	OPT_MAXDEAD, OPT_REAP, OPT_CHECK, OPT_REPAIR };
 enum format { HUMAN, JSON, PROM };
 
 /* One queue or subscription. */
@@ -50,7 +49,7 @@ struct trow {
 struct opts {
 	const char *spool, *sub;
 	enum format fmt;
-	q_time max_age;
+	q_time max_age, max_oldest;
 	long long max_depth, max_dead;
 	bool reap, check, repair;
 	struct q_config cfg;
@@ -320,15 +319,18 @@ print_human(void)
 			w = (int)strlen(vis);
 	}
 	if (nrows) {
-		printf("%-*s %8s %9s %8s %8s %6s %8s %8s %8s\n", w, "QUEUE",
-		    "READY", "INFLIGHT", "DELAYED", "RETRYING", "DEAD", "AGE",
-		    "LEASE", "BYTES");
+		/* columns added later go last: scripts pick them by place */
+		printf("%-*s %8s %9s %8s %8s %6s %8s %8s %8s %7s %8s %8s\n", w,
+		    "QUEUE", "READY", "INFLIGHT", "DELAYED", "RETRYING", "DEAD",
+		    "AGE", "LEASE", "BYTES", "EXPIRED", "OLDEST", "DISK");
 	}
 	for (size_t i = 0; i < nrows; i++) {
 		struct q_stats *s = &rows[i].st;
-		char vis[4 * PATH_MAX], age[32], lease[32], size[32];
+		char vis[4 * PATH_MAX], age[32], old[32], lease[32], size[32],
+		    disk[32];
 		visname(vis, sizeof vis, rows[i].name);
 		fmt_age(age, sizeof age, s->oldest_ready, s->now);
+		fmt_age(old, sizeof old, s->oldest_push, s->now);
 		/* the oldest lease is the one due first: time it has left */
 		if (!s->oldest_deadline)
 			strlcpy(lease, "-", sizeof lease);
@@ -338,26 +340,29 @@ print_human(void)
 			q_fmt_duration(lease, sizeof lease,
 			    s->oldest_deadline - s->now);
 		fmt_size(size, sizeof size, s->bytes);
-		printf("%-*s %8lld %9lld %8lld %8lld %6lld %8s %8s %8s\n", w, vis,
-		    (long long)s->ready, (long long)s->in_flight,
-		    (long long)s->delayed, (long long)s->retrying,
-		    (long long)s->dead, age, lease, size);
+		fmt_size(disk, sizeof disk, s->disk);
+		printf("%-*s %8lld %9lld %8lld %8lld %6lld %8s %8s %8s %7lld %8s"
+		    " %8s\n", w, vis, (long long)s->ready,
+		    (long long)s->in_flight, (long long)s->delayed,
+		    (long long)s->retrying, (long long)s->dead, age, lease, size,
+		    (long long)s->expired, old, disk);
 	}
 	if (ntrows) {
 		w = 5;
 		for (size_t i = 0; i < ntrows; i++)
 			if ((int)strlen(trows[i].name) > w)
 				w = (int)strlen(trows[i].name);
-		printf("%s%-*s %9s %8s %8s %9s\n", nrows ? "\n" : "", w, "TOPIC",
-		    "RETAINED", "BYTES", "DURABLE", "EPHEMERAL");
+		printf("%s%-*s %9s %8s %8s %9s %8s\n", nrows ? "\n" : "", w,
+		    "TOPIC", "RETAINED", "BYTES", "DURABLE", "EPHEMERAL", "DISK");
 		for (size_t i = 0; i < ntrows; i++) {
-			char vis[4 * PATH_MAX], size[32];
+			char vis[4 * PATH_MAX], size[32], disk[32];
 			visname(vis, sizeof vis, trows[i].name);
 			fmt_size(size, sizeof size, trows[i].ts.retained_bytes);
-			printf("%-*s %9lld %8s %8lld %9lld\n", w, vis,
+			fmt_size(disk, sizeof disk, trows[i].ts.retained_disk);
+			printf("%-*s %9lld %8s %8lld %9lld %8s\n", w, vis,
 			    (long long)trows[i].ts.retained, size,
 			    (long long)trows[i].ts.durable,
-			    (long long)trows[i].ts.ephemeral);
+			    (long long)trows[i].ts.ephemeral, disk);
 		}
 	}
 }
@@ -413,12 +418,15 @@ print_json(const struct opts *o)
 		json_name(&b, "subscription", rows[i].sub);
 		q_buf_printf(&b, ",\"ready\":%lld,\"in_flight\":%lld,"
 		    "\"delayed\":%lld,\"retrying\":%lld,\"dead\":%lld,"
-		    "\"expired_leases\":%lld,\"bytes\":%lld",
+		    "\"expired\":%lld,\"expired_leases\":%lld,\"bytes\":%lld,"
+		    "\"disk_bytes\":%lld",
 		    (long long)s->ready, (long long)s->in_flight,
 		    (long long)s->delayed, (long long)s->retrying,
-		    (long long)s->dead, (long long)s->expired_leases,
-		    (long long)s->bytes);
+		    (long long)s->dead, (long long)s->expired,
+		    (long long)s->expired_leases, (long long)s->bytes,
+		    (long long)s->disk);
 		json_age(&b, "oldest_ready_age_seconds", s->oldest_ready, s->now);
+		json_age(&b, "oldest_push_age_seconds", s->oldest_push, s->now);
 		if (s->oldest_deadline)
 			q_buf_printf(&b, ",\"next_lease_deadline_seconds\":%.3f",
 			    (double)(s->oldest_deadline - s->now) / Q_SEC);
@@ -437,9 +445,11 @@ print_json(const struct opts *o)
 		q_buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
 		q_json_string(&b, trows[i].name, strlen(trows[i].name));
 		q_buf_printf(&b, ",\"retained\":%lld,\"retained_bytes\":%lld,"
+		    "\"retained_disk_bytes\":%lld,"
 		    "\"subscriptions\":{\"durable\":%lld,\"ephemeral\":%lld}}",
 		    (long long)t->retained, (long long)t->retained_bytes,
-		    (long long)t->durable, (long long)t->ephemeral);
+		    (long long)t->retained_disk, (long long)t->durable,
+		    (long long)t->ephemeral);
 	}
 	q_buf_puts(&b, "]}\n");
 	fwrite(b.p, 1, b.len, stdout);
@@ -484,15 +494,15 @@ print_prom(void)
 {
 	struct q_buf b = { 0 };
 	static const char *states[] = { "ready", "in_flight", "delayed",
-		"retrying", "dead" };
+		"retrying", "dead", "expired" };
 
 	q_buf_puts(&b, "# HELP qspool_messages Messages in a queue or"
 	    " subscription, by state.\n# TYPE qspool_messages gauge\n");
 	for (size_t i = 0; i < nrows; i++) {
 		struct q_stats *s = &rows[i].st;
 		int64_t v[] = { s->ready, s->in_flight, s->delayed, s->retrying,
-			s->dead };
-		for (size_t k = 0; k < 5; k++) {
+			s->dead, s->expired };
+		for (size_t k = 0; k < 6; k++) {
 			q_buf_puts(&b, "qspool_messages");
 			prom_labels(&b, &rows[i], states[k]);
 			q_buf_printf(&b, " %lld\n", (long long)v[k]);
@@ -512,6 +522,13 @@ print_prom(void)
 		prom_labels(&b, &rows[i], NULL);
 		q_buf_printf(&b, " %lld\n", (long long)rows[i].st.bytes);
 	}
+	q_buf_puts(&b, "# HELP qspool_disk_bytes Bytes the messages not"
+	    " dead-lettered take on disk.\n# TYPE qspool_disk_bytes gauge\n");
+	for (size_t i = 0; i < nrows; i++) {
+		q_buf_puts(&b, "qspool_disk_bytes");
+		prom_labels(&b, &rows[i], NULL);
+		q_buf_printf(&b, " %lld\n", (long long)rows[i].st.disk);
+	}
 	q_buf_puts(&b, "# HELP qspool_oldest_ready_age_seconds Age of the oldest"
 	    " claimable message (0 when none).\n"
 	    "# TYPE qspool_oldest_ready_age_seconds gauge\n");
@@ -521,6 +538,16 @@ print_prom(void)
 		prom_labels(&b, &rows[i], NULL);
 		q_buf_printf(&b, " %.3f\n", s->oldest_ready && s->oldest_ready < s->now ?
 		    (double)(s->now - s->oldest_ready) / Q_SEC : 0.0);
+	}
+	q_buf_puts(&b, "# HELP qspool_oldest_push_age_seconds Age since its"
+	    " first push of the oldest message not dead-lettered (0 when"
+	    " none).\n# TYPE qspool_oldest_push_age_seconds gauge\n");
+	for (size_t i = 0; i < nrows; i++) {
+		struct q_stats *s = &rows[i].st;
+		q_buf_puts(&b, "qspool_oldest_push_age_seconds");
+		prom_labels(&b, &rows[i], NULL);
+		q_buf_printf(&b, " %.3f\n", s->oldest_push && s->oldest_push < s->now ?
+		    (double)(s->now - s->oldest_push) / Q_SEC : 0.0);
 	}
 	for (size_t k = 0; k < sizeof counters / sizeof counters[0]; k++) {
 		q_buf_printf(&b, "# HELP qspool_%s_total %s\n# TYPE qspool_%s_total"
@@ -550,6 +577,15 @@ print_prom(void)
 			q_buf_printf(&b, "\"} %lld\n",
 			    (long long)trows[i].ts.retained_bytes);
 		}
+		q_buf_puts(&b, "# HELP qspool_topic_retained_disk_bytes Bytes the"
+		    " files of a topic's log take on disk.\n"
+		    "# TYPE qspool_topic_retained_disk_bytes gauge\n");
+		for (size_t i = 0; i < ntrows; i++) {
+			q_buf_puts(&b, "qspool_topic_retained_disk_bytes{topic=\"");
+			prom_value(&b, trows[i].name);
+			q_buf_printf(&b, "\"} %lld\n",
+			    (long long)trows[i].ts.retained_disk);
+		}
 		q_buf_puts(&b, "# HELP qspool_topic_subscriptions Subscriptions of a"
 		    " topic, by kind.\n# TYPE qspool_topic_subscriptions gauge\n");
 		for (size_t i = 0; i < ntrows; i++) {
@@ -566,7 +602,8 @@ print_prom(void)
 	q_buf_free(&b);
 }
 
-/* --max-age, --max-depth, --max-dead: name each offender on stderr. */
+/* --max-age, --max-oldest, --max-depth, --max-dead: name each offender
+ * on stderr. */
 static int
 thresholds(const struct opts *o)
 {
@@ -582,6 +619,14 @@ thresholds(const struct opts *o)
 			q_fmt_duration(a, sizeof a, s->now - s->oldest_ready);
 			q_fmt_duration(m, sizeof m, o->max_age);
 			q_warnx("%s: oldest ready message is %s old (max %s)",
+			    vis, a, m);
+			over = 1;
+		}
+		if (o->max_oldest >= 0 && s->oldest_push &&
+		    s->now - s->oldest_push > o->max_oldest) {
+			q_fmt_duration(a, sizeof a, s->now - s->oldest_push);
+			q_fmt_duration(m, sizeof m, o->max_oldest);
+			q_warnx("%s: oldest message was pushed %s ago (max %s)",
 			    vis, a, m);
 			over = 1;
 		}
@@ -606,6 +651,7 @@ main(int argc, char *argv[])
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "prom", no_argument, NULL, OPT_PROM },
 		{ "max-age", required_argument, NULL, OPT_MAXAGE },
+		{ "max-oldest", required_argument, NULL, OPT_MAXOLDEST },
 		{ "max-depth", required_argument, NULL, OPT_MAXDEPTH },
 		{ "max-dead", required_argument, NULL, OPT_MAXDEAD },
 		{ "reap", no_argument, NULL, OPT_REAP },
@@ -615,7 +661,8 @@ main(int argc, char *argv[])
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { .max_age = -1, .max_depth = -1, .max_dead = -1 };
+	struct opts o = { .max_age = -1, .max_oldest = -1, .max_depth = -1,
+		.max_dead = -1 };
 	const char *why;
 	int c, formats = 0;
 
@@ -635,7 +682,9 @@ main(int argc, char *argv[])
 		case OPT_JSON: o.fmt = JSON; formats++; break;
 		case OPT_PROM: o.fmt = PROM; formats++; break;
 		case OPT_MAXAGE:
-			if (q_parse_duration(optarg, &o.max_age, &why) == -1) {
+		case OPT_MAXOLDEST:
+			if (q_parse_duration(optarg, c == OPT_MAXAGE ? &o.max_age :
+			    &o.max_oldest, &why) == -1) {
 				q_warnx("bad duration '%s': %s", optarg, why);
 				return EX_USAGE;
 			}
@@ -666,8 +715,9 @@ main(int argc, char *argv[])
 		q_warnx("--repair goes with --check");
 		return EX_USAGE;
 	}
-	if ((o.reap || o.check) && (formats || o.max_age >= 0 || o.max_depth >= 0 ||
-	    o.max_dead >= 0 || (o.reap && o.check))) {
+	if ((o.reap || o.check) && (formats || o.max_age >= 0 ||
+	    o.max_oldest >= 0 || o.max_depth >= 0 || o.max_dead >= 0 ||
+	    (o.reap && o.check))) {
 		q_warnx("--reap and --check report in their own way: not with"
 		    " each other, --json, --prom or thresholds");
 		return EX_USAGE;

@@ -1,6 +1,8 @@
 /*
  * room.c - backpressure: max_depth and max_bytes of a queue, read from
- * its counters (two loads per message, no scan).  A queue that looks
+ * its counters (a few loads per message, no scan).  max_bytes bounds the
+ * bytes the messages take on disk: the allocation counter, an estimate
+ * from their sizes until a recount makes it the sum of st_blocks.  A queue that looks
  * full is counted for real before a push is refused, at most once a
  * second, so a counter a crash left high cannot keep it full.  The
  * limits are soft: producers that check at the same moment may each
@@ -23,10 +25,10 @@
 #include "q.h"
 
 static bool
-over(const struct q_config *c, int64_t depth, int64_t bytes)
+over(const struct q_config *c, int64_t depth, int64_t disk)
 {
 	return (c->max_depth > 0 && depth >= c->max_depth) ||
-	    (c->max_bytes > 0 && bytes >= c->max_bytes);
+	    (c->max_bytes > 0 && disk >= c->max_bytes);
 }
 
 /*
@@ -42,7 +44,7 @@ q_room(struct q_queue *q, const struct q_config *limits, int pending)
 	if (limits->max_depth <= 0 && limits->max_bytes <= 0)
 		return 0;
 	q_depth(q, &depth, &bytes);
-	if (!over(limits, depth + pending, bytes))
+	if (!over(limits, depth + pending, q_disk(q)))
 		return 0;
 	/* one real count a second for the queue, whoever does it: the
 	 * time is a counter, taken with a compare-and-swap */
@@ -52,7 +54,7 @@ q_room(struct q_queue *q, const struct q_config *limits, int pending)
 	    atomic_compare_exchange_strong(&q->counters[Q_C_RECOUNTED], &last,
 	    now))) {
 		q_recount(q, &depth, &bytes);
-		if (!over(limits, depth + pending, bytes))
+		if (!over(limits, depth + pending, q_disk(q)))
 			return 0;
 	}
 	errno = EAGAIN;

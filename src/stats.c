@@ -67,6 +67,7 @@ count_new(struct q_stats *st, const char *name)
 	}
 	st->ready++;
 	oldest(&st->oldest_ready, n.ready);
+	oldest(&st->oldest_push, q_id_time(n.id));
 }
 
 static void
@@ -80,6 +81,7 @@ count_cur(struct q_stats *st, const char *name)
 		return;
 	}
 	st->in_flight++;
+	oldest(&st->oldest_push, q_id_time(n.id));
 	if (n.deadline <= st->now)
 		st->expired_leases++;
 	oldest(&st->oldest_deadline, n.deadline);
@@ -99,6 +101,7 @@ count_later(struct q_stats *st, const char *name)
 		st->retrying++;
 	else
 		st->delayed++;
+	oldest(&st->oldest_push, q_id_time(n.id));
 	/* due, waiting for a consumer to promote it: claimable, so lag */
 	if (n.due <= st->now)
 		oldest(&st->oldest_ready, n.due);
@@ -117,7 +120,11 @@ count_dlq(struct q_stats *st, const char *name)
 		st->bad++;
 		return;
 	}
-	st->dead++;
+	/* expired is not failed: counted apart (qstat --max-dead) */
+	if (strcmp(n.reason, "expired") == 0)
+		st->expired++;
+	else
+		st->dead++;
 }
 
 int
@@ -137,10 +144,12 @@ q_stats(struct q_queue *q, struct q_stats *st)
 	q_depth(q, &depth, &st->bytes);
 	if (st->bytes < 0)
 		st->bytes = 0;
+	st->disk = q_disk(q);
 	return 0;
 }
 
-/* Retained messages and bytes (one fstatat each, no open). */
+/* Retained messages, bytes and allocated bytes (one fstatat each, no
+ * open). */
 int
 q_topic_stats(struct q_topic *t, struct q_topic_stats *ts)
 {
@@ -161,8 +170,12 @@ q_topic_stats(struct q_topic *t, struct q_topic_stats *ts)
 			for (size_t i = 0; i < n; i++) {
 				struct stat st;
 				ts->retained++;
-				if (fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) == 0)
+				if (fstatat(fd, names[i], &st,
+				    AT_SYMLINK_NOFOLLOW) == 0) {
 					ts->retained_bytes += st.st_size;
+					ts->retained_disk +=
+					    (int64_t)st.st_blocks * 512;
+				}
 			}
 		close(fd);
 	}

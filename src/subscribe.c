@@ -616,6 +616,8 @@ q_topic_subs(struct q_topic *t, char ***names, size_t *n)
  * Retention (q-spool(5), Retention): drop the oldest log/ entries while
  * a limit is exceeded.  The check is three loads from the mapped state
  * (count, bytes, and the time of the oldest entry kept, 0 if unknown);
+ * bytes are allocated bytes, each entry's size rounded up to the block
+ * size (q_alloc_size), the same estimate its publish added;
  * the walk starts at the oldest bucket and stops at the first entry to
  * keep.  Only the log/ name goes: a subscription's link to the same
  * file is another name, so what it holds is never taken from it.
@@ -681,7 +683,9 @@ q_topic_prune(struct q_topic *t, bool force)
 				continue;
 			}
 			atomic_fetch_add(&t->state[Q_STATE_COUNT], -1);
-			atomic_fetch_add(&t->state[Q_STATE_BYTES], -(int64_t)st.st_size);
+			/* the estimate the publish added (q-spool(5)) */
+			atomic_fetch_add(&t->state[Q_STATE_BYTES],
+			    -q_alloc_size(&t->q, (int64_t)st.st_size));
 		}
 		close(bfd);
 		if (!done)

@@ -474,7 +474,8 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 			break;
 		}
 		state_add(t, Q_STATE_COUNT, 1);
-		state_add(t, Q_STATE_BYTES, (int64_t)m[linked].written);
+		state_add(t, Q_STATE_BYTES, q_alloc_size(&t->q,
+		    (int64_t)m[linked].written));
 		q_fault("after-publish-commit");
 		if (c == 1) {
 			r = -1;         /* committed, but not durable: stop here */

@@ -25,12 +25,13 @@ counter() {
 
 @test "max_bytes: full once the bytes held reach it (a soft limit)" {
 	mkqueue jobs
-	printf 'max_bytes = 1k\n' >"$QSPOOL/jobs/q.conf"
+	# counted in blocks: two files of ~5k take 10k or more on disk
+	printf 'max_bytes = 10k\n' >"$QSPOOL/jobs/q.conf"
 	local big
-	big=$(head -c 600 /dev/zero | tr '\0' x)
+	big=$(head -c 5000 /dev/zero | tr '\0' x)
 	run --separate-stderr qpush jobs "$big" "$big" "$big"
 	assert_failure 75
-	assert_equal "$stderr" "qpush: jobs: queue full (1024 bytes)"
+	assert_equal "$stderr" "qpush: jobs: queue full (10240 bytes)"
 	assert_equal "$(count_new jobs)" 2
 }
 

@@ -44,11 +44,11 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 	make_states
 	run qstat jobs
 	assert_success
-	assert_line --index 0 --regexp '^QUEUE +READY +INFLIGHT +DELAYED +RETRYING +DEAD +AGE +LEASE +BYTES$'
-	assert_line --index 1 --regexp '^jobs +2 +1 +1 +1 +1 +[0-9.]+m?s +[0-9.]+s +[0-9.]+k?$'
+	assert_line --index 0 --regexp '^QUEUE +READY +INFLIGHT +DELAYED +RETRYING +DEAD +AGE +LEASE +BYTES +EXPIRED +OLDEST +DISK$'
+	assert_line --index 1 --regexp '^jobs +2 +1 +1 +1 +1 +[0-9.]+m?s +[0-9.]+s +[0-9.]+k? +0 +[0-9.]+m?s +[0-9.]+k$'
 	run qstat --json jobs
 	assert_success
-	assert_equal "$(json_field jobs '[.ready, .in_flight, .delayed, .retrying, .dead] | @tsv')" $'2\t1\t1\t1\t1'
+	assert_equal "$(json_field jobs '[.ready, .in_flight, .delayed, .retrying, .dead, .expired] | @tsv')" $'2\t1\t1\t1\t1\t0'
 	assert_equal "$(json_field jobs '.topic, .subscription')" $'null\nnull'
 	assert_equal "$(json_field jobs '.oldest_ready_age_seconds | type')" number
 	run qstat --prom jobs
@@ -58,6 +58,7 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 	assert_equal "$(prom_value qspool_messages 'queue=jobs,state=delayed')" 1
 	assert_equal "$(prom_value qspool_messages 'queue=jobs,state=retrying')" 1
 	assert_equal "$(prom_value qspool_messages 'queue=jobs,state=dead')" 1
+	assert_equal "$(prom_value qspool_messages 'queue=jobs,state=expired')" 0
 	assert_equal "$(prom_value qspool_pushed_total 'queue=jobs')" 6
 }
 
@@ -327,4 +328,151 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 	run qstat --check q
 	assert_success
 	assert_equal "$(count_new q)" 1
+}
+
+# --- issue 10: age since push, expired apart, allocated bytes ----------------
+
+@test "OLDEST: a retrying or delayed message ages from its first push; --max-oldest" {
+	mkqueue q
+	printf 'backoff_base = 1h\nbackoff_max = 1h\n' >"$QSPOOL/q/q.conf"
+	qpush q fails
+	run qpop q -- false
+	qpush --delay 1h q later
+	# a message in later/ is never ready: no AGE, and --max-age stays quiet
+	run --separate-stderr qstat --max-age=0 q
+	assert_success
+	assert_line --index 1 --regexp '^q +0 +0 +1 +1 +0 +- +- +[0-9.]+k? +0 +[0-9.]+m?s +[0-9.]+k$'
+	run qstat --json q
+	assert_equal "$(json_field q '[.oldest_ready_age_seconds, (.oldest_push_age_seconds | type)] | @tsv')" $'\tnumber'
+	run --separate-stderr qstat --max-oldest=1h q
+	assert_success
+	# from the push of the retrying one, not from when it became ready
+	old() { qstat --max-oldest=200ms q >/dev/null 2>&1; [ $? -eq 1 ]; }
+	wait_for old
+	run --separate-stderr qstat --max-oldest=200ms --json q
+	assert_failure 1
+	[[ $stderr =~ ^"qstat: q: oldest message was pushed "[0-9.]+m?s" ago (max 200ms)"$ ]] || fail "$stderr"
+	assert_equal "$(jq '.queues[0].oldest_push_age_seconds > 0.2' <<<"$output")" true
+	run qstat --prom q
+	awk -v v="$(prom_value qspool_oldest_push_age_seconds 'queue=q')" 'BEGIN { exit !(v > 0.2) }' ||
+		fail "$output"
+	run --separate-stderr qstat --reap --max-oldest=1s q
+	assert_failure 64
+	run --separate-stderr qstat --max-oldest=soon q
+	assert_failure 64
+}
+
+@test "an expired dead letter counts as EXPIRED, not DEAD: --max-dead judges failures" {
+	qpush --ttl 1s q stale
+	run qpop q -- sh -c 'exit 65'   # a failure: poison
+	qpush --ttl 1s q stale
+	expired() { (($(date +%s%N) / 1000 > 16#$(name_field "$(find "$QSPOOL/q/new" -type f -name '*.e*')" e))); }
+	wait_for expired
+	run qpop --drain q -- true
+	assert_equal "$(count_dlq q)" 2
+	run --separate-stderr qstat --max-dead=1 q
+	assert_success
+	assert_line --index 1 --regexp '^q +0 +0 +0 +0 +1 +- +- +0 +1 +- +0$'
+	run --separate-stderr qstat --max-dead=0 q
+	assert_failure 1
+	assert_equal "$stderr" "qstat: q: 1 dead letters (max 0)"
+	run qstat --json q
+	assert_equal "$(json_field q '[.dead, .expired, .counters.dead_lettered, .counters.expired] | @tsv')" $'1\t1\t1\t1'
+	run qstat --prom q
+	assert_equal "$(prom_value qspool_messages 'queue=q,state=dead')" 1
+	assert_equal "$(prom_value qspool_messages 'queue=q,state=expired')" 1
+}
+
+# The allocated bytes of the files under DIR: what du counts.
+alloc() { find "$@" -type f -printf '%b\n' | awk '{ n += $1 * 512 } END { print n + 0 }'; }
+
+@test "DISK: allocated bytes beside the bytes, for a queue and a topic's log" {
+	local i
+	for ((i = 0; i < 40; i++)); do echo "m$i"; done | qpush -l q
+	qpub t a b c
+	run qstat --json
+	local bytes disk
+	bytes=$(json_field q .bytes)
+	disk=$(json_field q .disk_bytes)
+	# a 100-byte file takes a block: never less than 512 bytes each
+	((bytes > 0 && bytes < 40 * 200)) || fail "bytes $bytes"
+	((disk >= 40 * 512 && disk > bytes)) || fail "disk $disk, bytes $bytes"
+	assert_equal "$(jq '.topics[0].retained_disk_bytes' <<<"$output")" "$(alloc "$QSPOOL/t/log")"
+	run qstat --prom
+	assert_equal "$(prom_value qspool_disk_bytes 'queue=q')" "$disk"
+	assert_equal "$(prom_value qspool_topic_retained_disk_bytes 'topic=t')" "$(alloc "$QSPOOL/t/log")"
+	run qstat t
+	assert_line --index 0 --regexp '^TOPIC +RETAINED +BYTES +DURABLE +EPHEMERAL +DISK$'
+	assert_line --index 1 --regexp '^t +3 +[0-9]+ +0 +0 +[0-9.]+k$'
+}
+
+@test "max_bytes counts allocated bytes, and a recount makes them the real ones" {
+	mkqueue q
+	# 30 small messages hold ~5k of bytes but take at least 15k on disk
+	printf 'max_bytes = 12k\n' >"$QSPOOL/q/q.conf"
+	local i n=0
+	for ((i = 0; i < 30; i++)); do
+		qpush q "m$i" 2>/dev/null || break
+		n=$((n + 1))
+	done
+	((n < 30)) || fail "all 30 pushed: max_bytes counted the bytes, not their blocks"
+	run --separate-stderr qpush q more
+	assert_failure 75
+	assert_equal "$stderr" "qpush: q: queue full (12288 bytes)"
+	# that push found the queue full and recounted: st_blocks, exactly
+	run qstat --json q
+	assert_equal "$(json_field q .disk_bytes)" "$(alloc "$QSPOOL/q/new" "$QSPOOL/q/cur" "$QSPOOL/q/later")"
+	qpop -n 3 q >/dev/null
+	run qpush q more
+	assert_success
+}
+
+@test "retain_bytes counts allocated bytes of the log" {
+	qsub -s a t || true
+	printf 'retain_bytes = 8k\n' >"$QSPOOL/t/q.conf"
+	local i
+	for ((i = 0; i < 20; i++)); do qpub t "m$i"; done
+	run qstat --json t
+	local kept disk
+	kept=$(jq '.topics[0].retained' <<<"$output")
+	disk=$(jq '.topics[0].retained_disk_bytes' <<<"$output")
+	# 20 messages of ~130 bytes are 2.6k: by bytes, all would stay
+	((kept > 0 && kept < 20)) || fail "the log kept $kept of 20"
+	((disk <= 8192)) || fail "the log takes $disk bytes, more than 8k"
+	assert_equal "$(json_field t/a .ready)" 20        # subscriptions keep theirs
+}
+
+# --- completion --------------------------------------------------------------------
+
+# complete_words N WORD...: what bash completion offers for the command
+# line WORD..., the cursor on word N (0 is the command).
+complete_words() {
+	bash -c '
+		source "$1/completions/qspool.bash"
+		COMP_CWORD=$2
+		shift 2
+		COMP_WORDS=("$@")
+		COMP_LINE="$*"
+		COMP_POINT=${#COMP_LINE}
+		_qspool "$1"
+		printf "%s\n" "${COMPREPLY[@]}" | sort
+	' sh "$QSPOOL_SRCDIR" "$@"
+}
+
+@test "bash completion: qstat -s before the topic offers every topic's subscriptions" {
+	qsub -s email orders || true
+	qsub -s billing orders || true
+	qsub -s email audit || true
+	qsub -s zz other || true
+	run complete_words 2 qstat -s ''
+	assert_success
+	assert_output $'billing\nemail\nzz'
+	run complete_words 2 qstat -s e
+	assert_output email
+	run complete_words 2 qstat -s '' orders
+	assert_output $'billing\nemail'
+	run complete_words 1 qstat --max-o
+	assert_output --max-oldest=
+	run complete_words 4 qstat --max-oldest 1h -s ''
+	assert_output $'billing\nemail\nzz'
 }
