@@ -428,7 +428,7 @@ alloc() { find "$@" -type f -printf '%b\n' | awk '{ n += $1 * 512 } END { print 
 }
 
 @test "retain_bytes counts allocated bytes of the log" {
-	qsub -s a t || true
+	qsub -s a --create t
 	printf 'retain_bytes = 8k\n' >"$QSPOOL/t/q.conf"
 	local i
 	for ((i = 0; i < 20; i++)); do qpub t "m$i"; done
@@ -460,10 +460,10 @@ complete_words() {
 }
 
 @test "bash completion: qstat -s before the topic offers every topic's subscriptions" {
-	qsub -s email orders || true
-	qsub -s billing orders || true
-	qsub -s email audit || true
-	qsub -s zz other || true
+	qsub -s email --create orders
+	qsub -s billing --create orders
+	qsub -s email --create audit
+	qsub -s zz --create other
 	run complete_words 2 qstat -s ''
 	assert_success
 	assert_output $'billing\nemail\nzz'
