@@ -2,7 +2,8 @@
  * fault.c - named crash points for the test suite.  With
  * QSPOOL_CRASH_AT=point in the environment, the process raises SIGKILL
  * when it reaches that point, so every commit instant can be crashed
- * at deterministically.  Compiled in only with --enable-fault-points.
+ * at deterministically.  Compiled in only in the copies of the tools
+ * that make check builds for the test suite (tests/fault/, Makefile.am).
  */
 #include "config.h"
 
