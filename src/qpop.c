@@ -16,10 +16,9 @@
 
 #define USAGE "usage: qpop [-d spool] [-n count | --drain | -f] " \
 	"[-w | --wait=duration]\n" \
-	"            [--lease=duration] [--timeout=duration] [-j jobs] " \
-	"[-l | -0]\n" \
-	"            [--no-ack] [--peek] [--lock] [--max-time=duration]\n" \
-	"            [--idempotent] [--forward=queue] [--json]\n" \
+	"            [--lease=duration] [--timeout=duration] [-j jobs]\n" \
+	"            [-l | -0 | --json] [--no-ack] [--peek] [--lock]\n" \
+	"            [--max-time=duration] [--idempotent] [--forward=queue]\n" \
 	"            queue [-- command [arg ...]]\n"
 
 static _Noreturn void

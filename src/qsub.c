@@ -21,10 +21,9 @@
 #define USAGE "usage: qsub [-d spool] [-s name] [--from-beginning | " \
 	"--since time] [--reset]\n" \
 	"            [-n count | --drain | -f] [-w | --wait=duration]\n" \
-	"            [--lease=duration] [--timeout=duration] [-j jobs] " \
-	"[-l | -0]\n" \
-	"            [--no-ack] [--peek] [--lock] [--max-time=duration]\n" \
-	"            [--idempotent] [--forward=queue] [--json]\n" \
+	"            [--lease=duration] [--timeout=duration] [-j jobs]\n" \
+	"            [-l | -0 | --json] [--no-ack] [--peek] [--lock]\n" \
+	"            [--max-time=duration] [--idempotent] [--forward=queue]\n" \
 	"            topic [-- command [arg ...]]\n" \
 	"       qsub [-d spool] -s name --unsubscribe topic\n" \
 	"       qsub [-d spool] --list topic\n"

@@ -91,6 +91,23 @@ bad_operand() {
 	assert_failure 64
 }
 
+# synopsis TOOL: the SYNOPSIS of TOOL's manual page, as mandoc renders it,
+# on one line, without the -h | -V form.
+synopsis() {
+	mandoc -Tascii -Owidth=1000 "$QSPOOL_SRCDIR/man/$1.1" |
+		sed 's/.\x08//g' | sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' |
+		sed '1d;$d; s/^ *//; /^$/d' | grep -vx "$1 -h | -V" | tr '\n' ' '
+}
+
+@test "usage: each tool's --help is its manual page's SYNOPSIS" {
+	local tool help
+	command -v mandoc >/dev/null || skip "no mandoc (Debian: mandoc)"
+	for tool in qpush qpop qpub qsub; do
+		help=$("$tool" --help | sed 's/^usage: //; s/^ *//' | tr '\n' ' ')
+		assert_equal "$help" "$(synopsis "$tool")"
+	done
+}
+
 # bad_qpop_arg ARG...: qpop refuses them with 64, one line naming the
 # tool, and the waiting message is untouched.
 bad_qpop_arg() {
