@@ -86,7 +86,7 @@ main(int argc, char *argv[])
 	q_consume_args_check(&a, closed);
 
 	if (q_config_load(&cfg, spool) == -1)
-		q_exitq(EX_CONFIG);
+		q_exitq(q_config_status());
 	if (q_queue_open(&q, &cfg, queue, a.o.peek ? Q_OPEN_EXISTING :
 	    Q_OPEN_CREATE) == -1)
 		q_exitq(q_open_status());

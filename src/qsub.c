@@ -184,7 +184,7 @@ main(int argc, char *argv[])
 	}
 
 	if (q_config_load(&cfg, g.spool) == -1)
-		q_exitq(EX_CONFIG);
+		q_exitq(q_config_status());
 	if (q_topic_open(&t, &cfg, topic, g.unsubscribe || g.listing ||
 	    ap->o.peek ? Q_OPEN_EXISTING : Q_OPEN_CREATE) == -1)
 		q_exitq(q_open_status());

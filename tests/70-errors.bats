@@ -172,6 +172,44 @@ bad_qpop_arg() {
 	assert_one_error_line qpush
 }
 
+# each_tool_args: one valid command line per tool, after its name.
+TOOL_ARGS=("qpush q x" "qpop q" "qpub t x" "qsub t" "qdlq ls q" "qstat")
+
+@test "usage: an empty -d is one usage error line in every tool, and creates nothing" {
+	local line tool
+	mkdir "$T/cwd"
+	cd "$T/cwd"
+	for line in "${TOOL_ARGS[@]}"; do
+		tool=${line%% *}
+		# shellcheck disable=SC2086 # the words of $line
+		run --separate-stderr $tool -d '' ${line#"$tool"}
+		assert_failure 64
+		assert_one_error_line "$tool"
+		assert_equal "$stderr" "$tool: -d: the spool path is empty"
+	done
+	run ls -A "$T/cwd"
+	assert_output ''
+	[[ ! -e $QSPOOL ]] || fail "an empty -d fell back to \$QSPOOL"
+}
+
+@test "usage: an empty \$QSPOOL is one usage error line in every tool, not the default spool" {
+	local line tool
+	userconf "spool = $T/userspool"
+	for line in "${TOOL_ARGS[@]}"; do
+		tool=${line%% *}
+		# shellcheck disable=SC2086 # the words of $line
+		QSPOOL='' run --separate-stderr $tool ${line#"$tool"}
+		assert_failure 64
+		assert_one_error_line "$tool"
+		assert_equal "$stderr" "$tool: QSPOOL: the spool path is empty (unset it for the default spool)"
+	done
+	[[ ! -e $T/userspool ]] || fail "an empty \$QSPOOL fell back to the user's spool"
+	# -d wins over an empty $QSPOOL, as over any.
+	QSPOOL='' run qpush -d "$T/dspool" q x
+	assert_success
+	assert_equal "$(count_new "$T/dspool/q")" 1
+}
+
 # --- headers ---------------------------------------------------------------------------------
 
 # bad_header 'Name: value': 65, one line, nothing pushed.
