@@ -476,20 +476,20 @@ _qspool()
 	# or the rest of theirs); longargs: the long options whose argument
 	# may be the next word.
 	local opts argopts longargs
-	local consume='-n --drain -f -w --wait= --create -q --quiet --lease= --timeout= -j -l -0 --json --no-ack --peek --lock --max-time= --idempotent --forward='
+	local consume='-n --drain -f --follow -w --wait= --create -q --quiet --lease= --timeout= -j --jobs= -l -0 --json --no-ack --peek --lock --max-time= --idempotent --forward='
 	case $tool in
 	qpush | qpub)
-		opts='-d -l -0 -i -H -p -k --delay= --at= --ttl= --dedup= --block= -h -V'
+		opts='-d -l -0 -i -H -p -k --delay= --at= --ttl= --dedup= --block= -h --help -V --version'
 		argopts='-d -H -p -k'
 		longargs='--delay --at --ttl --dedup --block'
 		;;
 	qsub)
-		opts="-d -s --from-beginning --since --reset $consume --unsubscribe --list -h -V"
+		opts="-d -s --from-beginning --since --reset $consume --unsubscribe --list -h --help -V --version"
 		argopts='-d -s -n -j'
 		longargs='--since --wait --lease --timeout --jobs --max-time --forward'
 		;;
 	*)
-		opts="-d $consume -h -V"
+		opts="-d $consume -h --help -V --version"
 		argopts='-d -n -j'
 		longargs='--wait --lease --timeout --jobs --max-time --forward'
 		;;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "q.h"
@@ -344,10 +345,30 @@ q_config_global(struct q_config *c)
 	return 0;
 }
 
+static int config_status = EX_CONFIG;
+
+int
+q_config_status(void)
+{
+	return config_status;
+}
+
 /* Defaults, system and user files, $QSPOOL, then the -d flag if given. */
 int
 q_config_load(struct q_config *c, const char *spool_flag)
 {
+	const char *env = getenv("QSPOOL");
+
+	/* an empty path names no directory: say so, rather than fail to
+	 * create "" or fall back to the default spool */
+	config_status = EX_USAGE;
+	errno = 0;
+	if (spool_flag && !spool_flag[0])
+		return q_fail("-d: the spool path is empty");
+	if (!spool_flag && env && !env[0])
+		return q_fail("QSPOOL: the spool path is empty "
+		    "(unset it for the default spool)");
+	config_status = EX_CONFIG;
 	q_config_defaults(c);
 	if (q_config_global(c) == -1)
 		return -1;

@@ -4,7 +4,8 @@
  * when it reaches that point, so every commit instant can be crashed
  * at deterministically; with QSPOOL_STOP_AT=point it stops itself
  * (SIGSTOP) there instead, as a stopped or starved process would.
- * Compiled in only with --enable-fault-points.
+ * Compiled in only in the copies of the tools that make check builds
+ * for the test suite (tests/fault/, Makefile.am).
  */
 #include "config.h"
 

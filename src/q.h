@@ -126,8 +126,11 @@ struct q_config {
 void q_config_defaults(struct q_config *c);
 /* Load system and user files, then $QSPOOL.  -1 with q_what() set. */
 int q_config_global(struct q_config *c);
-/* All of it for a tool: defaults, files, $QSPOOL, then -d (or NULL). */
+/* All of it for a tool: defaults, files, $QSPOOL, then -d (or NULL).
+ * On failure q_config_status() is the exit status: 64 for an empty -d
+ * or $QSPOOL, else 78. */
 int q_config_load(struct q_config *c, const char *spool_flag);
+int q_config_status(void);
 /* A queue's q.conf (missing is fine). */
 int q_config_queue(struct q_config *c, int qdirfd, const char *display);
 int q_config_set(struct q_config *c, const char *key, const char *value,

@@ -764,7 +764,7 @@ main(int argc, char *argv[])
 		return EX_IOERR;
 	}
 	if (q_config_load(&c.cfg, spool) == -1)
-		q_exitq(EX_CONFIG);
+		q_exitq(q_config_status());
 	open_queue(&c);
 
 	switch (cmd) {

@@ -16,11 +16,9 @@
 
 #define USAGE "usage: qpop [-d spool] [-n count | --drain | -f] " \
 	"[-w | --wait duration]\n" \
-	"            [--create] [-q]\n" \
-	"            [--lease=duration] [--timeout=duration] [-j jobs] " \
-	"[-l | -0]\n" \
-	"            [--no-ack] [--peek] [--lock] [--max-time=duration]\n" \
-	"            [--idempotent] [--forward=queue] [--json]\n" \
+	"            [--create] [-q] [--lease=duration] [--timeout=duration]\n" \
+	"            [-j jobs] [-l | -0 | --json] [--no-ack] [--peek] [--lock]\n" \
+	"            [--max-time=duration] [--idempotent] [--forward=queue]\n" \
 	"            queue [-- command [arg ...]]\n"
 
 static _Noreturn void
@@ -88,7 +86,7 @@ main(int argc, char *argv[])
 	q_consume_args_check(&a, closed);
 
 	if (q_config_load(&cfg, spool) == -1)
-		q_exitq(EX_CONFIG);
+		q_exitq(q_config_status());
 	if (q_queue_open(&q, &cfg, queue, q_consume_await(&a, &cfg, queue)) == -1)
 		q_exitq(q_open_status());
 	if (q_consume_create_only(&a)) {

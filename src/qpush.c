@@ -34,7 +34,7 @@ main(int argc, char *argv[])
 	int nmessages = argc - operand - 1;
 
 	if (q_config_load(&cfg, a.spool) == -1)
-		q_exitq(EX_CONFIG);
+		q_exitq(q_config_status());
 	if (q_queue_open(&q, &cfg, name, Q_OPEN_CREATE) == -1)
 		q_exitq(q_open_status());
 	q.producer = true;

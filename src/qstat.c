@@ -738,7 +738,7 @@ main(int argc, char *argv[])
 	}
 
 	if (q_config_load(&o.cfg, o.spool) == -1)
-		q_exitq(EX_CONFIG);
+		q_exitq(q_config_status());
 	if (argc == 0)
 		do_spool(&o);
 	for (int i = 0; i < argc; i++) {

@@ -21,11 +21,9 @@
 #define USAGE "usage: qsub [-d spool] [-s name] [--from-beginning | " \
 	"--since time] [--reset]\n" \
 	"            [-n count | --drain | -f] [-w | --wait duration]\n" \
-	"            [--create] [-q]\n" \
-	"            [--lease=duration] [--timeout=duration] [-j jobs] " \
-	"[-l | -0]\n" \
-	"            [--no-ack] [--peek] [--lock] [--max-time=duration]\n" \
-	"            [--idempotent] [--forward=queue] [--json]\n" \
+	"            [--create] [-q] [--lease=duration] [--timeout=duration]\n" \
+	"            [-j jobs] [-l | -0 | --json] [--no-ack] [--peek] [--lock]\n" \
+	"            [--max-time=duration] [--idempotent] [--forward=queue]\n" \
 	"            topic [-- command [arg ...]]\n" \
 	"       qsub [-d spool] -s name --unsubscribe topic\n" \
 	"       qsub [-d spool] --list topic\n"
@@ -191,7 +189,7 @@ main(int argc, char *argv[])
 	}
 
 	if (q_config_load(&cfg, g.spool) == -1)
-		q_exitq(EX_CONFIG);
+		q_exitq(q_config_status());
 	if (q_topic_open(&t, &cfg, topic, g.unsubscribe || g.listing ?
 	    Q_OPEN_EXISTING : q_consume_await(ap, &cfg, topic)) == -1)
 		q_exitq(q_open_status());

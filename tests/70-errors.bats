@@ -91,6 +91,23 @@ bad_operand() {
 	assert_failure 64
 }
 
+# synopsis TOOL: the SYNOPSIS of TOOL's manual page, as mandoc renders it,
+# on one line, without the -h | -V form.
+synopsis() {
+	mandoc -Tascii -Owidth=1000 "$QSPOOL_SRCDIR/man/$1.1" |
+		sed 's/.\x08//g' | sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' |
+		sed '1d;$d; s/^ *//; /^$/d' | grep -vx "$1 -h | -V" | tr '\n' ' '
+}
+
+@test "usage: each tool's --help is its manual page's SYNOPSIS" {
+	local tool help
+	command -v mandoc >/dev/null || skip "no mandoc (Debian: mandoc)"
+	for tool in qpush qpop qpub qsub; do
+		help=$("$tool" --help | sed 's/^usage: //; s/^ *//' | tr '\n' ' ')
+		assert_equal "$help" "$(synopsis "$tool")"
+	done
+}
+
 # bad_qpop_arg ARG...: qpop refuses them with 64, one line naming the
 # tool, and the waiting message is untouched.
 bad_qpop_arg() {
@@ -153,6 +170,44 @@ bad_qpop_arg() {
 	run --separate-stderr qpush -l q a b
 	assert_failure 64
 	assert_one_error_line qpush
+}
+
+# each_tool_args: one valid command line per tool, after its name.
+TOOL_ARGS=("qpush q x" "qpop q" "qpub t x" "qsub t" "qdlq ls q" "qstat")
+
+@test "usage: an empty -d is one usage error line in every tool, and creates nothing" {
+	local line tool
+	mkdir "$T/cwd"
+	cd "$T/cwd"
+	for line in "${TOOL_ARGS[@]}"; do
+		tool=${line%% *}
+		# shellcheck disable=SC2086 # the words of $line
+		run --separate-stderr $tool -d '' ${line#"$tool"}
+		assert_failure 64
+		assert_one_error_line "$tool"
+		assert_equal "$stderr" "$tool: -d: the spool path is empty"
+	done
+	run ls -A "$T/cwd"
+	assert_output ''
+	[[ ! -e $QSPOOL ]] || fail "an empty -d fell back to \$QSPOOL"
+}
+
+@test "usage: an empty \$QSPOOL is one usage error line in every tool, not the default spool" {
+	local line tool
+	userconf "spool = $T/userspool"
+	for line in "${TOOL_ARGS[@]}"; do
+		tool=${line%% *}
+		# shellcheck disable=SC2086 # the words of $line
+		QSPOOL='' run --separate-stderr $tool ${line#"$tool"}
+		assert_failure 64
+		assert_one_error_line "$tool"
+		assert_equal "$stderr" "$tool: QSPOOL: the spool path is empty (unset it for the default spool)"
+	done
+	[[ ! -e $T/userspool ]] || fail "an empty \$QSPOOL fell back to the user's spool"
+	# -d wins over an empty $QSPOOL, as over any.
+	QSPOOL='' run qpush -d "$T/dspool" q x
+	assert_success
+	assert_equal "$(count_new "$T/dspool/q")" 1
 }
 
 # --- headers ---------------------------------------------------------------------------------

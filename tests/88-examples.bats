@@ -3,7 +3,8 @@
 # The pub/sub, pipeline, cron and monitoring examples run with the built
 # tools, check their own results, and fail when a subscriber does not get
 # what was published, a stage forwards an output twice, two cron runs
-# overlap, or qstat counts a message in the wrong state.
+# overlap, or qstat counts a message in the wrong state.  The README's
+# build is the one a user installs: its tools have no fault points.
 
 load helper
 
@@ -186,4 +187,33 @@ EOF
 	assert_failure 1
 	assert_output --partial "monitoring: FAILED: the table says jobs has '3 1 0 1 1' (ready in-flight delayed retrying dead), not '2 1 1 1 1'"
 	assert_cleaned_up
+}
+
+@test "the tools make install installs have no fault points; the suite's have them" {
+	local st=0
+	# The suite's own build (tests/fault/): QSPOOL_CRASH_AT kills it.
+	run env QSPOOL_CRASH_AT=after-tmp-create "$QSPOOL_BIN/qpush" q one
+	assert_failure 137
+	"$QSPOOL_BIN/qpush" q one
+	run env QSPOOL_CRASH_AT=after-claim "$QSPOOL_BIN/qpop" --peek q
+	assert_success
+	run env QSPOOL_CRASH_AT=after-claim "$QSPOOL_BIN/qpop" q
+	assert_failure 137
+	# The installed build (src/) ignores it.
+	[[ $QSPOOL_INSTALL_BIN != "$QSPOOL_BIN" ]] ||
+		fail "QSPOOL_INSTALL_BIN is the suite's own build: $QSPOOL_BIN"
+	run env QSPOOL_CRASH_AT=after-tmp-create "$QSPOOL_INSTALL_BIN/qpush" q two
+	assert_success
+	run env QSPOOL_CRASH_AT=after-claim "$QSPOOL_INSTALL_BIN/qpop" --lease=30s q
+	assert_success
+	assert_output two
+	has_fault_points "$QSPOOL_INSTALL_BIN" || st=$?
+	assert_equal "$st" 1
+}
+
+@test "the README builds what a user installs: no test-only configure flag" {
+	run grep -E '^sudo apt-get install .* && autoreconf -fi && \./configure && make && examples/demo\.sh$' "$QSPOOL_SRCDIR/README.md"
+	assert_success
+	run grep -e '--enable-fault-points' "$QSPOOL_SRCDIR/README.md" "$QSPOOL_SRCDIR/.ci/run"
+	assert_failure 1
 }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bats
+# shellcheck disable=SC2154 # status output lines: set by run
+# The bash and zsh completions offer every long option the manual pages
+# list for qpush, qpub, qpop and qsub (qsub takes qpop's options too).
+
+load helper
+
+# man_longopts TOOL...: the long options the OPTIONS lists of the TOOLs'
+# manual pages name (.It Fl -name), one a line, without their dashes.
+man_longopts() {
+	local t
+	for t; do
+		grep -E '^\.It Fl' "$QSPOOL_SRCDIR/man/$t.1" |
+			grep -oE 'Fl -[a-z][a-z-]*' | sed 's/^Fl -//'
+	done | sort -u
+}
+
+# bash_offers TOOL: what the bash completion offers for `TOOL --', one a
+# line, without the `--' and any `='.
+bash_offers() {
+	bash -c '
+		source "$1/completions/qspool.bash"
+		COMP_WORDS=("$2" --); COMP_CWORD=1
+		_qspool "$2" -- "$2"
+		printf "%s\n" "${COMPREPLY[@]}"' _ "$QSPOOL_SRCDIR" "$1" |
+		sed -n 's/^--\([a-z][a-z-]*\)=\{0,1\}$/\1/p' | sort -u
+}
+
+# assert_offers TOOL OPTION...: bash offers TOOL each OPTION, and the zsh
+# completion names each.
+assert_offers() {
+	local tool=$1 o missing='' offered
+	shift
+	offered=$(bash_offers "$tool")
+	for o; do
+		grep -qx -- "$o" <<<"$offered" || missing+=" bash:--$o"
+		grep -qE -- "--$o(\[|=|\}|\+)" "$QSPOOL_SRCDIR/completions/_qspool" ||
+			missing+=" zsh:--$o"
+	done
+	[[ -z $missing ]] || fail "$tool: not completed:$missing"
+}
+
+@test "completion: qpop is offered every long option of qpop(1), --follow and --jobs= included" {
+	# shellcheck disable=SC2046 # one option a word
+	assert_offers qpop $(man_longopts qpop)
+	run bash_offers qpop
+	assert_line follow
+	assert_line jobs
+}
+
+@test "completion: qsub is offered every long option of qpop(1) and qsub(1)" {
+	# shellcheck disable=SC2046
+	assert_offers qsub $(man_longopts qpop qsub)
+}
+
+@test "completion: qpush and qpub are offered every long option of their pages" {
+	# shellcheck disable=SC2046
+	assert_offers qpush $(man_longopts qpush)
+	# shellcheck disable=SC2046
+	assert_offers qpub $(man_longopts qpub)
+}
