@@ -568,6 +568,7 @@ struct q_sublink {              /* a subscription a publish links into */
 	dev_t dev;
 	ino_t ino;
 	bool skip;              /* removed during this batch */
+	bool stuck;             /* a rename into it failed: rest to recovery */
 	bool moved;
 	uint64_t seq[Q_BATCH_MAX];      /* keyed messages: seq set at link */
 };
