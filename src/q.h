@@ -478,6 +478,9 @@ struct q_fwd {                  /* shared by the jobs of a qpop */
 	struct q_queue *out;
 	struct q_seen batches;  /* OUT/fwd/: committed batches */
 	struct q_seen dedup;    /* OUT/dedup/: the outputs' ids */
+	int prio;               /* -p -k -H: the outputs' (for new batches) */
+	const char *key;
+	const struct q_headers *user;
 };
 
 struct q_fwdrun {               /* one delivery */

@@ -19,7 +19,8 @@
 	"            [--lease=duration] [--timeout=duration] [-j jobs] " \
 	"[-l | -0]\n" \
 	"            [--no-ack] [--peek] [--lock] [--max-time=duration]\n" \
-	"            [--idempotent] [--forward=queue] [--json]\n" \
+	"            [--idempotent] [--forward=queue [-H header] [-k key] [-p prio]]\n" \
+	"            [--json]\n" \
 	"            queue [-- command [arg ...]]\n"
 
 static _Noreturn void

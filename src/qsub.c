@@ -24,7 +24,8 @@
 	"            [--lease=duration] [--timeout=duration] [-j jobs] " \
 	"[-l | -0]\n" \
 	"            [--no-ack] [--peek] [--lock] [--max-time=duration]\n" \
-	"            [--idempotent] [--forward=queue] [--json]\n" \
+	"            [--idempotent] [--forward=queue [-H header] [-k key] [-p prio]]\n" \
+	"            [--json]\n" \
 	"            topic [-- command [arg ...]]\n" \
 	"       qsub [-d spool] -s name --unsubscribe topic\n" \
 	"       qsub [-d spool] --list topic\n"
