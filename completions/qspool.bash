@@ -16,7 +16,8 @@
 # (/var/spool/qspool for root).
 #
 # qpop --forward and qsub --forward are offered the queues that are not
-# topics, and qpush -p and qpub -p the priorities 0 to 9.
+# topics, and -p (qpush, qpub; qpop and qsub with --forward) the
+# priorities 0 to 9.
 #
 # For qdlq: the options before the command, the command word, then the
 # queue (with -s, a topic), the command's own options (--reason the
@@ -476,7 +477,7 @@ _qspool()
 	# or the rest of theirs); longargs: the long options whose argument
 	# may be the next word.
 	local opts argopts longargs
-	local consume='-n --drain -f --follow -w --wait= --create -q --quiet --lease= --timeout= -j --jobs= -l -0 --json --no-ack --peek --lock --max-time= --idempotent --forward='
+	local consume='-n --drain -f --follow -w --wait= --create -q --quiet --lease= --timeout= -j --jobs= -l -0 --json --no-ack --peek --lock --max-time= --idempotent --forward= -H -k -p'
 	case $tool in
 	qpush | qpub)
 		opts='-d -l -0 -i -H -p -k --delay= --at= --ttl= --dedup= --block= -h --help -V --version'
@@ -485,12 +486,12 @@ _qspool()
 		;;
 	qsub)
 		opts="-d -s --from-beginning --since --reset $consume --unsubscribe --list -h --help -V --version"
-		argopts='-d -s -n -j'
+		argopts='-d -s -n -j -H -k -p'
 		longargs='--since --wait --lease --timeout --jobs --max-time --forward'
 		;;
 	*)
 		opts="-d $consume -h --help -V --version"
-		argopts='-d -n -j'
+		argopts='-d -n -j -H -k -p'
 		longargs='--wait --lease --timeout --jobs --max-time --forward'
 		;;
 	esac

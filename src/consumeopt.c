@@ -44,6 +44,7 @@ q_consume_args_init(struct q_consumeargs *a)
 	a->o.max = 1;
 	a->o.jobs = 1;
 	a->timeout = -1;
+	a->prio = Q_PRIO_DEFAULT;
 }
 
 int
@@ -132,6 +133,23 @@ q_consume_option(struct q_consumeargs *a, int c, const char *arg)
 			bad("queue name", arg, why);
 		a->forward = arg;
 		return 1;
+	case 'H':               /* -H -k -p: the forwarded outputs', as qpush's */
+		if (q_header_arg(&a->headers, (char *)arg) == -1)
+			q_exitq(EX_DATAERR);
+		a->outopts++;
+		return 1;
+	case 'k':
+		if ((why = q_key_error(arg)))
+			bad("key", arg, why);
+		a->key = arg;
+		a->outopts++;
+		return 1;
+	case 'p':
+		if (q_parse_count(arg, 0, 9, &v, &why) == -1)
+			bad("priority", arg, "must be 0 (most urgent) to 9");
+		a->prio = (int)v;
+		a->outopts++;
+		return 1;
 	}
 	return 0;
 }
@@ -153,6 +171,9 @@ q_consume_args_check(struct q_consumeargs *a, int closed)
 	if (a->forward && (!o->argv || o->no_ack || o->peek))
 		usage_error("--forward takes a command's output: give one,"
 		    " without --no-ack or --peek");
+	if (a->outopts && !a->forward)
+		usage_error("-H, -k and -p set the forwarded outputs':"
+		    " only with --forward");
 	if (o->idempotent && (o->no_ack || o->peek))
 		usage_error("--idempotent records acks: not with --no-ack or"
 		    " --peek");
@@ -219,6 +240,9 @@ q_consume_forward(struct q_consumeargs *a, const struct q_config *cfg,
 	out->producer = true;
 	if (q_forward_open(fwd, out) == -1)
 		q_exitq(q_exit_for_errno(errno));
+	fwd->prio = a->prio;
+	fwd->key = a->key;
+	fwd->user = &a->headers;
 	a->o.forward = fwd;
 }
 

@@ -15,7 +15,7 @@ enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
 	Q_OPT_FORWARD, Q_OPT_JSON, Q_OPT_CREATE, Q_OPT_QUIET,
 	Q_OPT_TOOL = 300 /* the tool's own from here */ };
 
-#define Q_CONSUME_SHORTOPTS "n:fwj:l0q"
+#define Q_CONSUME_SHORTOPTS "n:fwj:l0qH:k:p:"
 #define Q_CONSUME_LONGOPTS \
 	{ "drain", no_argument, NULL, Q_OPT_DRAIN }, \
 	{ "follow", no_argument, NULL, 'f' }, \
@@ -42,6 +42,10 @@ struct q_consumeargs {
 	bool jobs_given;
 	const char *forward;    /* --forward OUT */
 	bool create;            /* --create: make the queue if it is missing */
+	/* -H, -k, -p: for the forwarded outputs (outopts: how many given) */
+	struct q_headers headers;
+	const char *key;
+	int prio, outopts;
 };
 
 void q_consume_args_init(struct q_consumeargs *a);

@@ -50,6 +50,48 @@ output_id(const char *inid, const char *key, size_t i, char id[Q_ID_LEN + 1])
 	    h & ((UINT64_C(1) << 44) - 1));
 }
 
+/*
+ * What a committed batch is: its stage RUN, number of outputs, input,
+ * and the outputs' priority and key hash (a record without them, made
+ * before they were kept: 5 and none).
+ */
+struct batch {
+	char run[64];
+	long count;
+	char inid[Q_ID_LEN + 1];
+	int prio;
+	bool has_key;
+	uint32_t key;
+};
+
+static int
+batch_parse(const char *value, struct batch *b)
+{
+	char key[16];
+	int prio, n;
+
+	memset(b, 0, sizeof *b);
+	b->prio = Q_PRIO_DEFAULT;
+	n = sscanf(value, "%63s %ld %24s %d %9s", b->run, &b->count, b->inid,
+	    &prio, key);
+	if (n < 2 || b->count < 0)
+		return -1;
+	if (n >= 4) {
+		if (prio < 0 || prio > 9)
+			return -1;
+		b->prio = prio;
+	}
+	if (n == 5 && strcmp(key, "-") != 0) {
+		char *end;
+		unsigned long v = strtoul(key, &end, 16);
+		if (strlen(key) != 8 || *end)
+			return -1;
+		b->has_key = true;
+		b->key = (uint32_t)v;
+	}
+	return 0;
+}
+
 /* Stage directories of runs long gone (older than the window). */
 static void
 clean_stages(struct q_queue *out)
@@ -76,27 +118,38 @@ clean_stages(struct q_queue *out)
 	close(fd);
 }
 
-/* Move the committed batch RUN's outputs still staged into OUT/new/. */
+/*
+ * Move the committed batch B's outputs still staged into OUT/new/, a
+ * keyed one indexed first (with the sequence number it was indexed
+ * with before a crash, if it was), as a push commits.
+ */
 static int
-finish(struct q_fwd *f, struct q_fwdrun *w, const char *run, long count)
+finish(struct q_fwd *f, struct q_fwdrun *w, const struct batch *b)
 {
 	struct q_queue *out = f->out;
+	const char *run = b->run;
 	int fd = openat(out->tmpfd, run, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC);
 	int r = 0;
 
 	if (fd == -1 && errno != ENOENT)
 		return q_fail("cannot open %s/tmp/%s", out->operand, run);
-	for (long i = 0; fd != -1 && i < count && r == 0; i++) {
+	for (long i = 0; fd != -1 && i < b->count && r == 0; i++) {
 		char id[Q_ID_LEN + 1];
-		struct q_name n = { .prio = Q_PRIO_DEFAULT };
+		struct q_name n = { .prio = b->prio, .has_key = b->has_key,
+			.key = b->key };
 		struct stat st;
 		output_id(w->inid, w->key, (size_t)i, id);
 		if (fstatat(fd, id, &st, AT_SYMLINK_NOFOLLOW) == -1)
 			continue;       /* committed before a crash */
 		memcpy(n.id, id, sizeof n.id);
-		n.seq = q_next_seq(out);
+		if (!n.has_key || !q_key_find(out, n.key, id, fd, id, &n.seq))
+			n.seq = q_next_seq(out);
 		n.ready = q_now();
+		if (n.has_key && q_key_index(out, fd, id, n.key, n.seq, id) == -1) {
+			r = q_fail("cannot forward %s into %s", id, out->operand);
+			break;
+		}
 		if (q_place(out, fd, id, &n, Q_NEW) == -1) {
 			r = q_fail("cannot forward %s into %s", id, out->operand);
 			break;
@@ -133,8 +186,8 @@ finish_orphans(struct q_fwd *f)
 	if (q_listdir(fd, &names, &n, &cap) == 0) {
 		for (size_t i = 0; i < n; i++) {
 			struct q_fwdrun w = { .stagefd = -1, .outfd = -1 };
-			char value[128], run[64];
-			long count;
+			char value[128];
+			struct batch b;
 			int lock;
 			if (strncmp(names[i], "fwd.", 4) != 0 ||
 			    strlen(names[i]) < 4 + 16 + 1)
@@ -144,10 +197,13 @@ finish_orphans(struct q_fwd *f)
 			if ((lock = q_seen_lock(&f->batches, w.key)) == -1)
 				continue;
 			if (q_seen_get(&f->batches, w.key, value, sizeof value) == 1 &&
-			    sscanf(value, "%63s %ld %24s", run, &count, w.inid) == 3 &&
-			    strcmp(run, names[i]) == 0 && finish(f, &w, run, count) == 0)
-				q_warnx("%s: finished the forwarded outputs of %s",
-				    f->out->operand, w.inid);
+			    batch_parse(value, &b) == 0 && b.inid[0] &&
+			    strcmp(b.run, names[i]) == 0) {
+				strlcpy(w.inid, b.inid, sizeof w.inid);
+				if (finish(f, &w, &b) == 0)
+					q_warnx("%s: finished the forwarded outputs"
+					    " of %s", f->out->operand, w.inid);
+			}
 			close(lock);
 		}
 	}
@@ -161,6 +217,7 @@ q_forward_open(struct q_fwd *f, struct q_queue *out)
 {
 	memset(f, 0, sizeof *f);
 	f->out = out;
+	f->prio = Q_PRIO_DEFAULT;
 	if (q_seen_open(out, "fwd", out->cfg.idempotent_window, &f->batches) == -1)
 		return -1;
 	if (q_seen_open(out, "dedup", out->cfg.dedup_window, &f->dedup) == -1) {
@@ -233,14 +290,17 @@ stage_output(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in, size_t
     const char *body, size_t len)
 {
 	struct q_queue stage = *f->out;
-	struct q_pushopt o = { .prio = Q_PRIO_DEFAULT };
+	struct q_pushopt o = { .prio = f->prio, .key = f->key, .user = f->user };
 	struct q_out m;
 	char id[Q_ID_LEN + 1];
 
 	output_id(w->inid, w->key, i, id);
 	o.id = id;
 	o.cause = w->inid;
-	o.corr = q_header_get(&in->hs, "Correlation-Id");
+	/* the input's correlation, unless -H gives one (as qpush's -H
+	 * beats the one inherited from the environment) */
+	if (!f->user || !q_header_get(f->user, "Correlation-Id"))
+		o.corr = q_header_get(&in->hs, "Correlation-Id");
 	o.trace = q_header_get(&in->hs, "traceparent");
 	stage.tmpfd = w->stagefd;
 	if (q_out_begin(&stage, &o, &m) == -1)
@@ -300,7 +360,8 @@ int
 q_forward_commit(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in,
     enum q_frame frame)
 {
-	char value[128], run[64];
+	char value[128];
+	struct batch b;
 	long count = -1;
 	int lock, got, r;
 
@@ -316,7 +377,7 @@ q_forward_commit(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in,
 		/* a batch is committed already: it is the one */
 		if (w->run[0])
 			q_forward_discard(f, w);
-		if (sscanf(value, "%63s %ld", run, &count) != 2) {
+		if (batch_parse(value, &b) == -1) {
 			errno = 0;
 			q_fail("%s/fwd: bad batch record for %s", f->out->operand,
 			    w->inid);
@@ -328,8 +389,18 @@ q_forward_commit(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in,
 			q_fail("%s: no batch for %s", f->out->operand, w->inid);
 			goto fail;
 		}
-		strlcpy(run, w->run, sizeof run);
-		snprintf(value, sizeof value, "%s %ld %s", run, count, w->inid);
+		memset(&b, 0, sizeof b);
+		strlcpy(b.run, w->run, sizeof b.run);
+		b.count = count;
+		b.prio = f->prio;
+		b.has_key = f->key != NULL;
+		b.key = f->key ? q_key_hash(f->key) : 0;
+		if (b.has_key)
+			snprintf(value, sizeof value, "%s %ld %s %d %08" PRIx32,
+			    b.run, count, w->inid, b.prio, b.key);
+		else
+			snprintf(value, sizeof value, "%s %ld %s %d -", b.run,
+			    count, w->inid, b.prio);
 		if (f->out->cfg.fsync != Q_FSYNC_NEVER && fsync(w->stagefd) == -1)
 			goto fail;
 		q_fault("before-forward-commit");
@@ -342,7 +413,7 @@ q_forward_commit(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in,
 	if (w->stagefd != -1)
 		close(w->stagefd);
 	w->outfd = w->stagefd = -1;
-	r = finish(f, w, run, count);
+	r = finish(f, w, &b);
 	close(lock);
 	return r;
 fail:;

@@ -512,6 +512,9 @@ struct q_fwd {                  /* shared by the jobs of a qpop */
 	struct q_queue *out;
 	struct q_seen batches;  /* OUT/fwd/: committed batches */
 	struct q_seen dedup;    /* OUT/dedup/: the outputs' ids */
+	int prio;               /* -p -k -H: the outputs' (for new batches) */
+	const char *key;
+	const struct q_headers *user;
 };
 
 struct q_fwdrun {               /* one delivery */
@@ -609,6 +612,7 @@ struct q_sublink {              /* a subscription a publish links into */
 	dev_t dev;
 	ino_t ino;
 	bool skip;              /* removed during this batch */
+	bool stuck;             /* a rename into it failed: rest to recovery */
 	bool moved;
 	uint64_t seq[Q_BATCH_MAX];      /* keyed messages: seq set at link */
 };

@@ -18,7 +18,8 @@
 	"[-w | --wait duration]\n" \
 	"            [--create] [-q] [--lease=duration] [--timeout=duration]\n" \
 	"            [-j jobs] [-l | -0 | --json] [--no-ack] [--peek] [--lock]\n" \
-	"            [--max-time=duration] [--idempotent] [--forward=queue]\n" \
+	"            [--max-time=duration] [--idempotent]\n" \
+	"            [--forward=queue] [-H 'Name: value'] [-k key] [-p prio]\n" \
 	"            queue [-- command [arg ...]]\n"
 
 static _Noreturn void

@@ -23,7 +23,8 @@
 	"            [-n count | --drain | -f] [-w | --wait duration]\n" \
 	"            [--create] [-q] [--lease=duration] [--timeout=duration]\n" \
 	"            [-j jobs] [-l | -0 | --json] [--no-ack] [--peek] [--lock]\n" \
-	"            [--max-time=duration] [--idempotent] [--forward=queue]\n" \
+	"            [--max-time=duration] [--idempotent]\n" \
+	"            [--forward=queue] [-H 'Name: value'] [-k key] [-p prio]\n" \
 	"            topic [-- command [arg ...]]\n" \
 	"       qsub [-d spool] -s name --unsubscribe topic\n" \
 	"       qsub [-d spool] --list topic\n"

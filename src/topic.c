@@ -223,7 +223,7 @@ q_topic_load_subs(struct q_topic *t)
 			s->dev = st.st_dev;
 			s->q.producer = true;
 		}
-		s->skip = s->moved = false;
+		s->skip = s->moved = s->stuck = false;
 		nkeep++;
 	}
 	q_topic_drop_subs(t);
@@ -416,7 +416,7 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 {
 	struct q_topic *t = ctx;
 	bool sync = t->q.cfg.fsync != Q_FSYNC_NEVER;
-	int r = 0, linked = 0;
+	int r = 0, linked = 0, err = 0;
 
 	*committed = 0;
 	while (flock(t->lockfd, LOCK_SH) == -1)
@@ -484,21 +484,38 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 		}
 	}
 undo:
+	if (r == -1 && !err)
+		err = errno;
 	unlink_subs(t, m, linked, n);
 unlock:
+	if (r == -1 && !err)
+		err = errno;
 	flock(t->lockfd, LOCK_UN);
-	/* committed: each subscription's link goes into its new/ */
+	bool durable = r == 0;
+	/*
+	 * committed: each subscription's link goes into its new/.  One that
+	 * fails is left to recovery with the rest of the batch for that
+	 * subscription, and the publish fails: nothing of this publisher
+	 * may get into it ahead of them (recovery places in log order).
+	 */
 	for (int i = 0; i < linked; i++) {
 		bool left = false;
 		for (size_t s = 0; s < t->nsubs; s++) {
 			if (t->subs[s].skip)
 				continue;
+			if (t->subs[s].stuck) {
+				left = true;
+				continue;
+			}
 			if (deliver(&t->subs[s].q, &m[i], m[i].written,
 			    t->subs[s].seq[i]) == -1) {
 				if (errno == ENOENT && sub_gone(t, &t->subs[s]))
 					continue;
-				q_warn("cannot move %s/tmp/%s into new/; left for"
-				    " recovery", t->subs[s].q.operand, m[i].id);
+				r = q_fail("cannot move %s/tmp/%s into new/; left"
+				    " for recovery", t->subs[s].q.operand, m[i].id);
+				if (!err)
+					err = errno;
+				t->subs[s].stuck = true;
 				left = true;
 			}
 			if (i == 0 && s == 0)
@@ -510,16 +527,20 @@ unlock:
 		close(m[i].fd);
 		m[i].fd = -1;
 	}
-	bool durable = r == 0;
 	for (size_t s = 0; s < t->nsubs; s++)
 		if (!t->subs[s].skip && q_sync_new(&t->subs[s].q) == -1) {
+			if (!err)
+				err = errno;
 			r = -1;
 			durable = false;
 		}
-	/* ids are reported only for what is durable, as by qpush */
+	/* ids are reported only for what is durable, as by qpush (what
+	 * is left for recovery is: recovery finishes it) */
 	*committed = durable ? linked : 0;
 	if (linked > 0)
 		q_topic_prune(t, false);
+	if (r == -1)
+		errno = err;
 	return r;
 }
 
@@ -597,7 +618,8 @@ key_of(struct q_topic *t, const char *id, struct q_logent *e)
  * `grace` (a publisher creates its file a moment before locking it).
  */
 static void
-recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec)
+recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec,
+    bool *ordered)
 {
 	int fd = openat(t->q.tmpfd, id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
 	    O_CLOEXEC);
@@ -612,6 +634,14 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec)
 	if (fstat(fd, &st) == -1 || (committed = in_log(t, id, &e)) == -1 ||
 	    (!committed && (q_time)st.st_mtime * Q_SEC + t->q.cfg.grace > q_now()))
 		goto out;
+	/* placements in turn (q_topic_recover), before the message's lock:
+	 * a recoverer waiting with one would make the other skip it */
+	if (committed && !*ordered) {
+		while (flock(t->q.tmpfd, LOCK_EX) == -1)
+			if (errno != EINTR)
+				goto out;
+		*ordered = true;
+	}
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1)
 		goto out;
 	if (flock(t->lockfd, LOCK_SH) == -1)
@@ -653,6 +683,12 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec)
 		q_sync_new(&t->subs[s].q);
 out:
 	close(fd);
+}
+
+static int
+cmp_id(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /*
@@ -701,8 +737,22 @@ q_topic_recover(struct q_topic *t, struct q_recovery *rec)
 		}
 	}
 	closedir(d);
+	/*
+	 * In log order (ID order), one recoverer at a time: a publisher's
+	 * messages left committed but not placed are the tail of what it
+	 * placed, and must reach each subscription in that order.  A
+	 * directory listing is in no order, and two recoverers taking
+	 * turns by message (each skipping what the other holds) would
+	 * interleave them.  So the first committed one found takes
+	 * LOCK_EX on tmp/ itself, held to the end of the pass.
+	 */
+	bool ordered = false;
+	if (nids > 1)
+		qsort(ids, nids, sizeof *ids, cmp_id);
 	for (size_t i = 0; i < nids; i++)
-		recover_publish(t, ids[i], rec);
+		recover_publish(t, ids[i], rec, &ordered);
+	if (ordered)
+		flock(t->q.tmpfd, LOCK_UN);
 	q_freelist(ids, nids);
 	free(ids);
 

@@ -210,6 +210,83 @@ load helper
 	assert_equal "$(find "$QSPOOL/out/tmp" -mindepth 1 | wc -l)" 0
 }
 
+# The .k tag (key hash) of a message pushed with key $1, for comparison.
+key_tag() {
+	local f
+	qpush -k "$1" "keyref-$1" x
+	f=$(find "$QSPOOL/keyref-$1/new" -type f)
+	name_field "$f" k
+}
+
+@test "--forward -H -k -p: every output carries the headers and the key, at the priority" {
+	qpush in x
+	run qpop in --forward out -l -H 'X-Src: fw' -H 'Correlation-Id: c-9' -k order-1 -p 2 -- printf 'a\nb\n'
+	assert_success
+	local k f n=0
+	k=$(key_tag order-1)
+	for f in "$QSPOOL"/out/new/*/*; do
+		n=$((n + 1))
+		[[ $f == */out/new/2-*/* ]] || fail "not at priority 2: $f"
+		assert_equal "$(name_field "$f" p)" 2
+		assert_equal "$(name_field "$f" k)" "$k"
+		grep -qx 'X-Src: fw' "$f" || fail "no X-Src header in $f"
+		grep -qx 'Key: order-1' "$f" || fail "no Key header in $f"
+		grep -qx 'Correlation-Id: c-9' "$f" || fail "no Correlation-Id in $f"
+	done
+	assert_equal "$n" 2
+	# keyed: indexed in out/keys/ as a push is, and delivered in order
+	assert_equal "$(find "$QSPOOL/out/keys/$k" -type f | wc -l)" 2
+	run qpop --drain -l out
+	assert_equal "$(tr '\n' ' ' <<<"$output")" "a b "
+	assert_equal "$(find "$QSPOOL/out/keys/$k" -type f 2>/dev/null | wc -l)" 0
+}
+
+@test "--forward: a committed batch is finished with the priority and key it was committed with" {
+	need_fault_points
+	mkqueue in
+	printf 'lease = 1s\n' >"$QSPOOL/in/q.conf"
+	qpush in x
+	run env QSPOOL_CRASH_AT=after-forward-commit qpop in --forward out -l -k kk -p 1 -- printf 'a\nb\n'
+	assert_failure 137
+	# redelivered to a run without -k and -p: the batch keeps its own
+	run qpop --wait=10s in --forward out -l -- cat
+	assert_success
+	local k f
+	k=$(key_tag kk)
+	assert_equal "$(count_new out)" 2
+	for f in "$QSPOOL"/out/new/*/*; do
+		assert_equal "$(name_field "$f" p)" 1
+		assert_equal "$(name_field "$f" k)" "$k"
+	done
+	run qpop --drain -l out
+	assert_equal "$(tr '\n' ' ' <<<"$output")" "a b "
+}
+
+@test "-H, -k and -p are for --forward: without it 64; bad values 64, a reserved header 65" {
+	qpush in x
+	local opt
+	for opt in "-H X:1" "-k k" "-p 3"; do
+		# shellcheck disable=SC2086 # the option and its value, split
+		run --separate-stderr qpop $opt in -- cat
+		assert_failure 64
+		assert_equal "$stderr" "qpop: -H, -k and -p set the forwarded outputs': only with --forward"
+		# shellcheck disable=SC2086
+		run --separate-stderr qsub -s a $opt t -- cat
+		assert_failure 64
+		assert_equal "$stderr" "qsub: -H, -k and -p set the forwarded outputs': only with --forward"
+	done
+	run --separate-stderr qpop -p 10 in --forward out -- cat
+	assert_failure 64
+	assert_equal "$stderr" "qpop: bad priority '10': must be 0 (most urgent) to 9"
+	run --separate-stderr qpop -k '' in --forward out -- cat
+	assert_failure 64
+	assert_equal "$stderr" "qpop: bad key '': empty"
+	run --separate-stderr qpop -H 'Id: 1' in --forward out -- cat
+	assert_failure 65
+	assert_equal "$(count_new in)" 1
+	assert_dir_not_exists "$QSPOOL/out"
+}
+
 @test "--idempotent in print mode: a crash after the write does not print it again" {
 	need_fault_points
 	mkqueue q

@@ -30,6 +30,7 @@ log_ids() {
 	done | sort
 }
 mksub() { run qsub -s "$1" --create t && [[ -d $QSPOOL/t/subs/$1 ]]; }
+log_above() { (($(count_log) > $1)); }
 
 # --- layout and errors ---------------------------------------------------------
 
@@ -458,6 +459,75 @@ assert_all_or_nothing() {
 	assert_equal "$(count_files "$QSPOOL/t/tmp" "$QSPOOL/t/subs/a/tmp" "$QSPOOL/t/subs/b/tmp")" 0
 }
 
+@test "crash mid-batch after the commit: the recovered tail keeps log order, before later publishes" {
+	need_fault_points
+	mksub a
+	mksub b
+	printf 'fsync = never\n' >"$QSPOOL/t/q.conf"
+	seq 1 40 >"$T/in"
+	# the first batch is committed, and the crash comes after its first
+	# rename: the rest is left for recovery, which a directory listing
+	# returns in no order
+	run env QSPOOL_CRASH_AT=after-publish-deliver qpub -l t <"$T/in"
+	assert_failure 137
+	local n
+	n=$(count_log)
+	((n >= 3)) || fail "a batch of $n: too few to tell an order"
+	qpub t later            # recovers first, then publishes
+	{ head -n "$n" "$T/in"; echo later; } >"$T/want"
+	run qsub -s a --drain -l t
+	assert_equal "$output" "$(cat "$T/want")"
+	run qsub -s b --drain -l t
+	assert_equal "$output" "$(cat "$T/want")"
+	# a replay of the log applies them in the same order
+	run qsub -s r --from-beginning --drain -l t
+	assert_equal "$output" "$(cat "$T/want")"
+}
+
+@test "crash mid-batch: concurrent recoveries place the tail in log order" {
+	need_fault_points
+	mksub a
+	printf 'fsync = never\n' >"$QSPOOL/t/q.conf"
+	seq 1 200 >"$T/in"
+	run env QSPOOL_CRASH_AT=after-publish-deliver qpub -l t <"$T/in"
+	assert_failure 137
+	local n
+	n=$(count_log)
+	((n >= 3)) || fail "a batch of $n: too few to tell an order"
+	# several tools open the topic at once: each recovers
+	local k pids=()
+	for k in 1 2 3 4; do
+		qsub --list t >/dev/null &
+		pids+=($!)
+	done
+	for k in "${pids[@]}"; do wait "$k"; done
+	run qsub -s a --drain -l t
+	assert_equal "$output" "$(seq 1 "$n")"
+}
+
+@test "a rename into a subscription fails: the rest of the batch waits for recovery, qpub fails" {
+	mksub a
+	mksub b
+	printf 'fsync = never\n' >"$QSPOOL/t/q.conf"
+	# a's next sequence numbers: 1020..1023 in bucket 0, which a file
+	# blocks, and 1024 on in bucket 1, which would take them
+	printf '\374\003\0\0\0\0\0\0' >"$QSPOOL/t/subs/a/seq"
+	: >"$QSPOOL/t/subs/a/new/5-000000000000"
+	seq 1 10 >"$T/in"
+	run --separate-stderr qpub -i -l t <"$T/in"
+	assert_failure 69       # ENOTDIR, the planted file's
+	assert_equal "${#lines[@]}" 10  # published: its ids are printed
+	assert_equal "${#stderr_lines[@]}" 1
+	assert_regex "$stderr" '^qpub: cannot move t/a/tmp/[0-9a-f]{24} into new/; left for recovery: Not a directory$'
+	assert_equal "$(count_log)" 10
+	rm "$QSPOOL/t/subs/a/new/5-000000000000"
+	assert_equal "$(count_sub a) $(count_sub b)" "0 10"
+	qsub --list t >/dev/null        # recovery
+	run qsub -s a --drain -l t
+	assert_equal "$output" "$(seq 1 10)"
+	assert_equal "$(count_files "$QSPOOL/t/tmp" "$QSPOOL/t/subs/a/tmp")" 0
+}
+
 @test "a subscription's own tmp/ cleaning leaves a committed publish's link to the topic" {
 	need_fault_points
 	mksub a
@@ -557,4 +627,34 @@ assert_all_or_nothing() {
 	assert_equal "$(comm -23 "$T/printed" "$T/log" | wc -l)" 0
 	assert_equal "$(count_files "$QSPOOL/t/tmp" "$QSPOOL/t/subs/a/tmp" \
 		"$QSPOOL/t/subs/b/tmp" "$QSPOOL/t/subs/c/tmp")" 0
+	# live subscriptions got them in log order, as a replay does
+	qsub -s r --from-beginning --drain -l t >"$T/replayed" || (($? == 1))
+	for s in a b c; do
+		qsub -s "$s" --drain -l t >"$T/live" || (($? == 1))
+		cmp "$T/replayed" "$T/live" || fail "subscription $s: not in log order"
+	done
+}
+
+@test "kill -9 of qpub mid-publish, rounds: live subscriptions keep log order" {
+	mksub a
+	mksub b
+	printf 'fsync = never\ngrace = 0\n' >"$QSPOOL/t/q.conf"
+	local round pid n
+	for round in $(seq 1 8); do
+		seq 1 20000 | sed "s/^/$round-/" >"$T/in"
+		n=$(count_log)
+		qpub -l t <"$T/in" &
+		pid=$!
+		# once it is committing batches, kill it at a random point
+		wait_for -t 30 log_above "$n"
+		sleep "0.0$((RANDOM % 9))"
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	qsub --list t >/dev/null        # recovery
+	qsub -s r --from-beginning --drain -l t >"$T/replayed"
+	for s in a b; do
+		qsub -s "$s" --drain -l t >"$T/live"
+		cmp "$T/replayed" "$T/live" || fail "subscription $s: not in log order"
+	done
 }
