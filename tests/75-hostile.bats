@@ -495,10 +495,12 @@ stop_a_reap_b() {
 	[[ ${1:-} == finish ]] && : >"$T/go.a"
 	wait_for dead "$APID"
 	wait_for -t 5 lease_expired
+	local before
+	before=$(wc -l <"$T/log")
 	spawn qpop --lease=10s q -- sh -c "$HOLD" sh B "$T/log" "$T/go.b" \
 		>"$T/b.out" 2>"$T/b.err"
 	B=$BG_PID
-	wait_for has_lines "$T/log" 2
+	wait_for has_lines "$T/log" $((before + 1))
 	assert_equal "$(tail -n 1 "$T/log")" "B 2 start"
 	assert_one_copy q "$ID" cur
 }

@@ -57,18 +57,24 @@ load helper
 
 @test "a retrying keyed message blocks its key" {
 	mkqueue q
-	printf 'backoff_base = 2s\nbackoff_max = 2s\n' >"$QSPOOL/q/q.conf"
+	# the retry is due at a random time up to an hour away (full
+	# jitter): surely not within this test (the retry's own delivery,
+	# in order, is in the ordering chaos test)
+	printf 'backoff_base = 1h\nbackoff_max = 1h\n' >"$QSPOOL/q/q.conf"
 	qpush -k k q first
 	qpush -k k q second
-	# fails the first time only
-	run qpop q -- sh -c 'read -r m; [ -e "$1/failed" ] || { : >"$1/failed"; exit 1; }; echo "$m" >>"$1/order"' sh "$T"
+	run qpop q -- sh -c 'exit 1'
 	assert_failure 75
 	assert_equal "$(count_later q)" 1
 	run qpop --drain q -- sh -c 'read -r m; echo "$m" >>"$1/order"' sh "$T"
 	assert_failure 1        # second must wait for first
-	run qpop --wait=10s -n 2 q -- sh -c 'read -r m; echo "$m" >>"$1/order"' sh "$T"
+	assert_file_not_exists "$T/order"
+	assert_equal "$(count_new q)" 1
+	# other keys go on
+	qpush -k other q third
+	run qpop --drain -l q
 	assert_success
-	assert_equal "$(tr '\n' ' ' <"$T/order")" "first second "
+	assert_output third
 }
 
 @test "kill -9 of the consumer: after the lease, the same message comes back first" {
