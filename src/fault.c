@@ -3,7 +3,8 @@
  * QSPOOL_CRASH_AT=point in the environment, the process raises SIGKILL
  * when it reaches that point, so every commit instant can be crashed
  * at deterministically; with QSPOOL_STOP_AT=point it stops itself
- * (SIGSTOP) there instead, as a stopped or starved process would.
+ * (SIGSTOP) there instead, the first time, as a stopped or starved
+ * process would.
  * Compiled in only in the copies of the tools that make check builds
  * for the test suite (tests/fault/, Makefile.am).
  */
@@ -29,7 +30,9 @@ q_fault(const char *point)
 	}
 	if (armed && strcmp(armed, point) == 0)
 		raise(SIGKILL);
-	if (stop && strcmp(stop, point) == 0)
+	if (stop && strcmp(stop, point) == 0) {
+		stop = NULL;    /* once: a process goes on when continued */
 		raise(SIGSTOP);
+	}
 }
 #endif
