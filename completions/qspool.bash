@@ -15,7 +15,7 @@
 # /etc/qspool.conf, else ${XDG_STATE_HOME:-~/.local/state}/qspool
 # (/var/spool/qspool for root).
 #
-# qpop --forward and qsub --forward are offered the queues that are not
+# qpop --forward and qsub --forward are offered the queues and the
 # topics, and -p (qpush, qpub; qpop and qsub with --forward) the
 # priorities 0 to 9.
 #
@@ -586,14 +586,14 @@ _qspool()
 			mapfile -t COMPREPLY < <(compgen -W "0 1 2 3 4 5 6 7 8 9" -- "$cur")
 			;;
 		--forward)
-			# The queue the command's output goes to: not a topic.
+			# The queue or topic the command's output goes to.
 			case $cur in
 			/* | ./* | '~'*)
 				compopt -o filenames 2>/dev/null
 				mapfile -t COMPREPLY < <(compgen -d -- "$cur")
 				;;
 			*)
-				mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$(_qspool_root "$dir")" plain)" -- "$cur")
+				mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$(_qspool_root "$dir")")" -- "$cur")
 				;;
 			esac
 			;;
@@ -647,7 +647,7 @@ _qspool()
 
 	case $cur in
 	--forward=*)
-		# The queue the command's output goes to: not a topic.
+		# The queue or topic the command's output goes to.
 		[[ $tool == qpop || $tool == qsub ]] || return
 		local fq=${cur#--forward=} froot
 		froot=$(_qspool_root "$dir")
@@ -663,9 +663,9 @@ _qspool()
 		*)
 			if [[ $curpart == --forward=* ]]; then
 				# `=' is not in COMP_WORDBREAKS: bash replaces the whole word.
-				mapfile -t COMPREPLY < <(compgen -P --forward= -W "$(_qspool_queues "$froot" plain)" -- "$fq")
+				mapfile -t COMPREPLY < <(compgen -P --forward= -W "$(_qspool_queues "$froot")" -- "$fq")
 			else
-				mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$froot" plain)" -- "$curpart")
+				mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$froot")" -- "$curpart")
 			fi
 			;;
 		esac

@@ -383,7 +383,7 @@ int
 q_check_topic(struct q_topic *t, bool repair, struct q_check *c)
 {
 	static const char *const known[] = { "format", "state", "lock",
-		"q.conf", "tmp", "log", "subs", "dedup", NULL };
+		"q.conf", "tmp", "log", "subs", "dedup", "fwd", NULL };
 	char **names;
 	size_t n;
 	q_time now = q_now();
@@ -395,6 +395,7 @@ q_check_topic(struct q_topic *t, bool repair, struct q_check *c)
 		q_freelist(names, n);
 		free(names);
 	}
+	check_seen(&t->q, c, repair);
 	if (names_of(t->q.tmpfd, &names, &n) == 0) {
 		for (size_t i = 0; i < n; i++) {
 			struct stat sb;

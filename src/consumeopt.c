@@ -228,17 +228,31 @@ q_consume_apply(const struct q_consumeargs *a, struct q_queue *q)
 		q->cfg.timeout = a->timeout;
 }
 
-/* --forward OUT: open OUT (made on first use) for the outputs. */
+/*
+ * --forward OUT: open OUT for the outputs, a topic as a publisher does,
+ * else a queue (made on first use).
+ */
 void
 q_consume_forward(struct q_consumeargs *a, const struct q_config *cfg,
-    struct q_queue *out, struct q_fwd *fwd)
+    struct q_fwd *fwd)
 {
+	static struct q_queue queue;
+	static struct q_topic topic;
+	struct q_queue *out = &queue;
+	struct q_topic *t = NULL;
+
 	if (!a->forward)
 		return;
-	if (q_queue_open(out, cfg, a->forward, Q_OPEN_CREATE) == -1)
+	if (q_operand_kind(cfg, a->forward) == Q_KIND_TOPIC) {
+		t = &topic;
+		if (q_topic_open(t, cfg, a->forward, 0) == -1)
+			q_exitq(q_open_status());
+		out = &t->q;
+	} else if (q_queue_open(out, cfg, a->forward, Q_OPEN_CREATE) == -1) {
 		q_exitq(q_open_status());
+	}
 	out->producer = true;
-	if (q_forward_open(fwd, out) == -1)
+	if (q_forward_open(fwd, out, t) == -1)
 		q_exitq(q_exit_for_errno(errno));
 	fwd->prio = a->prio;
 	fwd->key = a->key;

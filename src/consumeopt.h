@@ -55,9 +55,9 @@ int q_consume_option(struct q_consumeargs *a, int c, const char *arg);
 void q_consume_rest(struct q_consumeargs *a, int argc, char **argv);
 /* The combinations that make no sense; exits 64 (74: closed stdout). */
 void q_consume_args_check(struct q_consumeargs *a, int closed);
-/* --forward OUT: open it; exits on failure. */
+/* --forward OUT (a queue or a topic): open it; exits on failure. */
 void q_consume_forward(struct q_consumeargs *a, const struct q_config *cfg,
-    struct q_queue *out, struct q_fwd *fwd);
+    struct q_fwd *fwd);
 /*
  * Before opening OPERAND: its q_queue_open flags.  A missing queue or
  * topic is made only with --create; a waiting consumer waits for it to

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -118,6 +119,127 @@ clean_stages(struct q_queue *out)
 	close(fd);
 }
 
+/* Output ids into a topic: fresh, so that log order is publish order. */
+static int
+cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Staged output ID, ready to publish as M: locked (before a recovery
+ * can see it), linked into the topic's tmp/ as a publisher's file.  A
+ * link there already is a dead finisher's publish, never committed
+ * (the file is still staged): its copies are taken back first.
+ */
+static int
+stage_claim(struct q_topic *t, int stagefd, const char *id,
+    const struct batch *b, struct q_out *m)
+{
+	struct stat st, tst;
+
+	memset(m, 0, sizeof *m);
+	strlcpy(m->id, id, sizeof m->id);
+	m->prio = b->prio;
+	m->has_key = b->has_key;
+	m->key = b->key;
+	m->expires = t->q.cfg.ttl ? q_now() + t->q.cfg.ttl : 0;
+	if ((m->fd = openat(stagefd, id, O_RDONLY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1 || fstat(m->fd, &st) == -1)
+		goto fail;
+	while (flock(m->fd, LOCK_EX) == -1)
+		if (errno != EINTR)
+			goto fail;
+	m->written = st.st_size;
+	if (linkat(stagefd, id, t->q.tmpfd, id, 0) == 0)
+		return 0;
+	if (errno != EEXIST || fstatat(t->q.tmpfd, id, &tst,
+	    AT_SYMLINK_NOFOLLOW) == -1)
+		goto fail;
+	if (tst.st_ino != st.st_ino || tst.st_dev != st.st_dev) {
+		errno = EEXIST;
+		goto fail;
+	}
+	if (q_topic_unlink_copies(t, id, &st) == 0)
+		return 0;
+fail:
+	if (m->fd != -1)
+		close(m->fd);
+	m->fd = -1;
+	return q_fail("cannot publish %s/tmp/%s", t->q.operand, id);
+}
+
+/* Claimed outputs not committed go back to being only staged. */
+static void
+unclaim(struct q_topic *t, struct q_out *m, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (m[i].fd == -1)
+			continue;       /* committed: closed by the commit */
+		unlinkat(t->q.tmpfd, m[i].id, 0);
+		close(m[i].fd);
+		m[i].fd = -1;
+	}
+}
+
+/* Publish N claimed outputs, committed from the stage STAGEFD. */
+static int
+publish(struct q_topic *t, int stagefd, struct q_out *m, int n)
+{
+	int committed, r;
+
+	t->stagefd = stagefd;
+	r = q_topic_commit(t, m, n, &committed);
+	t->stagefd = -1;
+	unclaim(t, m, n);
+	if (r == -1)
+		q_fail("cannot forward into %s", t->q.operand);
+	return r;
+}
+
+/*
+ * Into a topic: publish the outputs still staged, in id order (the
+ * order they were staged in), by batches as qpub does, each committed
+ * by the rename of its staged file into log/.
+ */
+static int
+finish_topic(struct q_fwd *f, const struct batch *b)
+{
+	struct q_topic *t = f->topic;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0, fd = openat(t->q.tmpfd, b->run, O_RDONLY | O_DIRECTORY |
+	    O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd == -1)
+		return errno == ENOENT ? 0 :
+		    q_fail("cannot open %s/tmp/%s", t->q.operand, b->run);
+	if (q_listdir(fd, &names, &n, &cap) == -1)
+		r = q_fail("cannot read %s/tmp/%s", t->q.operand, b->run);
+	if (n > 1)
+		qsort(names, n, sizeof *names, cmp_name);
+	for (size_t i = 0; i < n && r == 0; ) {
+		struct q_out m[Q_BATCH_MAX];
+		int k = 0;
+		for (; i < n && k < Q_BATCH_MAX && r == 0; i++)
+			if (q_is_id(names[i]))
+				r = stage_claim(t, fd, names[i], b, &m[k++]);
+		if (r == -1)
+			unclaim(t, m, k - 1);
+		else if (k > 0)
+			r = publish(t, fd, m, k);
+	}
+	/* the renames out of the stage hold too: never published twice */
+	if (r == 0 && t->q.cfg.fsync != Q_FSYNC_NEVER && fsync(fd) == -1)
+		r = q_fail("cannot sync %s/tmp/%s", t->q.operand, b->run);
+	q_freelist(names, n);
+	free(names);
+	close(fd);
+	if (r == 0)
+		q_remove_all(t->q.tmpfd, b->run);
+	return r;
+}
+
 /*
  * Move the committed batch B's outputs still staged into OUT/new/, a
  * keyed one indexed first (with the sequence number it was indexed
@@ -128,10 +250,12 @@ finish(struct q_fwd *f, struct q_fwdrun *w, const struct batch *b)
 {
 	struct q_queue *out = f->out;
 	const char *run = b->run;
-	int fd = openat(out->tmpfd, run, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	int r = 0;
+	int fd, r = 0;
 
+	if (f->topic)
+		return finish_topic(f, b);
+	fd = openat(out->tmpfd, run, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
 	if (fd == -1 && errno != ENOENT)
 		return q_fail("cannot open %s/tmp/%s", out->operand, run);
 	for (long i = 0; fd != -1 && i < b->count && r == 0; i++) {
@@ -212,20 +336,25 @@ finish_orphans(struct q_fwd *f)
 	close(fd);
 }
 
+/* OUT is a queue, or TOPIC's (else NULL). */
 int
-q_forward_open(struct q_fwd *f, struct q_queue *out)
+q_forward_open(struct q_fwd *f, struct q_queue *out, struct q_topic *topic)
 {
 	memset(f, 0, sizeof *f);
 	f->out = out;
+	f->topic = topic;
 	f->prio = Q_PRIO_DEFAULT;
 	if (q_seen_open(out, "fwd", out->cfg.idempotent_window, &f->batches) == -1)
 		return -1;
-	if (q_seen_open(out, "dedup", out->cfg.dedup_window, &f->dedup) == -1) {
+	/* a queue's outputs are recorded as dedup ids, a topic's not */
+	if (!topic && q_seen_open(out, "dedup", out->cfg.dedup_window,
+	    &f->dedup) == -1) {
 		q_seen_close(&f->batches);
 		return -1;
 	}
 	q_seen_clean(&f->batches);
-	q_seen_clean(&f->dedup);
+	if (!topic)
+		q_seen_clean(&f->dedup);
 	clean_stages(out);
 	finish_orphans(f);
 	return 0;
@@ -235,7 +364,8 @@ void
 q_forward_close(struct q_fwd *f)
 {
 	q_seen_close(&f->batches);
-	q_seen_close(&f->dedup);
+	if (!f->topic)
+		q_seen_close(&f->dedup);
 }
 
 /* Forget this run's staging (CMD failed, or another run won). */
@@ -294,8 +424,10 @@ stage_output(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in, size_t
 	struct q_out m;
 	char id[Q_ID_LEN + 1];
 
-	output_id(w->inid, w->key, i, id);
-	o.id = id;
+	if (!f->topic) {
+		output_id(w->inid, w->key, i, id);
+		o.id = id;
+	}
 	o.cause = w->inid;
 	/* the input's correlation, unless -H gives one (as qpush's -H
 	 * beats the one inherited from the environment) */

@@ -508,8 +508,10 @@ int q_seen_put(struct q_seen *s, const char *name, const char *value);
 void q_seen_clean(struct q_seen *s);
 
 /* forward.c: qpop --forward (q-spool(5), FORWARDING). */
+struct q_topic;
 struct q_fwd {                  /* shared by the jobs of a qpop */
-	struct q_queue *out;
+	struct q_queue *out;    /* a queue, or the topic's */
+	struct q_topic *topic;  /* if OUT is a topic */
 	struct q_seen batches;  /* OUT/fwd/: committed batches */
 	struct q_seen dedup;    /* OUT/dedup/: the outputs' ids */
 	int prio;               /* -p -k -H: the outputs' (for new batches) */
@@ -524,7 +526,8 @@ struct q_fwdrun {               /* one delivery */
 	int stagefd, outfd;     /* its directory; CMD's stdout */
 };
 
-int q_forward_open(struct q_fwd *f, struct q_queue *out);
+int q_forward_open(struct q_fwd *f, struct q_queue *out,
+    struct q_topic *topic);
 void q_forward_close(struct q_fwd *f);
 int q_forward_begin(struct q_fwd *f, struct q_fwdrun *w,
     const struct q_queue *in, const struct q_lease *l);
@@ -629,6 +632,7 @@ struct q_topic {
 	bool logdirty;
 	bool loaded;            /* subs has been filled once */
 	size_t full;            /* the subscription found full */
+	int stagefd;            /* a forward's stage: commit by rename from it */
 };
 
 struct q_recovery {
@@ -657,6 +661,9 @@ int q_topic_room(void *ctx, int pending);
 int q_topic_drop(void *ctx);
 int q_topic_wait(void *ctx, q_time until);
 int q_topic_recover(struct q_topic *t, struct q_recovery *rec);
+int q_topic_unlink_copies(struct q_topic *t, const char *id,
+    const struct stat *st);
+bool q_is_id(const char *s);
 int q_topic_load_subs(struct q_topic *t);
 void q_topic_drop_subs(struct q_topic *t);
 int q_topic_prune(struct q_topic *t, bool force);

@@ -19,7 +19,7 @@
 	"            [--create] [-q] [--lease=duration] [--timeout=duration]\n" \
 	"            [-j jobs] [-l | -0 | --json] [--no-ack] [--peek] [--lock]\n" \
 	"            [--max-time=duration] [--idempotent]\n" \
-	"            [--forward=queue] [-H 'Name: value'] [-k key] [-p prio]\n" \
+	"            [--forward=out] [-H 'Name: value'] [-k key] [-p prio]\n" \
 	"            queue [-- command [arg ...]]\n"
 
 static _Noreturn void
@@ -95,9 +95,8 @@ main(int argc, char *argv[])
 		return 0;
 	}
 	q_consume_apply(&a, &q);
-	static struct q_queue out;
 	static struct q_fwd fwd;
-	q_consume_forward(&a, &cfg, &out, &fwd);
+	q_consume_forward(&a, &cfg, &fwd);
 	int status = q_consume(&q, &a.o);
 	if (a.forward)
 		q_forward_close(&fwd);

@@ -24,7 +24,7 @@
 	"            [--create] [-q] [--lease=duration] [--timeout=duration]\n" \
 	"            [-j jobs] [-l | -0 | --json] [--no-ack] [--peek] [--lock]\n" \
 	"            [--max-time=duration] [--idempotent]\n" \
-	"            [--forward=queue] [-H 'Name: value'] [-k key] [-p prio]\n" \
+	"            [--forward=out] [-H 'Name: value'] [-k key] [-p prio]\n" \
 	"            topic [-- command [arg ...]]\n" \
 	"       qsub [-d spool] -s name --unsubscribe topic\n" \
 	"       qsub [-d spool] --list topic\n"
@@ -217,9 +217,8 @@ main(int argc, char *argv[])
 		return 0;
 	}
 	q_consume_apply(ap, &s.q);
-	static struct q_queue out;
 	static struct q_fwd fwd;
-	q_consume_forward(ap, &cfg, &out, &fwd);
+	q_consume_forward(ap, &cfg, &fwd);
 	ap->o.sub = s.name;
 	ap->o.check = q_sub_check;
 	ap->o.check_arg = &s;

@@ -33,7 +33,7 @@ q_topic_open(struct q_topic *t, const struct q_config *global,
 	bool create = flags & Q_OPEN_CREATE;
 
 	memset(t, 0, sizeof *t);
-	t->logfd = t->subsfd = t->lockfd = t->logbucketfd = -1;
+	t->logfd = t->subsfd = t->lockfd = t->logbucketfd = t->stagefd = -1;
 	if (q_open_dir(&t->q, global, operand, flags, &q_kind_topic) == -1)
 		return -1;
 	if ((t->q.tmpfd = q_open_subdir(&t->q, "tmp", create)) == -1 ||
@@ -308,22 +308,28 @@ q_log_parse(const char *name, struct q_logent *e)
 	return *p ? -1 : 0;
 }
 
-/* The commit: link tmp/ID into log/BUCKET/ID.gGEN... */
+/*
+ * The commit: link tmp/ID into log/BUCKET/ID.gGEN...  A forward renames
+ * its staged file there instead: the commit and the end of its staging
+ * are one step, so a finish run again never publishes it twice.
+ */
 static int
 log_link(struct q_topic *t, const struct q_out *m, uint64_t gen, bool sync)
 {
 	char name[Q_ID_LEN + 64];
 	const char *id = m->id;
+	int from = t->stagefd != -1 ? t->stagefd : t->q.tmpfd;
 	int fd;
 
 	log_name(name, sizeof name, m, gen);
 	for (int tries = 0; ; tries++) {
 		/* a pruner may remove an emptied bucket: make it again */
 		if ((fd = log_bucket(t, id, tries > 0, true)) != -1 &&
-		    linkat(t->q.tmpfd, id, fd, name, 0) == 0)
+		    (t->stagefd != -1 ? renameat(from, id, fd, name) :
+		    linkat(from, id, fd, name, 0)) == 0)
 			break;
 		if (errno != ENOENT || tries == 100 ||
-		    faccessat(t->q.tmpfd, id, F_OK, AT_SYMLINK_NOFOLLOW) == -1)
+		    faccessat(from, id, F_OK, AT_SYMLINK_NOFOLLOW) == -1)
 			return q_fail("cannot link %s/tmp/%s into log/",
 			    t->q.operand, id);
 	}
@@ -588,8 +594,8 @@ in_log(struct q_topic *t, const char *id, struct q_logent *e)
 	return found;
 }
 
-static bool
-is_id(const char *s)
+bool
+q_is_id(const char *s)
 {
 	return strlen(s) == Q_ID_LEN &&
 	    strspn(s, "0123456789abcdef") == Q_ID_LEN;
@@ -610,6 +616,47 @@ key_of(struct q_topic *t, const char *id, struct q_logent *e)
 	}
 	q_msg_free(&m);
 	return has;
+}
+
+/* List subs/ again, under the shared lock as a publisher does. */
+static int
+reload_subs(struct q_topic *t)
+{
+	int r;
+
+	while (flock(t->lockfd, LOCK_SH) == -1)
+		if (errno != EINTR)
+			return q_fail("cannot lock %s", t->q.operand);
+	r = q_topic_load_subs(t);
+	flock(t->lockfd, LOCK_UN);
+	return r;
+}
+
+/*
+ * Take back a publish never committed (its holder has tmp/ID locked):
+ * unlink each subscription's tmp/ID that is the same file as ST, with
+ * its key entry.
+ */
+int
+q_topic_unlink_copies(struct q_topic *t, const char *id, const struct stat *st)
+{
+	struct q_logent e;
+	bool keyed;
+
+	if (reload_subs(t) == -1)
+		return -1;
+	keyed = key_of(t, id, &e);
+	for (size_t s = 0; s < t->nsubs; s++) {
+		struct q_queue *sq = &t->subs[s].q;
+		struct stat lst;
+		if (fstatat(sq->tmpfd, id, &lst, AT_SYMLINK_NOFOLLOW) == -1 ||
+		    lst.st_ino != st->st_ino || lst.st_dev != st->st_dev)
+			continue;
+		if (keyed)
+			q_key_unindex(sq, e.key, id);
+		unlinkat(sq->tmpfd, id, 0);
+	}
+	return 0;
 }
 
 /*
@@ -644,41 +691,32 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec,
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1)
 		goto out;
-	if (flock(t->lockfd, LOCK_SH) == -1)
+	if (!committed) {
+		if (q_topic_unlink_copies(t, id, &st) == 0 &&
+		    unlinkat(t->q.tmpfd, id, 0) == 0 && rec)
+			rec->undone++;
 		goto out;
-	int r = q_topic_load_subs(t);
-	flock(t->lockfd, LOCK_UN);
-	if (r == -1)
+	}
+	if (reload_subs(t) == -1)
 		goto out;
 	bool left = false;
 	for (size_t s = 0; s < t->nsubs; s++) {
 		struct q_queue *sq = &t->subs[s].q;
 		struct stat lst;
+		uint64_t seq;
 		if (fstatat(sq->tmpfd, id, &lst, AT_SYMLINK_NOFOLLOW) == -1 ||
 		    lst.st_ino != st.st_ino || lst.st_dev != st.st_dev)
 			continue;
 		/* a replay running into it places its own generations */
-		if (committed && q_sub_replay_gen(sq) >= (int64_t)e.gen)
+		if (q_sub_replay_gen(sq) >= (int64_t)e.gen)
 			continue;
-		if (committed) {
-			uint64_t seq;
-			if (!e.has_key || !q_key_find(sq, e.key, id, sq->tmpfd, id,
-			    &seq))
-				seq = q_next_seq(sq);
-			if (q_sub_deliver(sq, &e, seq, 0) == -1)
-				left = true;
-		} else {
-			if (key_of(t, id, &e))
-				q_key_unindex(sq, e.key, id);
-			unlinkat(sq->tmpfd, id, 0);
-		}
+		if (!e.has_key || !q_key_find(sq, e.key, id, sq->tmpfd, id, &seq))
+			seq = q_next_seq(sq);
+		if (q_sub_deliver(sq, &e, seq, 0) == -1)
+			left = true;
 	}
-	if (!left && unlinkat(t->q.tmpfd, id, 0) == 0 && rec) {
-		if (committed)
-			rec->finished++;
-		else
-			rec->undone++;
-	}
+	if (!left && unlinkat(t->q.tmpfd, id, 0) == 0 && rec)
+		rec->finished++;
 	for (size_t s = 0; s < t->nsubs; s++)
 		q_sync_new(&t->subs[s].q);
 out:
@@ -722,7 +760,7 @@ q_topic_recover(struct q_topic *t, struct q_recovery *rec)
 			    (q_time)st.st_mtime * Q_SEC + t->q.cfg.stale <= now &&
 			    q_remove_all(t->q.tmpfd, e->d_name) == 0 && rec)
 				rec->removed++;
-		} else if (is_id(e->d_name)) {
+		} else if (q_is_id(e->d_name)) {
 			if (nids == cap) {
 				size_t ncap = cap ? 2 * cap : 16;
 				char **p = reallocarray(ids, ncap, sizeof *p);
@@ -773,16 +811,7 @@ q_topic_recover(struct q_topic *t, struct q_recovery *rec)
 static int
 known_subs(struct q_topic *t)
 {
-	int r;
-
-	if (t->loaded)
-		return 0;
-	while (flock(t->lockfd, LOCK_SH) == -1)
-		if (errno != EINTR)
-			return q_fail("cannot lock %s", t->q.operand);
-	r = q_topic_load_subs(t);
-	flock(t->lockfd, LOCK_UN);
-	return r;
+	return t->loaded ? 0 : reload_subs(t);
 }
 
 /*

@@ -59,3 +59,17 @@ assert_offers() {
 	# shellcheck disable=SC2046
 	assert_offers qpub $(man_longopts qpub)
 }
+
+@test "completion: --forward is offered the queues and the topics" {
+	qpush work x
+	qpub events y
+	run bash -c '
+		source "$1/completions/qspool.bash"
+		COMP_WORDS=(qpop in --forward ""); COMP_CWORD=3
+		_qspool qpop "" --forward
+		printf "%s\n" "${COMPREPLY[@]}"' _ "$QSPOOL_SRCDIR"
+	assert_line work
+	assert_line events
+	grep -q "forward=.*:_qspool_outputs'" "$QSPOOL_SRCDIR/completions/_qspool" ||
+		fail "zsh: --forward does not complete queues and topics"
+}

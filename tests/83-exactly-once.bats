@@ -179,17 +179,11 @@ load helper
 	assert_equal "$(sed 's/-.*//' "$T/out" | sort -n | uniq -c | awk '$1 != 2' | wc -l)" 0
 }
 
-@test "--forward usage errors: no command, with --no-ack, a topic as OUT" {
+@test "--forward usage errors: no command, with --no-ack" {
 	run --separate-stderr qpop in --forward out
 	assert_failure 64
 	run --separate-stderr qpop --no-ack in --forward out -- cat
 	assert_failure 64
-	qpub t x
-	qpush in x
-	run --separate-stderr qpop in --forward t -- cat
-	assert_failure 64
-	assert_equal "$stderr" "qpop: t: is a topic, not a queue"
-	assert_equal "$(count_new in)" 1
 }
 
 @test "--forward: a committed batch whose input died is still finished whole" {
