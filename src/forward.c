@@ -10,7 +10,9 @@
  * concurrent run after a lost lease) wins, and this run's staging is
  * discarded.  Finishing moves each staged output still in fwd.RUN/ into
  * OUT/new/ and records its id as a dedup entry of OUT; only then is the
- * input acked.  So OUT gets nothing or the one committed set.
+ * input acked.  So OUT gets nothing or the one committed set.  Into a
+ * topic, outputs get fresh ids and finishing publishes them, each
+ * committed by the rename of its staged file into the topic's log/.
  */
 #include "config.h"
 
