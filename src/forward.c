@@ -200,6 +200,31 @@ publish(struct q_topic *t, int stagefd, struct q_out *m, int n)
 }
 
 /*
+ * Outputs of this batch published by a finisher that died may not be
+ * placed yet: place them first (the topic's recovery, waiting for what
+ * others hold), or fail, as qpub fails past a subscription it could not
+ * place into, rather than place later outputs ahead of them.
+ */
+static int
+finished_before(struct q_topic *t, char **names, size_t n,
+    const struct batch *b)
+{
+	struct q_recovery rec = { .wait = true };
+	long staged = 0;
+
+	for (size_t i = 0; i < n; i++)
+		staged += q_is_id(names[i]);
+	if (staged == b->count)
+		return 0;       /* the first finish: nothing published yet */
+	q_topic_recover(t, &rec);
+	if (rec.left == 0)
+		return 0;
+	errno = EAGAIN;
+	return q_fail("%s: an output published before is not placed yet",
+	    t->q.operand);
+}
+
+/*
  * Into a topic: publish the outputs still staged, in id order (the
  * order they were staged in), by batches as qpub does, each committed
  * by the rename of its staged file into log/.
@@ -220,6 +245,8 @@ finish_topic(struct q_fwd *f, const struct batch *b)
 		r = q_fail("cannot read %s/tmp/%s", t->q.operand, b->run);
 	if (n > 1)
 		qsort(names, n, sizeof *names, cmp_name);
+	if (r == 0 && finished_before(t, names, n, b) == -1)
+		r = -1;
 	for (size_t i = 0; i < n && r == 0; ) {
 		struct q_out m[Q_BATCH_MAX];
 		int k = 0;
@@ -231,9 +258,6 @@ finish_topic(struct q_fwd *f, const struct batch *b)
 		else if (k > 0)
 			r = publish(t, fd, m, k);
 	}
-	/* the renames out of the stage hold too: never published twice */
-	if (r == 0 && t->q.cfg.fsync != Q_FSYNC_NEVER && fsync(fd) == -1)
-		r = q_fail("cannot sync %s/tmp/%s", t->q.operand, b->run);
 	q_freelist(names, n);
 	free(names);
 	close(fd);

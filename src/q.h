@@ -638,6 +638,8 @@ struct q_topic {
 struct q_recovery {
 	int finished, undone;   /* publishes completed, taken back */
 	int removed, reaped;    /* leftover trees; dead ephemeral subs */
+	bool wait;              /* in: wait for the lock of a published one */
+	int left;               /* published ones not placed (held, failed) */
 };
 
 struct q_logent {               /* what a log/ entry's name says */

@@ -489,6 +489,13 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 			break;
 		}
 	}
+	/* a forward's commits took its outputs out of its stage: that holds
+	 * before they are placed, or a power cut could stage them again */
+	if (sync && t->stagefd != -1 && linked > 0 &&
+	    fsync(t->stagefd) == -1 && r == 0) {
+		q_fail("cannot sync the stage of %s", t->q.operand);
+		r = -1;         /* committed, but not durable */
+	}
 undo:
 	if (r == -1 && !err)
 		err = errno;
@@ -659,6 +666,34 @@ q_topic_unlink_copies(struct q_topic *t, const char *id, const struct stat *st)
 	return 0;
 }
 
+/* One recoverer at a time places published messages: take tmp/. */
+static int
+take_order(struct q_topic *t, bool *ordered)
+{
+	if (*ordered)
+		return 0;
+	while (flock(t->q.tmpfd, LOCK_EX) == -1)
+		if (errno != EINTR)
+			return -1;
+	*ordered = true;
+	return 0;
+}
+
+/*
+ * The lock of a publish's tmp/ID: at once, or (WAIT) after its holder,
+ * a publisher placing it or a passing look, lets go.
+ */
+static bool
+lock_message(int fd, bool wait)
+{
+	if (!wait)
+		return flock(fd, LOCK_EX | LOCK_NB) == 0;
+	while (flock(fd, LOCK_EX) == -1)
+		if (errno != EINTR)
+			return false;
+	return true;
+}
+
 /*
  * A publish whose publisher is gone (its flock is free): finish it if
  * it was committed, else take back its links once it is older than
@@ -683,14 +718,27 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec,
 		goto out;
 	/* placements in turn (q_topic_recover), before the message's lock:
 	 * a recoverer waiting with one would make the other skip it */
-	if (committed && !*ordered) {
-		while (flock(t->q.tmpfd, LOCK_EX) == -1)
-			if (errno != EINTR)
-				goto out;
-		*ordered = true;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) == -1)
+	if (committed && !*ordered && take_order(t, ordered) == -1)
 		goto out;
+	q_fault("before-recover-lock");
+	if (!lock_message(fd, committed && rec && rec->wait)) {
+		if (committed && rec)
+			rec->left++;
+		goto out;
+	}
+	/*
+	 * Decide under the lock: a publisher or a forward's finisher that
+	 * held it may have committed since the look above, then died.
+	 */
+	if (!committed && (committed = in_log(t, id, &e)) != 0) {
+		flock(fd, LOCK_UN);
+		if (committed == -1 || take_order(t, ordered) == -1 ||
+		    !lock_message(fd, rec && rec->wait)) {
+			if (committed == 1 && rec)
+				rec->left++;
+			goto out;
+		}
+	}
 	if (!committed) {
 		if (q_topic_unlink_copies(t, id, &st) == 0 &&
 		    unlinkat(t->q.tmpfd, id, 0) == 0 && rec)
@@ -717,6 +765,8 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec,
 	}
 	if (!left && unlinkat(t->q.tmpfd, id, 0) == 0 && rec)
 		rec->finished++;
+	if (left && rec)
+		rec->left++;
 	for (size_t s = 0; s < t->nsubs; s++)
 		q_sync_new(&t->subs[s].q);
 out:

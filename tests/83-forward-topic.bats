@@ -153,3 +153,60 @@ log_count() { find "$QSPOOL/t/log" -type f | wc -l; }
 	assert_equal "$(sed 's/-b-.*/-b/' "$T/a")" "$(sed 's/-b-.*/-b/' "$T/b")"
 	assert_equal "$(log_count)" 240
 }
+
+# The process is stopped (SIGSTOP, from a QSPOOL_STOP_AT point).
+stopped() {
+	local st
+	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+	[[ $st == T* ]]
+}
+
+@test "a recovery that looked before a finisher committed and died decides again under the lock" {
+	need_fault_points
+	mktopic
+	qpush in "x y z"
+	# F: stopped before its first commit, killed right after it
+	spawn env QSPOOL_STOP_AT=before-publish-commit QSPOOL_CRASH_AT=after-publish-commit \
+		qpop in --lease=1s --forward t -l -- tr ' ' '\n'
+	local F=$BG_PID
+	wait_for stopped "$F"
+	# staged a while ago (a redelivery, a retry): older than grace
+	touch -d '1 hour ago' "$QSPOOL"/t/tmp/fwd.*/[0-9a-f]*
+	# R: any tool opening the topic; it has looked in log/ (not there)
+	spawn env QSPOOL_STOP_AT=before-recover-lock qstat --reap t
+	local R=$BG_PID
+	wait_for stopped "$R"
+	kill -CONT "$F"
+	bg_wait "$F"
+	assert_equal "$BG_STATUS" 137
+	kill -CONT "$R"
+	bg_wait "$R"
+	# x was published: R places it, it does not take it back
+	run qpop --wait=10s --drain in --forward t -l -- tr ' ' '\n'
+	assert_equal "$(sub_bodies a)" "x y z "
+	assert_equal "$(sub_bodies b)" "x y z "
+	assert_equal "$(log_count)" 3
+}
+
+@test "a finisher places what a dead finisher published before it publishes the rest" {
+	need_fault_points
+	qsub -s a --create t
+	qpush in "x y z"
+	# A: stopped right after publishing x, before placing it
+	spawn env QSPOOL_STOP_AT=after-publish-commit qpop in --lease=1s --forward t -l -- tr ' ' '\n'
+	local A=$BG_PID
+	wait_for stopped "$A"
+	# B opens the topic while A lives (its recovery passes A's files over)
+	spawn qpop -f in --lease=30s --forward t -l -- tr ' ' '\n' 2>"$T/b.err"
+	local B=$BG_PID
+	wait_for sleeping "$B"
+	kill -9 "$A"
+	# A's lease runs out; B takes the input again and finishes the batch
+	done_in() { (($(count_new in) + $(count_cur in) + $(count_later in) == 0)); }
+	wait_for done_in
+	kill -TERM "$B"
+	bg_wait "$B"
+	# placed by B (before y and z), not left to the next tool's recovery
+	assert_equal "$(find "$QSPOOL/t/subs/a/tmp" -type f | wc -l)" 0
+	assert_equal "$(sub_bodies a)" "x y z "
+}
