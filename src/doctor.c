@@ -442,6 +442,7 @@ examine(int dirfd, struct q_doctor *d, struct found *f, int depth)
 	strlcpy(d->mnt, sf.f_mntonname, sizeof d->mnt);
 #endif
 	(void)depth;
+	(void)flags;
 	strlcpy(d->fs, sf.f_fstypename, sizeof d->fs);
 	f->where = W_UNKNOWN;
 	strlcpy(f->weak, "cannot tell on this system", sizeof f->weak);
@@ -475,6 +476,7 @@ examine(int dirfd, struct q_doctor *d, struct found *f, int depth)
 {
 	(void)dirfd;
 	(void)depth;
+	(void)add_detail;
 	strlcpy(d->fs, "unknown", sizeof d->fs);
 	f->where = W_UNKNOWN;
 	strlcpy(f->weak, "cannot tell on this system", sizeof f->weak);
