@@ -415,7 +415,7 @@ _qspool_qstat()
 			return
 			;;
 		-*)
-			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair -h -V' -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair --doctor -h -V' -- "$cur")
 			if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
 				compopt -o nospace 2>/dev/null
 			fi

@@ -720,6 +720,20 @@ int q_dlq_replay(struct q_queue *q, const struct q_dead *d,
     struct q_queue *to, bool reset_attempts, q_time ttl);
 int q_dlq_purge(struct q_queue *q, const struct q_dead *d);
 
+/* doctor.c: what a queue's fsync level gives where it lives (qstat
+ * --doctor; q-spool(5), DURABILITY). */
+enum q_holds { Q_HOLDS_POWER, Q_HOLDS_CRASH, Q_HOLDS_MEMORY, Q_HOLDS_UNKNOWN };
+struct q_doctor {
+	char fs[64];            /* the filesystem type, "unknown" */
+	char mnt[PATH_MAX];     /* its mount point, "" if unknown */
+	char detail[256];       /* "data=ordered, journal", ... */
+	enum q_holds holds;     /* what a message a producer reported survives */
+	bool honoured;          /* false: the level cannot hold there */
+	char why[256];          /* the guarantee, in words */
+};
+int q_doctor(int dirfd, enum q_fsync level, struct q_doctor *d);
+const char *q_holds_name(enum q_holds h);
+
 /* Sorted directory listing (names only, no dot files). */
 int q_listdir(int dirfd, char ***names, size_t *n, size_t *cap);
 void q_freelist(char **names, size_t n);

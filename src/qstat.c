@@ -4,10 +4,12 @@
  *
  *	qstat [-d spool] [-s sub] [--json | --prom] [--max-age=duration]
  *	      [--max-oldest=duration] [--max-depth=n] [--max-dead=n]
- *	      [--reap | --check [--repair]] [queue | topic ...]
+ *	      [--reap | --check [--repair] | --doctor] [queue | topic ...]
  *
  * With no operand, every queue and topic in the spool.  It reads
  * directories and names only; it never opens a message file.
+ * --doctor says what each one's fsync level gives where it lives
+ * (doctor.c).
  */
 #include "config.h"
 
@@ -27,10 +29,10 @@
 #define USAGE "usage: qstat [-d spool] [-s sub] [--json | --prom] " \
 	"[--max-age=duration]\n" \
 	"             [--max-oldest=duration] [--max-depth=n] [--max-dead=n]\n" \
-	"             [--reap | --check [--repair]] [queue | topic ...]\n"
+	"             [--reap | --check [--repair] | --doctor] [queue | topic ...]\n"
 
 enum { OPT_JSON = 256, OPT_PROM, OPT_MAXAGE, OPT_MAXOLDEST, OPT_MAXDEPTH,
-	OPT_MAXDEAD, OPT_REAP, OPT_CHECK, OPT_REPAIR };
+	OPT_MAXDEAD, OPT_REAP, OPT_CHECK, OPT_REPAIR, OPT_DOCTOR };
 enum format { HUMAN, JSON, PROM };
 
 /* One queue or subscription. */
@@ -51,14 +53,24 @@ struct opts {
 	enum format fmt;
 	q_time max_age, max_oldest;
 	long long max_depth, max_dead;
-	bool reap, check, repair;
+	bool reap, check, repair, doctor;
 	struct q_config cfg;
+};
+
+/* --doctor: one queue or topic and what holds where it lives. */
+struct drow {
+	char name[PATH_MAX];
+	bool topic;
+	enum q_fsync level;
+	struct q_doctor d;
 };
 
 static struct row *rows;
 static size_t nrows, caprows;
 static struct trow *trows;
 static size_t ntrows, captrows;
+static struct drow *drows;
+static size_t ndrows, capdrows;
 static int status;
 
 static _Noreturn void
@@ -224,10 +236,59 @@ do_topic(struct opts *o, const char *operand)
 }
 
 static void
+add_doctor(const char *name, bool topic, const struct q_queue *q)
+{
+	struct drow *r;
+
+	drows = grow(drows, &capdrows, ndrows, sizeof *drows);
+	r = &drows[ndrows];
+	strlcpy(r->name, name, sizeof r->name);
+	r->topic = topic;
+	r->level = q->cfg.fsync;
+	if (q_doctor(q->dirfd, r->level, &r->d) == -1) {
+		q_warn("%s: %s", q->operand, q_what());
+		status = EX_IOERR;
+		return;
+	}
+	ndrows++;
+}
+
+/* --doctor: a topic is one line (its subscriptions live in its tree). */
+static void
+doctor_operand(struct opts *o, const char *operand)
+{
+	static struct q_topic t;
+	struct q_queue q;
+
+	if (q_operand_kind(&o->cfg, operand) == Q_KIND_TOPIC) {
+		if (q_topic_open(&t, &o->cfg, operand, Q_OPEN_EXISTING |
+		    Q_OPEN_LOOK) == -1) {
+			q_warnq();
+			status = q_open_status();
+			return;
+		}
+		add_doctor(operand, true, &t.q);
+		q_topic_close(&t);
+		return;
+	}
+	if (q_queue_open(&q, &o->cfg, operand, Q_OPEN_EXISTING) == -1) {
+		q_warnq();
+		status = q_open_status();
+		return;
+	}
+	add_doctor(operand, false, &q);
+	q_queue_close(&q);
+}
+
+static void
 do_operand(struct opts *o, const char *operand)
 {
 	struct q_queue q;
 
+	if (o->doctor) {
+		doctor_operand(o, operand);
+		return;
+	}
 	if (q_operand_kind(&o->cfg, operand) == Q_KIND_TOPIC) {
 		do_topic(o, operand);
 		return;
@@ -456,6 +517,55 @@ print_json(const struct opts *o)
 	q_buf_free(&b);
 }
 
+static const char *const fsync_names[] = { "always", "batch", "never" };
+
+/* --doctor: one line a queue or topic, or one JSON document; 1 if a
+ * level cannot hold where its queue lives. */
+static int
+print_doctor(const struct opts *o)
+{
+	struct q_buf b = { 0 };
+	int bad = 0;
+
+	if (o->fmt == JSON) {
+		q_buf_puts(&b, "{\"spool\":");
+		q_json_string(&b, o->cfg.spool, strlen(o->cfg.spool));
+		q_buf_puts(&b, ",\"queues\":[");
+	}
+	for (size_t i = 0; i < ndrows; i++) {
+		const struct drow *r = &drows[i];
+		char vis[4 * PATH_MAX], fs[4 * sizeof r->d.fs];
+		bad |= !r->d.honoured;
+		if (o->fmt != JSON) {
+			visname(vis, sizeof vis, r->name);
+			visname(fs, sizeof fs, r->d.fs);
+			printf("%s: fsync=%s on %s%s%s%s: %s\n", vis,
+			    fsync_names[r->level], fs, r->d.detail[0] ? " (" : "",
+			    r->d.detail, r->d.detail[0] ? ")" : "", r->d.why);
+			continue;
+		}
+		q_buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
+		q_json_string(&b, r->name, strlen(r->name));
+		q_buf_printf(&b, ",\"kind\":\"%s\",\"fsync\":\"%s\","
+		    "\"filesystem\":", r->topic ? "topic" : "queue",
+		    fsync_names[r->level]);
+		q_json_string(&b, r->d.fs, strlen(r->d.fs));
+		json_name(&b, "mount_point", r->d.mnt);
+		json_name(&b, "details", r->d.detail);
+		q_buf_printf(&b, ",\"holds\":\"%s\",\"honoured\":%s,"
+		    "\"why\":", q_holds_name(r->d.holds),
+		    r->d.honoured ? "true" : "false");
+		q_json_string(&b, r->d.why, strlen(r->d.why));
+		q_buf_puts(&b, "}");
+	}
+	if (o->fmt == JSON) {
+		q_buf_puts(&b, "]}\n");
+		fwrite(b.p, 1, b.len, stdout);
+		q_buf_free(&b);
+	}
+	return bad;
+}
+
 /* A Prometheus label value: \ " and newline escaped. */
 static void
 prom_value(struct q_buf *b, const char *v)
@@ -657,6 +767,7 @@ main(int argc, char *argv[])
 		{ "reap", no_argument, NULL, OPT_REAP },
 		{ "check", no_argument, NULL, OPT_CHECK },
 		{ "repair", no_argument, NULL, OPT_REPAIR },
+		{ "doctor", no_argument, NULL, OPT_DOCTOR },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -700,6 +811,7 @@ main(int argc, char *argv[])
 		case OPT_REAP: o.reap = true; break;
 		case OPT_CHECK: o.check = true; break;
 		case OPT_REPAIR: o.repair = true; break;
+		case OPT_DOCTOR: o.doctor = true; break;
 		case 'h': fputs(USAGE, stdout); return 0;
 		case 'V': puts("qstat " PACKAGE_VERSION); return 0;
 		default: usage();
@@ -720,6 +832,13 @@ main(int argc, char *argv[])
 	    (o.reap && o.check))) {
 		q_warnx("--reap and --check report in their own way: not with"
 		    " each other, --json, --prom or thresholds");
+		return EX_USAGE;
+	}
+	if (o.doctor && (o.reap || o.check || o.fmt == PROM || o.sub ||
+	    o.max_age >= 0 || o.max_oldest >= 0 || o.max_depth >= 0 ||
+	    o.max_dead >= 0)) {
+		q_warnx("--doctor reports in its own way: not with --reap,"
+		    " --check, --prom, -s or thresholds");
 		return EX_USAGE;
 	}
 	if (o.sub && argc != 1) {
@@ -748,7 +867,10 @@ main(int argc, char *argv[])
 		if (!again)
 			do_operand(&o, argv[i]);
 	}
-	if (!o.reap && !o.check) {
+	if (o.doctor) {
+		if (print_doctor(&o) && !status)
+			status = 1;
+	} else if (!o.reap && !o.check) {
 		if (o.fmt == JSON)
 			print_json(&o);
 		else if (o.fmt == PROM)
