@@ -238,7 +238,7 @@ check_tmp(struct q_queue *q, struct q_check *c, bool repair)
 	for (size_t i = 0; i < n; i++) {
 		struct stat sb;
 		if (kind_of(q->tmpfd, names[i], &sb) == -1 || !S_ISREG(sb.st_mode) ||
-		    (q_time)sb.st_mtime * Q_SEC + q->cfg.stale > now)
+		    q_mtime(&sb) + q->cfg.stale > now)
 			continue;
 		int fd = openat(q->tmpfd, names[i], O_RDONLY | O_NOFOLLOW |
 		    O_NONBLOCK | O_CLOEXEC);
@@ -330,7 +330,7 @@ check_seen(struct q_queue *q, struct q_check *c, bool repair)
 			struct stat sb;
 			if (names[i][0] != '.' ||
 			    fstatat(fd, names[i], &sb, AT_SYMLINK_NOFOLLOW) == -1 ||
-			    (q_time)sb.st_mtime * Q_SEC + q->cfg.stale > now)
+			    q_mtime(&sb) + q->cfg.stale > now)
 				continue;
 			note(c, "%s/%s: a record never finished%s", path, names[i],
 			    repair ? " (removed)" : "");
@@ -404,10 +404,10 @@ q_check_topic(struct q_topic *t, bool repair, struct q_check *c)
 			if (strncmp(names[i], ".gone.", 6) == 0)
 				note(c, "tmp/%s: an unsubscribe not finished", names[i]);
 			else if (strncmp(names[i], ".sub.", 5) == 0 &&
-			    (q_time)sb.st_mtime * Q_SEC + t->q.cfg.stale <= now)
+			    q_mtime(&sb) + t->q.cfg.stale <= now)
 				note(c, "tmp/%s: a subscription never finished", names[i]);
 			else if (S_ISREG(sb.st_mode) &&
-			    (q_time)sb.st_mtime * Q_SEC + t->q.cfg.grace <= now) {
+			    q_mtime(&sb) + t->q.cfg.grace <= now) {
 				int fd = openat(t->q.tmpfd, names[i], O_RDONLY |
 				    O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 				if (fd != -1 && flock(fd, LOCK_EX | LOCK_NB) == 0)
@@ -497,7 +497,7 @@ q_check_root(int rootfd, const struct q_config *cfg, bool repair,
 		if (marked)
 			continue;
 		if (names[i][0] == '.') {
-			bool old = (q_time)sb.st_mtime * Q_SEC + cfg->stale <= now;
+			bool old = q_mtime(&sb) + cfg->stale <= now;
 			note(c, "%s: a queue or topic never finished%s", names[i],
 			    repair && old ? " (removed)" : "");
 			if (repair && old)

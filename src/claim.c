@@ -123,7 +123,7 @@ q_remove_idle_bucket(struct q_queue *q, int parentfd, const char *bucket,
 			return;
 	}
 	if (fstat(fd, &st) == -1 ||
-	    (q_time)st.st_mtime * Q_SEC + Q_BUCKET_IDLE > q_now())
+	    q_mtime(&st) + Q_BUCKET_IDLE > q_now())
 		return;
 	unlinkat(parentfd, bucket, AT_REMOVEDIR);  /* ENOTEMPTY: refilled */
 }

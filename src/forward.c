@@ -111,7 +111,7 @@ clean_stages(struct q_queue *out)
 			struct stat st;
 			if (strncmp(names[i], "fwd.", 4) == 0 &&
 			    fstatat(fd, names[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-			    S_ISDIR(st.st_mode) && (q_time)st.st_mtime * Q_SEC +
+			    S_ISDIR(st.st_mode) && q_mtime(&st) +
 			    out->cfg.idempotent_window <= now)
 				q_remove_all(out->tmpfd, names[i]);
 		}

@@ -164,7 +164,7 @@ pending(struct q_queue *q, int dirfd, const char *entry, ino_t self)
 		bool dead = flock(fd, LOCK_EX | LOCK_NB) == 0 &&
 		    fstat(fd, &t) == 0 && t.st_ino == st.st_ino &&
 		    t.st_nlink <= 2 &&
-		    (q_time)t.st_mtime * Q_SEC + q->cfg.grace <= q_now();
+		    q_mtime(&t) + q->cfg.grace <= q_now();
 		if (dead) {
 			unlinkat(dirfd, entry, 0);
 			unlinkat(q->tmpfd, id, 0);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "q.h"
@@ -183,6 +184,17 @@ q_now(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (q_time)ts.tv_sec * Q_SEC + ts.tv_nsec / 1000;
+}
+
+/*
+ * A file's modification time, to the microsecond: whole seconds would
+ * make a file made a moment ago look up to a second old, old enough for
+ * a reaper with a `stale' or `grace' of a second.
+ */
+q_time
+q_mtime(const struct stat *st)
+{
+	return (q_time)st->st_mtim.tv_sec * Q_SEC + st->st_mtim.tv_nsec / 1000;
 }
 
 void

@@ -43,6 +43,8 @@ int q_parse_count(const char *s, long long min, long long max,
 int q_parse_size(const char *s, long long *out, const char **why);
 int q_parse_time(const char *s, q_time *out, const char **why);
 q_time q_now(void);
+struct stat;
+q_time q_mtime(const struct stat *st);
 void q_fmt_rfc3339(char *buf, size_t len, q_time t);
 void q_fmt_duration(char *buf, size_t len, q_time d);
 

@@ -257,7 +257,7 @@ clean_creations(int parentfd, q_time stale)
 		    q_name_error(e->d_name + 1) ||
 		    fstatat(parentfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
 		    !S_ISDIR(st.st_mode) ||
-		    (q_time)st.st_mtime * Q_SEC + stale > now)
+		    q_mtime(&st) + stale > now)
 			continue;
 		int qfd = openat(parentfd, e->d_name,
 		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -714,7 +714,7 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec,
 	/* a young file not in log/ may be a publisher's between its create
 	 * and its lock: do not even take the lock (it would fail theirs) */
 	if (fstat(fd, &st) == -1 || (committed = in_log(t, id, &e)) == -1 ||
-	    (!committed && (q_time)st.st_mtime * Q_SEC + t->q.cfg.grace > q_now()))
+	    (!committed && q_mtime(&st) + t->q.cfg.grace > q_now()))
 		goto out;
 	/* placements in turn (q_topic_recover), before the message's lock:
 	 * a recoverer waiting with one would make the other skip it */
@@ -807,7 +807,7 @@ q_topic_recover(struct q_topic *t, struct q_recovery *rec)
 		} else if (strncmp(e->d_name, ".sub.", 5) == 0) {
 			if (fstatat(t->q.tmpfd, e->d_name, &st,
 			    AT_SYMLINK_NOFOLLOW) == 0 &&
-			    (q_time)st.st_mtime * Q_SEC + t->q.cfg.stale <= now &&
+			    q_mtime(&st) + t->q.cfg.stale <= now &&
 			    q_remove_all(t->q.tmpfd, e->d_name) == 0 && rec)
 				rec->removed++;
 		} else if (q_is_id(e->d_name)) {

@@ -140,7 +140,7 @@ q_clean_tmp(struct q_queue *q, struct q_upkeep *u)
 		int fd;
 		if (fstatat(q->tmpfd, names[i], &st, AT_SYMLINK_NOFOLLOW) == -1)
 			continue;
-		if ((q_time)st.st_mtime * Q_SEC + q->cfg.stale > now)
+		if (q_mtime(&st) + q->cfg.stale > now)
 			continue;
 		/* another name of it is a topic's publish or log/: the
 		 * topic's recovery decides (q-spool(5), Recovery) */

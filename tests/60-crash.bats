@@ -81,6 +81,22 @@ deliver_again() {
 	assert_equal "$(count_tmp q)" 1
 }
 
+@test "tmp/: a file made less than stale ago is not removed, however the second falls" {
+	mkqueue q
+	printf 'stale = 1s\n' >"$QSPOOL/q/q.conf"
+	local f="$QSPOOL/q/tmp/0123456789abcdef01234567" sec
+	# early in a second S+1, a file from S.999: 0.5 s old at most, but
+	# "1 s or more" if its mtime were cut to whole seconds
+	early() { local t=${EPOCHREALTIME/[.,]/}; ((t % 1000000 < 400000)); }
+	wait_for early
+	sec=${EPOCHREALTIME%[.,]*}
+	: >"$f"
+	touch -d "@$((sec - 1)).999" "$f"
+	run qstat --reap q
+	assert_success
+	assert_file_exists "$f"
+}
+
 @test "crash after-push-commit: queued exactly once, delivered once" {
 	need_fault_points
 	run env QSPOOL_CRASH_AT=after-push-commit qpush -i q hello
