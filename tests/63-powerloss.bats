@@ -149,11 +149,48 @@ kept() {
 	assert_file_not_exists "$T/img/tmp/f"
 }
 
+# The id qpush -i printed into queue q survives in the image.
+survives() {
+	run find "$T/img/spool/q/new" -name "*.$1.*"
+	assert_success
+	assert_output --partial "$1"
+	run qpop -d "$T/img/spool" --drain q
+	assert_success
+	assert_output --partial "$2"
+}
+
+@test "powerloss: a new queue and its first id survive under strict" {
+	pl_mount strict
+	mkdir "$T/mnt/spool" && sync "$T/mnt"
+	run qpush -d "$T/mnt/spool" -i q first
+	assert_success
+	id=$output
+	pl_image
+	survives "$id" first
+}
+
+@test "powerloss: a push into a bucket another producer made (and died) is durable" {
+	need_fault_points
+	pl_mount strict-rename
+	mkdir "$T/mnt/spool" && sync "$T/mnt"
+	run qpush -d "$T/mnt/spool" q zero
+	assert_success
+	# A makes bucket 3-... of new/, renames into it and dies before
+	# any sync; B pushes into the same bucket and prints its id
+	QSPOOL_CRASH_AT=after-push-commit run qpush -d "$T/mnt/spool" -p 3 q a
+	assert_equal "$status" 137
+	run qpush -d "$T/mnt/spool" -i -p 3 q b
+	assert_success
+	id=$output
+	pl_image
+	survives "$id" b
+}
+
 @test "powerloss scenarios: nothing printed is lost under strict-rename and ext4" {
 	need_fuse
-	# ~12 crashes; each runs the workload up to 1.5 s
+	# 16 crashes; each runs the workload up to 1.5 s
 	run --separate-stderr "$QSPOOL_SRCDIR/tests/powerloss/run" --seed 63 \
-		--crashes 1 --max-wait 1.5 --scenarios 'pushl consume pub' \
+		--crashes 1 --max-wait 1.5 --scenarios 'pushl consume pub forward' \
 		--fsync 'always batch' --models 'strict-rename ext4'
 	if ((status == 77)); then
 		skip "$stderr"
