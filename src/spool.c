@@ -229,8 +229,9 @@ sync_marked(int dirfd)
 
 	if (fsync(dirfd) == -1)
 		return -1;
+	/* a parent we may search but not read cannot be synced by us */
 	if ((up = openat(dirfd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return -1;
+		return errno == EACCES ? 0 : -1;
 	r = fsync(up);
 	close(up);
 	return r;
