@@ -189,6 +189,12 @@ mark_dirty(struct q_queue *q, const char *bucket)
 	if (q->ndirty == (int)(sizeof q->dirty / sizeof q->dirty[0]))
 		q_sync_new(q);
 	strlcpy(q->dirty[q->ndirty++], bucket, sizeof q->dirty[0]);
+	/* the bucket's own entry may be another producer's, not synced
+	 * yet: sync the parent too (cheap when it is clean) */
+	if (bucket[0] == 'L')
+		q->laterdirty = true;
+	else
+		q->newdirty = true;
 }
 
 /* fsync the new/ buckets (and later/ ones) that renames have touched. */

@@ -155,7 +155,10 @@ write_file(int dirfd, const char *name, const void *data, size_t len)
 
 	if (fd == -1)
 		return -1;
-	if (q_perm_fix(fd) == -1 || write(fd, data, len) != (ssize_t)len) {
+	/* synced even under fsync=never: creation is rare, and a queue
+	 * whose format file is empty after a power loss is no queue */
+	if (q_perm_fix(fd) == -1 || write(fd, data, len) != (ssize_t)len ||
+	    fsync(fd) == -1) {
 		int saved = errno ? errno : EIO;
 		close(fd);
 		errno = saved;
@@ -186,6 +189,8 @@ make_body(int dirfd, const struct kind *k)
 	return 0;
 }
 
+static int sync_marked(int dirfd);
+
 /*
  * Fill DIRFD in place and mark it a queue: the format file comes last,
  * by link, so no one sees half of it and a concurrent filler is fine.
@@ -207,7 +212,29 @@ q_populate(int dirfd, const struct kind *k)
 		errno = saved;
 		return -1;
 	}
-	return unlinkat(dirfd, tmpname, 0);
+	if (unlinkat(dirfd, tmpname, 0) == -1)
+		return -1;
+	return sync_marked(dirfd);
+}
+
+/*
+ * Make a newly marked queue durable before anything is pushed into it:
+ * its entries (format, the subdirectories) and its own entry in the
+ * parent directory.  Without this, no fsync of a push covers them.
+ */
+static int
+sync_marked(int dirfd)
+{
+	int up, r;
+
+	if (fsync(dirfd) == -1)
+		return -1;
+	/* a parent we may search but not read cannot be synced by us */
+	if ((up = openat(dirfd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return errno == EACCES ? 0 : -1;
+	r = fsync(up);
+	close(up);
+	return r;
 }
 
 /* Undo make_body (what it made is empty) and remove the directory. */
@@ -289,6 +316,8 @@ q_create_dir(int parentfd, const char *base, q_time stale,
 	if ((fd = openat(parentfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)) == -1)
 		goto fail;
 	r = make_body(fd, k);
+	if (r == 0)
+		r = fsync(fd);
 	close(fd);
 	if (r == -1)
 		goto fail;
@@ -394,6 +423,15 @@ check_format(int qfd, const char *operand, bool create, const struct kind *k)
 		return fail_status(q_exit_for_errno(errno), "%s/format", operand);
 	}
 	n = read(fd, buf, sizeof buf - 1);
+	/* marked in the last minute, maybe by a creator that has not
+	 * synced it yet: a producer makes sure before it pushes */
+	struct stat st;
+	if (create && fstat(fd, &st) == 0 &&
+	    (q_time)st.st_ctime * Q_SEC + 60 * Q_SEC > q_now() &&
+	    sync_marked(qfd) == -1) {
+		close(fd);
+		return fail_status(EX_IOERR, "cannot sync %s", operand);
+	}
 	close(fd);
 	if (n < 0)
 		return fail_status(EX_IOERR, "%s/format", operand);

@@ -488,9 +488,12 @@ q_subscribe(struct q_topic *t, const struct q_subopt *o, struct q_sub *s)
 	if (q_rename(t->q.tmpfd, tmp, t->subsfd, s->name) == -1) {
 		if (errno != EEXIST && errno != ENOTEMPTY)
 			goto fail;
-		/* another qsub made it first */
+		/* another qsub made it first; it may not have synced
+		 * subs/ yet */
 		if (locked)
 			flock(t->lockfd, LOCK_UN);
+		if (t->q.cfg.fsync != Q_FSYNC_NEVER)
+			fsync(t->subsfd);
 		q_remove_all(t->q.tmpfd, tmp);
 		if (replayfd != -1)
 			close(replayfd);

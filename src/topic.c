@@ -334,7 +334,9 @@ log_link(struct q_topic *t, const struct q_out *m, uint64_t gen, bool sync)
 			    t->q.operand, id);
 	}
 	/* linked: committed, whatever the sync says (1: not durable) */
-	if (sync && (fsync(fd) == -1 || (t->logdirty && fsync(t->logfd) == -1))) {
+	/* log/ too, always: the bucket may be another publisher's, its
+	 * entry in log/ not synced yet */
+	if (sync && (fsync(fd) == -1 || fsync(t->logfd) == -1)) {
 		q_fail("cannot sync %s/log", t->q.operand);
 		return 1;
 	}
