@@ -336,6 +336,7 @@ struct q_lease {
 	char bucket[32];        /* peek/no-ack: where it was in new/ */
 	struct q_msg m;
 	bool corrupt;
+	bool unreadable;        /* corrupt, as we may not open it (EACCES) */
 	bool expired;           /* past its TTL: to bury, not to deliver */
 	q_time claimed;         /* 0: not claimed by this process */
 	int keyfd;              /* its key's lock, held for the delivery */
