@@ -189,6 +189,9 @@ int q_create_dir(int parentfd, const char *base, q_time stale,
     const struct kind *k);
 void *q_map_counter(int dirfd, const char *name, size_t size, bool create,
     bool *writable);
+void q_map_guard(void *p, size_t size, bool writable);
+void q_unmap_counter(void *p, size_t size);
+void q_map_check(void);
 uint64_t q_next_seq(struct q_queue *q);
 void q_queue_close(struct q_queue *q);
 int q_subdir(struct q_queue *q, int parentfd, const char *name, bool create);

@@ -446,7 +446,10 @@ q_map_counter(int dirfd, const char *name, size_t size, bool create,
 	p = mmap(NULL, size, *writable ? PROT_READ | PROT_WRITE : PROT_READ,
 	    MAP_SHARED, fd, 0);
 	close(fd);
-	return p == MAP_FAILED ? NULL : p;
+	if (p == MAP_FAILED)
+		return NULL;
+	q_map_guard(p, size, *writable);        /* truncated later: no SIGBUS */
+	return p;
 }
 
 /* Split OPERAND into the directory that holds it and its last name. */
@@ -732,9 +735,13 @@ q_next_seq(struct q_queue *q)
 {
 	const uint64_t mask = (UINT64_C(1) << Q_SEQ_BITS) - 1;
 
+	uint64_t seq;
+
 	if (!q->seq_writable)
 		return atomic_load(q->seq) & mask;      /* its rename will fail */
-	return atomic_fetch_add(q->seq, 1) & mask;
+	seq = atomic_fetch_add(q->seq, 1) & mask;
+	q_map_check();
+	return seq;
 }
 
 void
@@ -750,9 +757,10 @@ q_queue_close(struct q_queue *q)
 		*fds[i] = -1;
 	}
 	if (q->seq)
-		munmap((void *)q->seq, 8);
+		q_unmap_counter((void *)q->seq, 8);
 	q->seq = NULL;
 	if (q->counters)
-		munmap((void *)q->counters, Q_COUNTERS_SIZE);
+		q_unmap_counter((void *)q->counters, Q_COUNTERS_SIZE);
 	q->counters = NULL;
+	q_map_check();          /* a mapped file shrank: say so, at last */
 }
