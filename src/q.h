@@ -701,6 +701,8 @@ bool q_sub_owner_gone(struct q_topic *t, const char *name);
 int q_sub_close(struct q_sub *s);
 int q_unsubscribe(struct q_topic *t, const char *name);
 int q_remove_all(int parentfd, const char *name);
+bool q_creation_leftover(const char *name);
+void q_remove_creation(int parentfd, const char *name);
 /* A topic's subscription, TOPIC/subs/SUB, opened as the queue it is. */
 int q_sub_open(struct q_queue *q, const struct q_config *global,
     const char *topic, const char *sub, int flags);

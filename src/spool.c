@@ -210,9 +210,12 @@ q_populate(int dirfd, const struct kind *k)
 	return unlinkat(dirfd, tmpname, 0);
 }
 
-/* Undo make_body (what it made is empty) and remove the directory. */
-static void
-remove_tree(int parentfd, const char *name)
+/*
+ * Undo make_body (what it made is empty) and remove the directory: only
+ * what a creation makes, so a directory holding anything else stays.
+ */
+void
+q_remove_creation(int parentfd, const char *name)
 {
 	const struct kind *kinds[] = { &q_kind_queue, &q_kind_topic };
 	int fd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
@@ -233,6 +236,21 @@ remove_tree(int parentfd, const char *name)
 }
 
 /*
+ * Is NAME what a creation makes before its rename: .NAME.XXXXXXXX, NAME
+ * a valid name and X 8 lowercase hex digits (q-spool(5), LEFTOVERS)?
+ * Nothing else in a spool root is ever removed as a leftover.
+ */
+bool
+q_creation_leftover(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+
+	return name[0] == '.' && dot != name && strlen(dot) == 9 &&
+	    strspn(dot + 1, "0123456789abcdef") == 8 &&
+	    !q_name_error(name + 1);
+}
+
+/*
  * Remove what crashed creations left: .NAME.XXXXXXXX directories older
  * than `stale`.  Done when a queue is created, which is rare.
  */
@@ -250,11 +268,8 @@ clean_creations(int parentfd, q_time stale)
 		return;
 	}
 	while ((e = readdir(d))) {
-		const char *dot = strrchr(e->d_name, '.');
 		struct stat st;
-		if (e->d_name[0] != '.' || dot == e->d_name || strlen(dot) != 9 ||
-		    strspn(dot + 1, "0123456789abcdef") != 8 ||
-		    q_name_error(e->d_name + 1) ||
+		if (!q_creation_leftover(e->d_name) ||
 		    fstatat(parentfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
 		    !S_ISDIR(st.st_mode) ||
 		    (q_time)st.st_mtime * Q_SEC + stale > now)
@@ -266,7 +281,7 @@ clean_creations(int parentfd, q_time stale)
 		if (qfd != -1)
 			close(qfd);
 		if (!queue)
-			remove_tree(parentfd, e->d_name);
+			q_remove_creation(parentfd, e->d_name);
 	}
 	closedir(d);
 }
@@ -299,12 +314,12 @@ q_create_dir(int parentfd, const char *base, q_time stale,
 	if (q_rename(parentfd, tmp, parentfd, base) == 0)
 		return 0;
 	if (errno == EEXIST || errno == ENOTEMPTY) {
-		remove_tree(parentfd, tmp);   /* lost the race: use the winner's */
+		q_remove_creation(parentfd, tmp);   /* lost the race: use the winner's */
 		return 0;
 	}
 fail:;
 	int saved = errno;
-	remove_tree(parentfd, tmp);
+	q_remove_creation(parentfd, tmp);
 	errno = saved;
 	return -1;
 }
