@@ -154,7 +154,7 @@ _qspool_dlq_reasons()
 	local done=''
 	[[ $1 == *,* ]] && done=${1%,*},
 	compopt -o nospace 2>/dev/null
-	mapfile -t COMPREPLY < <(compgen -P "$2$done" -W 'max-attempts poison corrupt expired' -- "${1##*,}")
+	mapfile -t COMPREPLY < <(compgen -P "$2$done" -W 'max-attempts poison corrupt expired unreadable' -- "${1##*,}")
 }
 
 # qdlq [-d DIR] [-s SUB] COMMAND QUEUE [ARG...]: called by _qspool with

@@ -496,12 +496,15 @@ q_check_root(int rootfd, const struct q_config *cfg, bool repair,
 			close(fd);
 		if (marked)
 			continue;
-		if (names[i][0] == '.') {
+		if (q_creation_leftover(names[i])) {
+			/* only what a creation makes is removed: a directory
+			 * of that name holding anything else stays */
 			bool old = q_mtime(&sb) + cfg->stale <= now;
-			note(c, "%s: a queue or topic never finished%s", names[i],
-			    repair && old ? " (removed)" : "");
 			if (repair && old)
-				q_remove_all(rootfd, names[i]);
+				q_remove_creation(rootfd, names[i]);
+			note(c, "%s: a queue or topic never finished%s", names[i],
+			    repair && old && faccessat(rootfd, names[i], F_OK,
+			    AT_SYMLINK_NOFOLLOW) == -1 ? " (removed)" : "");
 		} else {
 			note(c, "%s: a directory with no format file", names[i]);
 		}

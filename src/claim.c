@@ -230,6 +230,7 @@ claim_stray(struct q_queue *q, struct q_scan *s, const char *name,
 	l->keyfd = -1;
 	l->expired = false;
 	l->corrupt = true;
+	l->unreadable = false;
 	errno = 0;
 	q_fail("%s: not a message file name", stray);
 	return 0;
@@ -310,6 +311,14 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 		l->expired = n.expires && n.expires <= now;
 		strlcpy(l->bucket, s->bucket, sizeof l->bucket);
 		r = q_msg_open(q->curfd, l->name, &l->m);
+		l->unreadable = r == -1 && (errno == EACCES || errno == EPERM);
+		if (l->unreadable) {
+			/* never readable by us (another member's file, its
+			 * mode not ours to read): to bury, not to give back
+			 * for every consumer to claim again forever */
+			l->corrupt = true;
+			return 0;
+		}
 		if (r == -1) {
 			/* cannot read it now: give it back, untouched */
 			int saved = errno;
@@ -364,6 +373,10 @@ q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l)
 		l->keyfd = -1;
 		l->expired = false;
 		r = q_msg_open(s->bucketfd, name, &l->m);
+		if (r == -1 && (errno == EACCES || errno == EPERM)) {
+			s->i--;         /* unreadable: claim it, to bury it */
+			return q_claim(q, s, q->cfg.lease, l);
+		}
 		if (r == -1) {
 			if (errno == ENOENT)
 				continue;
@@ -388,7 +401,7 @@ q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l)
 		s->progress = true;
 		l->claimed = 0;
 		strlcpy(l->name, name, sizeof l->name);
-		l->corrupt = false;
+		l->corrupt = l->unreadable = false;
 		return 0;
 	}
 	return r;
@@ -416,6 +429,7 @@ q_peek(struct q_queue *q, struct q_scan *s, struct q_lease *l)
 			return -1;
 		strlcpy(l->name, name, sizeof l->name);
 		l->corrupt = r == 1;
+		l->unreadable = false;
 		return 0;
 	}
 	return r;

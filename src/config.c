@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -303,17 +304,49 @@ parse_file(struct q_config *c, FILE *f, const char *path, bool queue_file)
 	return q_fail("%s:%d: syntax error: expected key = value", path, line);
 }
 
+/*
+ * FD, opened non-blocking (a FIFO planted as a q.conf never hangs the
+ * open), as a stream when it is a regular file; else NULL, with a
+ * one-line error (errno 0: a bad config file).
+ */
+static FILE *
+open_conf(int fd, const char *path)
+{
+	struct stat st;
+	FILE *f;
+
+	if (fstat(fd, &st) == -1) {
+		q_fail("cannot read %s", path);
+		close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		errno = 0;
+		q_fail("%s: not a regular file", path);
+		return NULL;
+	}
+	if (!(f = fdopen(fd, "r"))) {
+		q_fail("cannot read %s", path);
+		close(fd);
+	}
+	return f;
+}
+
 static int
 load_path(struct q_config *c, const char *path)
 {
-	FILE *f = fopen(path, "re");
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	FILE *f;
 	int r;
 
-	if (!f) {
+	if (fd == -1) {
 		if (errno == ENOENT)
 			return 0;
 		return q_fail("cannot open %s", path);
 	}
+	if (!(f = open_conf(fd, path)))
+		return -1;
 	r = parse_file(c, f, path, false);
 	fclose(f);
 	return r;
@@ -383,19 +416,22 @@ q_config_load(struct q_config *c, const char *spool_flag)
 int
 q_config_queue(struct q_config *c, int qdirfd, const char *display)
 {
-	int fd = openat(qdirfd, "q.conf", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(qdirfd, "q.conf", O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
 	FILE *f;
 	int r;
 
 	if (fd == -1) {
 		if (errno == ENOENT)
 			return 0;
+		if (errno == ELOOP) {
+			errno = 0;
+			return q_fail("%s: a symbolic link", display);
+		}
 		return q_fail("cannot open %s", display);
 	}
-	if (!(f = fdopen(fd, "r"))) {
-		close(fd);
-		return q_fail("cannot read %s", display);
-	}
+	if (!(f = open_conf(fd, display)))
+		return -1;
 	r = parse_file(c, f, display, true);
 	fclose(f);
 	return r;

@@ -256,7 +256,7 @@ bury_corrupt(struct run *r, struct q_lease *l)
 	strlcpy(why, q_what(), sizeof why);
 	r->failed = true;
 	r->handled++;
-	bury(r, l, "corrupt", why, NULL);
+	bury(r, l, l->unreadable ? "unreadable" : "corrupt", why, NULL);
 	q_lease_done(l);
 }
 

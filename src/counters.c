@@ -14,12 +14,112 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "q.h"
+
+/*
+ * Mapped files (seq, counters, a topic's state) that another process
+ * truncates: a member of a shared spool may, and touching a page past
+ * the end of a file raises SIGBUS.  The handler finds the page in one
+ * of our mappings, maps a private zero page over it and returns, so the
+ * access is done again and succeeds; the tool warns once (q_map_check)
+ * and goes on.  What it counts into that page is lost, and the next
+ * open of the queue extends the file again.  A SIGBUS anywhere else
+ * kills as before.
+ */
+#define GUARDS 64
+
+static struct guard {
+	_Atomic uintptr_t base;
+	size_t len;
+	bool writable;
+} guards[GUARDS];
+static volatile sig_atomic_t shrunk;
+static uintptr_t pagesize;
+
+static void
+on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+	int saved = errno;
+
+	(void)ctx;
+	for (size_t i = 0; i < GUARDS; i++) {
+		uintptr_t base = atomic_load(&guards[i].base);
+		if (!base || a < base || a >= base + guards[i].len)
+			continue;
+		/* mmap(2) is a plain system call on Linux */
+		if (mmap((void *)(a & ~(pagesize - 1)), pagesize,
+		    guards[i].writable ? PROT_READ | PROT_WRITE : PROT_READ,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
+			shrunk = 1;
+			errno = saved;
+			return;
+		}
+	}
+	/* not ours: the default action, when the access is done again */
+	struct sigaction sa = { .sa_handler = SIG_DFL };
+	sigemptyset(&sa.sa_mask);
+	sigaction(sig, &sa, NULL);
+	errno = saved;
+}
+
+/* Guard the mapping P of SIZE bytes against its file shrinking. */
+void
+q_map_guard(void *p, size_t size, bool writable)
+{
+	static bool installed;
+
+	if (!installed) {
+		struct sigaction sa = { .sa_sigaction = on_sigbus,
+			.sa_flags = SA_SIGINFO | SA_NODEFER };
+		long ps = sysconf(_SC_PAGESIZE);
+		pagesize = ps > 0 ? (uintptr_t)ps : 4096;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGBUS, &sa, NULL) == -1)
+			return;
+		installed = true;
+	}
+	for (size_t i = 0; i < GUARDS; i++) {
+		if (atomic_load(&guards[i].base))
+			continue;
+		guards[i].len = (size + pagesize - 1) / pagesize * pagesize;
+		guards[i].writable = writable;
+		atomic_store(&guards[i].base, (uintptr_t)p);
+		return;
+	}
+}
+
+/* munmap a mapping of q_map_counter, guarded or not. */
+void
+q_unmap_counter(void *p, size_t size)
+{
+	for (size_t i = 0; i < GUARDS; i++)
+		if (atomic_load(&guards[i].base) == (uintptr_t)p)
+			atomic_store(&guards[i].base, 0);
+	munmap(p, size);
+}
+
+/* Warn, once, if a mapped file shrank under us. */
+void
+q_map_check(void)
+{
+	static bool warned;
+
+	if (shrunk && !warned) {
+		warned = true;
+		q_warnx("a mapped file (seq, counters or state) was truncated "
+		    "by another process; its counts here are lost until the "
+		    "next open");
+	}
+}
 
 /*
  * What a file of SIZE bytes takes: SIZE rounded up to the fundamental
@@ -49,6 +149,7 @@ q_count(struct q_queue *q, int slot, int64_t delta)
 	if (!q->counters || !q->counters_writable || !delta)
 		return;
 	atomic_fetch_add(&q->counters[slot], delta);
+	q_map_check();
 	/* a message's bytes in or out: its allocation with them */
 	if (slot == Q_C_BYTES_IN)
 		atomic_fetch_add(&q->counters[Q_C_DISK], q_alloc_size(q, delta));

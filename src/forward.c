@@ -67,8 +67,26 @@ struct batch {
 	uint32_t key;
 };
 
+/*
+ * Is RUN the stage name of a batch of BKEY: exactly fwd.BKEY.XXXXXXXX
+ * (8 lowercase hex digits)?  It becomes a name in OUT/tmp/ that is
+ * removed recursively: anything else in a record (forged by a member of
+ * a shared spool) must never reach a path.
+ */
+static bool
+run_ok(const char *run, const char *bkey)
+{
+	size_t k = strlen(bkey);
+
+	return strncmp(run, "fwd.", 4) == 0 &&
+	    strncmp(run + 4, bkey, k) == 0 && run[4 + k] == '.' &&
+	    strlen(run + 5 + k) == 8 &&
+	    strspn(run + 5 + k, "0123456789abcdef") == 8;
+}
+
+/* Batch record VALUE of key BKEY: -1 if it is not one. */
 static int
-batch_parse(const char *value, struct batch *b)
+batch_parse(const char *value, const char *bkey, struct batch *b)
 {
 	char key[16];
 	int prio, n;
@@ -77,7 +95,9 @@ batch_parse(const char *value, struct batch *b)
 	b->prio = Q_PRIO_DEFAULT;
 	n = sscanf(value, "%63s %ld %24s %d %9s", b->run, &b->count, b->inid,
 	    &prio, key);
-	if (n < 2 || b->count < 0)
+	if (n < 2 || b->count < 0 || !run_ok(b->run, bkey))
+		return -1;
+	if (n >= 3 && !q_is_id(b->inid))
 		return -1;
 	if (n >= 4) {
 		if (prio < 0 || prio > 9)
@@ -347,7 +367,7 @@ finish_orphans(struct q_fwd *f)
 			if ((lock = q_seen_lock(&f->batches, w.key)) == -1)
 				continue;
 			if (q_seen_get(&f->batches, w.key, value, sizeof value) == 1 &&
-			    batch_parse(value, &b) == 0 && b.inid[0] &&
+			    batch_parse(value, w.key, &b) == 0 && b.inid[0] &&
 			    strcmp(b.run, names[i]) == 0) {
 				strlcpy(w.inid, b.inid, sizeof w.inid);
 				if (finish(f, &w, &b) == 0)
@@ -535,7 +555,7 @@ q_forward_commit(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in,
 		/* a batch is committed already: it is the one */
 		if (w->run[0])
 			q_forward_discard(f, w);
-		if (batch_parse(value, &b) == -1) {
+		if (batch_parse(value, w->key, &b) == -1) {
 			errno = 0;
 			q_fail("%s/fwd: bad batch record for %s", f->out->operand,
 			    w->inid);

@@ -191,6 +191,9 @@ int q_create_dir(int parentfd, const char *base, q_time stale,
     const struct kind *k);
 void *q_map_counter(int dirfd, const char *name, size_t size, bool create,
     bool *writable);
+void q_map_guard(void *p, size_t size, bool writable);
+void q_unmap_counter(void *p, size_t size);
+void q_map_check(void);
 uint64_t q_next_seq(struct q_queue *q);
 void q_queue_close(struct q_queue *q);
 int q_subdir(struct q_queue *q, int parentfd, const char *name, bool create);
@@ -338,6 +341,7 @@ struct q_lease {
 	char bucket[32];        /* peek/no-ack: where it was in new/ */
 	struct q_msg m;
 	bool corrupt;
+	bool unreadable;        /* corrupt, as we may not open it (EACCES) */
 	bool expired;           /* past its TTL: to bury, not to deliver */
 	q_time claimed;         /* 0: not claimed by this process */
 	int keyfd;              /* its key's lock, held for the delivery */
@@ -701,6 +705,8 @@ bool q_sub_owner_gone(struct q_topic *t, const char *name);
 int q_sub_close(struct q_sub *s);
 int q_unsubscribe(struct q_topic *t, const char *name);
 int q_remove_all(int parentfd, const char *name);
+bool q_creation_leftover(const char *name);
+void q_remove_creation(int parentfd, const char *name);
 /* A topic's subscription, TOPIC/subs/SUB, opened as the queue it is. */
 int q_sub_open(struct q_queue *q, const struct q_config *global,
     const char *topic, const char *sub, int flags);

@@ -75,7 +75,7 @@ static const struct option cmdopts[] = {
 
 /* The reasons of q-spool(5) DEAD LETTERS, as --reason takes them. */
 static const char *const reasons[] = { "max-attempts", "poison", "corrupt",
-	"expired" };
+	"expired", "unreadable" };
 #define NREASONS (sizeof reasons / sizeof reasons[0])
 
 struct ctx {
@@ -131,8 +131,8 @@ parse_reasons(const char *arg, unsigned *mask)
 			if (strlen(reasons[i]) == len && !strncmp(p, reasons[i], len))
 				break;
 		if (i == NREASONS) {
-			q_warnx("bad reason '%.*s': max-attempts, poison, corrupt"
-			    " or expired", (int)len, p);
+			q_warnx("bad reason '%.*s': max-attempts, poison, corrupt,"
+			    " expired or unreadable", (int)len, p);
 			return -1;
 		}
 		*mask |= 1u << i;

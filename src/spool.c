@@ -237,9 +237,12 @@ sync_marked(int dirfd)
 	return r;
 }
 
-/* Undo make_body (what it made is empty) and remove the directory. */
-static void
-remove_tree(int parentfd, const char *name)
+/*
+ * Undo make_body (what it made is empty) and remove the directory: only
+ * what a creation makes, so a directory holding anything else stays.
+ */
+void
+q_remove_creation(int parentfd, const char *name)
 {
 	const struct kind *kinds[] = { &q_kind_queue, &q_kind_topic };
 	int fd = openat(parentfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
@@ -260,6 +263,21 @@ remove_tree(int parentfd, const char *name)
 }
 
 /*
+ * Is NAME what a creation makes before its rename: .NAME.XXXXXXXX, NAME
+ * a valid name and X 8 lowercase hex digits (q-spool(5), LEFTOVERS)?
+ * Nothing else in a spool root is ever removed as a leftover.
+ */
+bool
+q_creation_leftover(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+
+	return name[0] == '.' && dot != name && strlen(dot) == 9 &&
+	    strspn(dot + 1, "0123456789abcdef") == 8 &&
+	    !q_name_error(name + 1);
+}
+
+/*
  * Remove what crashed creations left: .NAME.XXXXXXXX directories older
  * than `stale`.  Done when a queue is created, which is rare.
  */
@@ -277,11 +295,8 @@ clean_creations(int parentfd, q_time stale)
 		return;
 	}
 	while ((e = readdir(d))) {
-		const char *dot = strrchr(e->d_name, '.');
 		struct stat st;
-		if (e->d_name[0] != '.' || dot == e->d_name || strlen(dot) != 9 ||
-		    strspn(dot + 1, "0123456789abcdef") != 8 ||
-		    q_name_error(e->d_name + 1) ||
+		if (!q_creation_leftover(e->d_name) ||
 		    fstatat(parentfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
 		    !S_ISDIR(st.st_mode) ||
 		    q_mtime(&st) + stale > now)
@@ -293,7 +308,7 @@ clean_creations(int parentfd, q_time stale)
 		if (qfd != -1)
 			close(qfd);
 		if (!queue)
-			remove_tree(parentfd, e->d_name);
+			q_remove_creation(parentfd, e->d_name);
 	}
 	closedir(d);
 }
@@ -328,12 +343,12 @@ q_create_dir(int parentfd, const char *base, q_time stale,
 	if (q_rename(parentfd, tmp, parentfd, base) == 0)
 		return 0;
 	if (errno == EEXIST || errno == ENOTEMPTY) {
-		remove_tree(parentfd, tmp);   /* lost the race: use the winner's */
+		q_remove_creation(parentfd, tmp);   /* lost the race: use the winner's */
 		return 0;
 	}
 fail:;
 	int saved = errno;
-	remove_tree(parentfd, tmp);
+	q_remove_creation(parentfd, tmp);
 	errno = saved;
 	return -1;
 }
@@ -484,7 +499,10 @@ q_map_counter(int dirfd, const char *name, size_t size, bool create,
 	p = mmap(NULL, size, *writable ? PROT_READ | PROT_WRITE : PROT_READ,
 	    MAP_SHARED, fd, 0);
 	close(fd);
-	return p == MAP_FAILED ? NULL : p;
+	if (p == MAP_FAILED)
+		return NULL;
+	q_map_guard(p, size, *writable);        /* truncated later: no SIGBUS */
+	return p;
 }
 
 /* Split OPERAND into the directory that holds it and its last name. */
@@ -770,9 +788,13 @@ q_next_seq(struct q_queue *q)
 {
 	const uint64_t mask = (UINT64_C(1) << Q_SEQ_BITS) - 1;
 
+	uint64_t seq;
+
 	if (!q->seq_writable)
 		return atomic_load(q->seq) & mask;      /* its rename will fail */
-	return atomic_fetch_add(q->seq, 1) & mask;
+	seq = atomic_fetch_add(q->seq, 1) & mask;
+	q_map_check();
+	return seq;
 }
 
 void
@@ -788,9 +810,10 @@ q_queue_close(struct q_queue *q)
 		*fds[i] = -1;
 	}
 	if (q->seq)
-		munmap((void *)q->seq, 8);
+		q_unmap_counter((void *)q->seq, 8);
 	q->seq = NULL;
 	if (q->counters)
-		munmap((void *)q->counters, Q_COUNTERS_SIZE);
+		q_unmap_counter((void *)q->counters, Q_COUNTERS_SIZE);
 	q->counters = NULL;
+	q_map_check();          /* a mapped file shrank: say so, at last */
 }

@@ -123,8 +123,12 @@ replay_read(int fd, struct replay *rp)
 	rp->since = (q_time)since;
 	if (n == REPLAY_HDR_LEN + REPLAY_AT_LEN &&
 	    sscanf(buf + REPLAY_HDR_LEN, "at %24s %16" SCNx64, at,
-	    &rp->atseq) == 2 && strlen(at) == Q_ID_LEN)
+	    &rp->atseq) == 2) {
+		/* the cursor becomes a name in tmp/: an id, or corrupt */
+		if (!q_is_id(at))
+			return -1;
 		memcpy(rp->at, at, sizeof rp->at);
+	}
 	return 0;
 }
 

@@ -87,7 +87,7 @@ q_topic_close(struct q_topic *t)
 		*fds[i] = -1;
 	}
 	if (t->state)
-		munmap((void *)t->state, Q_STATE_SIZE);
+		q_unmap_counter((void *)t->state, Q_STATE_SIZE);
 	t->state = NULL;
 	q_queue_close(&t->q);
 }
@@ -554,6 +554,7 @@ unlock:
 	*committed = durable ? linked : 0;
 	if (linked > 0)
 		q_topic_prune(t, false);
+	q_map_check();          /* the state shrank under us: say so */
 	if (r == -1)
 		errno = err;
 	return r;
