@@ -99,6 +99,29 @@ kind_of(int dirfd, const char *name, struct stat *st)
 	return 0;
 }
 
+/*
+ * .format.XXXXXXXX beside the format file: what a creation killed in
+ * q_populate left (it links that file to format and then unlinks it).
+ * Garbage once older than `stale`; before that it may be one in flight.
+ */
+static bool
+format_leftover(int dirfd, const char *name, q_time stale, struct q_check *c,
+    bool repair)
+{
+	struct stat sb;
+
+	if (strncmp(name, ".format.", 8) != 0 ||
+	    kind_of(dirfd, name, &sb) == -1 || !S_ISREG(sb.st_mode))
+		return false;
+	if ((q_time)sb.st_mtime * Q_SEC + stale <= q_now()) {
+		note(c, "%s: left by a creation that died%s", name,
+		    repair ? " (removed)" : "");
+		if (repair)
+			unlinkat(dirfd, name, 0);
+	}
+	return true;
+}
+
 /* Files in a message directory (a bucket, cur/, dlq/): names checked. */
 static void
 check_messages(struct q_queue *q, struct q_check *c, int dirfd,
@@ -355,7 +378,8 @@ q_check_queue(struct q_queue *q, bool repair, struct q_check *c)
 
 	if (names_of(q->dirfd, &names, &n) == 0) {
 		for (size_t i = 0; i < n; i++)
-			if (!one_of(names[i], known))
+			if (!one_of(names[i], known) && !format_leftover(q->dirfd,
+			    names[i], q->cfg.stale, c, repair))
 				note(c, "%s: unknown file", names[i]);
 		q_freelist(names, n);
 		free(names);
@@ -390,7 +414,8 @@ q_check_topic(struct q_topic *t, bool repair, struct q_check *c)
 
 	if (names_of(t->q.dirfd, &names, &n) == 0) {
 		for (size_t i = 0; i < n; i++)
-			if (!one_of(names[i], known))
+			if (!one_of(names[i], known) && !format_leftover(t->q.dirfd,
+			    names[i], t->q.cfg.stale, c, repair))
 				note(c, "%s: unknown file", names[i]);
 		q_freelist(names, n);
 		free(names);
