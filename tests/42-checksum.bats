@@ -244,7 +244,7 @@ check_all_modes() {
 	damage body "$f"        # the subscription's copy is the same file
 	run qstat --check t
 	assert_failure 1
-	assert_line --regexp "^t: log/[^ ]*/$id[^ ]*: corrupt message: checksum mismatch"
+	assert_line --regexp "^t: log/[^ ]*/${id}[^ ]*: corrupt message: checksum mismatch"
 	assert_line --regexp "^t/a: new/[^ ]*\.$id\.[^ ]*: corrupt message: checksum mismatch"
 	run qstat --check --repair t
 	assert_line --regexp "^t: log/.*\(left in the log; copies in subscriptions are dead-lettered\)$"
