@@ -275,3 +275,13 @@ check_all_modes() {
 	assert_failure 1
 	assert_output --partial 'checksum mismatch'
 }
+
+@test "checksum: the version line cannot be written: no commit, no id, exit 74" {
+	command -v strace >/dev/null || skip "no strace (Debian: strace)"
+	qpush q warm
+	run --separate-stderr strace -f -o /dev/null -e inject=pwrite64:error=EIO qpush -i q x
+	assert_failure 74
+	assert_output ''
+	assert_regex "$stderr" '^qpush: cannot write q/tmp/[0-9a-f]{24}: Input/output error$'
+	assert_equal "$(counts q)" "new=1 cur=0 later=0 dlq=0 tmp=0"
+}
