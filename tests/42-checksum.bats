@@ -279,11 +279,21 @@ check_all_modes() {
 @test "checksum: the version line cannot be written: no commit, no id, exit 74" {
 	command -v strace >/dev/null || skip "no strace (Debian: strace)"
 	qpush q warm
-	run --separate-stderr strace -f -o /dev/null -e inject=pwrite64:error=EIO qpush -i q x
+	# a body past the 64 KiB buffer: its line comes by pwrite
+	head -c 100000 /dev/zero | tr '\0' a >"$T/long"
+	run --separate-stderr strace -f -o /dev/null -e inject=pwrite64:error=EIO \
+		qpush -i q <"$T/long"
 	assert_failure 74
 	assert_output ''
 	assert_regex "$stderr" '^qpush: cannot write q/tmp/[0-9a-f]{24}: Input/output error$'
 	assert_equal "$(counts q)" "new=1 cur=0 later=0 dlq=0 tmp=0"
+	# a short message is written in one write, line and all
+	run strace -f -e trace=pwrite64,write -o "$T/trace" qpush -i q short
+	assert_success
+	run grep -c '^[0-9]* *pwrite64(' "$T/trace"
+	assert_output 0
+	run qpop -n 2 -l q
+	assert_output $'warm\nshort'
 }
 
 @test "checksum: the CRC-32C tables and the CPU instruction agree (QSPOOL_CRC32C_SOFT)" {
