@@ -113,13 +113,70 @@ format_leftover(int dirfd, const char *name, q_time stale, struct q_check *c,
 	if (strncmp(name, ".format.", 8) != 0 ||
 	    kind_of(dirfd, name, &sb) == -1 || !S_ISREG(sb.st_mode))
 		return false;
-	if ((q_time)sb.st_mtime * Q_SEC + stale <= q_now()) {
+	if (q_mtime(&sb) + stale <= q_now()) {
 		note(c, "%s: left by a creation that died%s", name,
 		    repair ? " (removed)" : "");
 		if (repair)
 			unlinkat(dirfd, name, 0);
 	}
 	return true;
+}
+
+/*
+ * The content of message NAME in DIRFD: NULL if it is whole (or cannot
+ * be read now), else why it is corrupt, in WHY.
+ */
+static const char *
+corrupt_why(int dirfd, const char *name, char *why, size_t len)
+{
+	struct q_msg m = { .fd = -1 };
+	int r = q_msg_open(dirfd, name, &m);
+	const char *w = q_what();
+	size_t n = strlen(name);
+
+	q_msg_free(&m);
+	if (r != 1)
+		return NULL;
+	if (strncmp(w, name, n) == 0 && strncmp(w + n, ": ", 2) == 0)
+		w += n + 2;     /* the name is said already */
+	strlcpy(why, w, len);
+	return why;
+}
+
+/*
+ * --repair: a corrupt message (M, named NAME in DIRFD, a bucket of new/
+ * or later/, or cur/) to dlq/ as a consumer would bury it: through cur/
+ * under its own id, so nothing is lost and qdlq shows it.
+ */
+static int
+bury_corrupt(struct q_queue *q, int dirfd, const char *name,
+    const struct q_name *m, enum q_state st, const char *where,
+    const char *why)
+{
+	struct q_lease l = { .m.fd = -1, .keyfd = -1 };
+	struct q_diag d = { .reason = "corrupt" };
+	char status[1024];
+	q_time now = q_now();
+
+	l.n = *m;
+	l.claimed = now;
+	if (st == Q_CUR) {
+		strlcpy(l.name, name, sizeof l.name);
+	} else {
+		l.n.attempts++;
+		if (!l.n.first)
+			l.n.first = now;
+		l.n.deadline = now + q->cfg.lease;
+		l.n.token = arc4random();
+		q_name_format(l.name, sizeof l.name, &l.n, Q_CUR);
+		if (q_rename(dirfd, name, q->curfd, l.name) == -1)
+			return q_fail("cannot move %s/%s/%s", q->operand, where,
+			    name);
+	}
+	snprintf(status, sizeof status, "found by qstat --check: %s/%s: %s",
+	    where, name, why);
+	d.status = status;
+	return q_bury(q, &l, &d);
 }
 
 /* Files in a message directory (a bucket, cur/, dlq/): names checked. */
@@ -154,6 +211,19 @@ check_messages(struct q_queue *q, struct q_check *c, int dirfd,
 			note(c, "%s/%s: not a message name%s", where, names[i],
 			    repair ? " (dead-lettered as corrupt)" : "");
 			if (repair && q_bury_stray(q, dirfd, names[i], where) == -1)
+				note(c, "%s/%s: %s", where, names[i], q_what());
+			continue;
+		}
+		/* the content, but of dead letters: they are out of the
+		 * way already (qdlq flags a corrupt one, and will not
+		 * replay it) */
+		char why[512];
+		if (want != Q_DLQ && corrupt_why(dirfd, names[i], why,
+		    sizeof why)) {
+			note(c, "%s/%s: %s%s", where, names[i], why,
+			    repair ? " (dead-lettered as corrupt)" : "");
+			if (repair && bury_corrupt(q, dirfd, names[i], &m, want,
+			    where, why) == -1)
 				note(c, "%s/%s: %s", where, names[i], q_what());
 			continue;
 		}
@@ -462,9 +532,17 @@ q_check_topic(struct q_topic *t, bool repair, struct q_check *c)
 			}
 			for (size_t k = 0; k < ne; k++) {
 				struct q_logent e;
+				char why[512];
 				if (q_log_parse(ents[k], &e) == -1)
 					note(c, "log/%s/%s: not a log entry", names[i],
 					    ents[k]);
+				/* left in the log even with --repair: a topic
+				 * has no dlq/, and a subscription's copy is
+				 * dead-lettered by its consumer (q-spool(5)) */
+				else if (corrupt_why(fd, ents[k], why, sizeof why))
+					note(c, "log/%s/%s: %s%s", names[i], ents[k],
+					    why, repair ? " (left in the log; copies"
+					    " in subscriptions are dead-lettered)" : "");
 			}
 			q_freelist(ents, ne);
 			free(ents);

@@ -46,6 +46,7 @@ struct run {
 	bool waiting_armed;
 	long long handled;
 	bool failed, lost, exec_failed, io_error, stopping, signalled, gone;
+	bool corrupt_seen;      /* --peek passed a corrupt message over */
 	q_time stop_at, upkeep_at, next_event, wait_until, budget_end;
 	struct q_seen done;     /* --idempotent */
 	struct pollfd *pollfds;
@@ -367,7 +368,10 @@ deliver_print(struct run *r, struct q_lease *l)
 		return;
 	}
 	if (l->corrupt) {
-		q_warnq();
+		/* a peek moves nothing: said, skipped, exit 65 */
+		q_warnx("%s: %s; left in place (--peek moves nothing)",
+		    r->q->operand, q_what());
+		r->corrupt_seen = true;
 		q_lease_done(l);
 		return;
 	}
@@ -893,6 +897,8 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 		status = EX_UNAVAILABLE;
 	else if (r.io_error)
 		status = EX_IOERR;
+	else if (r.corrupt_seen)
+		status = EX_DATAERR;
 	else if (r.failed || r.lost)
 		status = EX_TEMPFAIL;
 	else if (r.handled == 0 && !r.signalled)

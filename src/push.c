@@ -18,8 +18,14 @@
 #define OUTBUF (64 * 1024)
 static char outbuf[OUTBUF];     /* messages are written one at a time */
 
+/* The version line until q_out_finish fills it in: malformed on
+ * purpose, so a file cut off before then is never a message. */
+static const char placeholder[Q_MSG_V2_LEN + 1] =
+    "qspool 2 ---------------- --------\n";
+
+/* Write the buffer as it is. */
 static int
-out_flush(struct q_out *m)
+out_write(struct q_out *m)
 {
 	size_t off = 0;
 
@@ -34,6 +40,17 @@ out_flush(struct q_out *m)
 	m->written += (off_t)m->len;
 	m->len = 0;
 	return 0;
+}
+
+/* Checksum the buffer (after the version line) and write it. */
+static int
+out_flush(struct q_out *m)
+{
+	size_t skip = m->written == 0 ? Q_MSG_V2_LEN : 0;
+
+	if (m->len > skip)
+		m->crc = q_crc32c(m->crc, m->buf + skip, m->len - skip);
+	return out_write(m);
 }
 
 static int
@@ -104,8 +121,9 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	cause = o->cause ? o->cause : env_header("QID");
 	trace = o->trace ? o->trace : env_header("TRACEPARENT");
 	q_fmt_rfc3339(when, sizeof when, q_now());
-	memcpy(m->buf, "qspool 1\n", 9);
-	m->len = 9;
+	memcpy(m->buf, placeholder, Q_MSG_V2_LEN);
+	m->len = Q_MSG_V2_LEN;
+	m->crc = 0;
 	if (out_add(m, "Id", m->id) == -1 ||
 	    out_add(m, "Enqueued-At", when) == -1 ||
 	    out_add(m, "Correlation-Id", corr ? corr : m->id) == -1 ||
@@ -154,11 +172,40 @@ q_out_write(struct q_out *m, const void *p, size_t n)
 	return 0;
 }
 
+/*
+ * The version line is filled in last: the body's length and the
+ * checksum of all after the line.  A message still all in the buffer
+ * goes out in one write, line included; a longer one gets its line by
+ * one pwrite over the placeholder.  Then the sync, so what the commit
+ * renames is whole or (power lost before the sync under fsync = never)
+ * detectably not.
+ */
 int
 q_out_finish(struct q_out *m, bool sync)
 {
-	if (out_flush(m) == -1)
+	char line[Q_MSG_V2_LEN + 1];
+	bool buffered = m->written == 0;
+
+	if (buffered)
+		m->crc = q_crc32c(0, m->buf + Q_MSG_V2_LEN,
+		    m->len - Q_MSG_V2_LEN);
+	else if (out_flush(m) == -1)
 		return -1;
+	snprintf(line, sizeof line, "qspool 2 %016llx %08lx\n",
+	    (unsigned long long)m->size, (unsigned long)m->crc);
+	if (buffered) {
+		memcpy(m->buf, line, Q_MSG_V2_LEN);
+		if (out_write(m) == -1)
+			return -1;
+	} else {
+		ssize_t w = pwrite(m->fd, line, Q_MSG_V2_LEN, 0);
+		if (w != Q_MSG_V2_LEN) {
+			if (w >= 0)
+				errno = EIO;
+			return q_fail("cannot write %s/tmp/%s", m->q->operand,
+			    m->id);
+		}
+	}
 	q_fault("after-tmp-write");
 	if (sync && fdatasync(m->fd) == -1)
 		return q_fail("cannot sync %s/tmp/%s", m->q->operand, m->id);

@@ -220,6 +220,16 @@ int q_header_add(struct q_headers *hs, const char *name, const char *value);
 int q_header_arg(struct q_headers *hs, char *arg);     /* -H argument */
 const char *q_header_get(const struct q_headers *hs, const char *name);
 
+/* crc32c.c: CRC-32C of N bytes, continuing CRC (0 to start). */
+uint32_t q_crc32c(uint32_t crc, const void *p, size_t n);
+
+/*
+ * Message files: version 2 begins "qspool 2 LLLLLLLLLLLLLLLL CCCCCCCC\n",
+ * the body's length and the CRC-32C of all that follows the line, in
+ * lowercase hex; version 1 ("qspool 1\n") is read as before.
+ */
+#define Q_MSG_V2_LEN 35         /* the version-2 line, newline included */
+
 /* A message read back from a spool file: header block parsed. */
 struct q_msg {
 	int fd;
@@ -227,11 +237,15 @@ struct q_msg {
 	size_t buflen, cap;
 	size_t body_off;        /* where the body starts */
 	off_t size;             /* whole file */
+	int version;            /* 1 or 2; 0 when corrupt before knowing */
 	struct q_headers hs;
 };
 
-/* 0 ok; -1 I/O error; 1 corrupt (q_what() says why) */
+/* 0 ok; -1 I/O error; 1 corrupt (q_what() says why).  A version-2 file
+ * is read whole once: its length and checksum must match. */
 int q_msg_open(int dirfd, const char *name, struct q_msg *m);
+/* The header block only, nothing verified: never for delivery. */
+int q_msg_open_headers(int dirfd, const char *name, struct q_msg *m);
 void q_msg_close(struct q_msg *m);
 void q_msg_free(struct q_msg *m);
 /* Copy the body to fd; 0, or -1 with errno (EPIPE ...) */
@@ -257,6 +271,7 @@ struct q_out {
 	size_t len;
 	off_t size;             /* of the body */
 	off_t written;          /* of the file so far: its size once finished */
+	uint32_t crc;           /* CRC-32C of what follows the version line */
 	q_time due;
 	q_time expires;         /* 0: never */
 	int prio;

@@ -579,6 +579,18 @@ cmd_replay(struct ctx *c, char **ids, int nids, bool all, const char *to,
 		target = &other;
 	}
 	for (size_t i = 0; i < n; i++) {
+		/* a corrupt one would only die again, or worse be taken
+		 * for a message: refused (qdlq show shows it, flagged) */
+		struct q_msg m = { .fd = -1 };
+		int r = q_msg_open(c->q.dlqfd, sel[i]->name, &m);
+		q_msg_free(&m);
+		if (r == 1) {
+			q_warnx("%s: %s: a corrupt dead letter is not replayed"
+			    " (see qdlq show; purge it): %s", c->operand,
+			    sel[i]->n.id, q_what());
+			status = worse(status, EX_DATAERR);
+			continue;
+		}
 		if (q_dlq_replay(&c->q, sel[i], target, reset, ttl) == -1) {
 			int err = errno;
 			q_warnq();

@@ -619,7 +619,7 @@ key_of(struct q_topic *t, const char *id, struct q_logent *e)
 	const char *key;
 	bool has = false;
 
-	if (q_msg_open(t->q.tmpfd, id, &m) == 0 &&
+	if (q_msg_open_headers(t->q.tmpfd, id, &m) == 0 &&
 	    (key = q_header_get(&m.hs, "Key"))) {
 		e->key = q_key_hash(key);
 		has = true;

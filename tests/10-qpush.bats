@@ -179,7 +179,8 @@ load helper
 	id=$(qpush -i q 'the body')
 	f=$(only_file q new)
 	run sed -n 1p "$f"
-	assert_output 'qspool 1'
+	# version 2: the body's length (8 bytes) and a CRC-32C, in hex
+	assert_output --regexp '^qspool 2 0000000000000008 [0-9a-f]{8}$'
 	run sed -n '2,/^$/p' "$f"
 	assert_line --index 0 "Id: $id"
 	assert_line --index 1 --regexp '^Enqueued-At: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$'

@@ -11,7 +11,12 @@
  *      q_later_bucket_start, with the invariants below;
  *  (b) whole, as the contents of a message file: q_msg_open must never
  *      crash or read past what the file holds, and a message it accepts
- *      must have a sane header block.
+ *      must have a sane header block, and if it is version 2, the length
+ *      and CRC-32C its first line gives; q_msg_open_headers likewise;
+ *  (c) if it begins "qspool 2 ", once more with a first line that gives
+ *      the right length and checksum (a fuzzer would hardly ever hit
+ *      them), so the parser behind the checksum is reached: q_msg_open
+ *      must then agree with q_msg_open_headers.
  *
  * A broken invariant is reported with a line on stderr and abort(), so
  * libFuzzer keeps the input as a crash file.
@@ -253,8 +258,81 @@ check_msg(const struct q_msg *m, const uint8_t *data, size_t size)
 	if (memcmp(m->buf + m->body_off, data + m->body_off,
 	    m->buflen - m->body_off) != 0)
 		FAIL("the body was changed by parsing");
-	if (size < 9 || memcmp(data, "qspool 1\n", 9) != 0)
-		FAIL("accepted without the version line");
+	if (m->version == 1 && (size < 9 || memcmp(data, "qspool 1\n", 9) != 0))
+		FAIL("accepted as version 1 without its line");
+	if (m->version == 2 && (size < Q_MSG_V2_LEN ||
+	    memcmp(data, "qspool 2 ", 9) != 0 || data[34] != '\n'))
+		FAIL("accepted as version 2 without its line");
+	if (m->version != 1 && m->version != 2)
+		FAIL("accepted with version %d", m->version);
+}
+
+/* A version-2 message q_msg_open accepted: its line must be right. */
+static void
+check_v2(const uint8_t *data, size_t size, const struct q_msg *m)
+{
+	char line[Q_MSG_V2_LEN + 1];
+
+	snprintf(line, sizeof line, "qspool 2 %016llx %08lx\n",
+	    (unsigned long long)(size - m->body_off),
+	    (unsigned long)q_crc32c(0, data + Q_MSG_V2_LEN,
+	    size - Q_MSG_V2_LEN));
+	if (memcmp(data, line, Q_MSG_V2_LEN) != 0)
+		FAIL("accepted a version-2 file whose line is not %.34s", line);
+}
+
+static void
+put_file(const uint8_t *data, size_t size)
+{
+	if (ftruncate(filefd, (off_t)size) == -1 ||
+	    (size && pwrite(filefd, data, size, 0) != (ssize_t)size))
+		FAIL("write %s/%s: %s", dirpath, fname, strerror(errno));
+}
+
+/* (c): the same file with the right version-2 line. */
+static void
+fuzz_v2_fixed(const uint8_t *data, size_t size)
+{
+	uint8_t *fixed;
+	const uint8_t *blank;
+	size_t body_off;
+	char line[Q_MSG_V2_LEN + 1];
+	struct q_msg m;
+	int r, rh;
+
+	if (size < Q_MSG_V2_LEN || memcmp(data, "qspool 2 ", 9) != 0)
+		return;
+	if (!(fixed = malloc(size)))
+		FAIL("malloc");
+	memcpy(fixed, data, size);
+	blank = memmem(data + Q_MSG_V2_LEN - 1, size - (Q_MSG_V2_LEN - 1),
+	    "\n\n", 2);
+	body_off = blank ? (size_t)(blank + 2 - data) : size;
+	snprintf(line, sizeof line, "qspool 2 %016llx %08lx\n",
+	    (unsigned long long)(size - body_off),
+	    (unsigned long)q_crc32c(0, data + Q_MSG_V2_LEN,
+	    size - Q_MSG_V2_LEN));
+	memcpy(fixed, line, Q_MSG_V2_LEN);
+	put_file(fixed, size);
+
+	memset(&m, 0, sizeof m);
+	rh = q_msg_open_headers(dirfd_, fname, &m);
+	q_msg_free(&m);
+	memset(&m, 0, sizeof m);
+	r = q_msg_open(dirfd_, fname, &m);
+	if (r == -1 || rh == -1)
+		FAIL("q_msg_open: %s: %s", q_what(), strerror(errno));
+	if (r != rh)
+		FAIL("right length and checksum, yet q_msg_open says %d and"
+		    " q_msg_open_headers %d: %s", r, rh, q_what());
+	if (r == 0) {
+		check_msg(&m, fixed, size);
+		check_v2(fixed, size, &m);
+		if (q_msg_copy_body(&m, nullfd) == -1)
+			FAIL("q_msg_copy_body: %s", strerror(errno));
+	}
+	q_msg_free(&m);
+	free(fixed);
 }
 
 static void
@@ -263,9 +341,7 @@ fuzz_msg(const uint8_t *data, size_t size)
 	struct q_msg m;
 	int r;
 
-	if (ftruncate(filefd, (off_t)size) == -1 ||
-	    (size && pwrite(filefd, data, size, 0) != (ssize_t)size))
-		FAIL("write %s/%s: %s", dirpath, fname, strerror(errno));
+	put_file(data, size);
 
 	/* As the library uses it: its own buffer, freed after. */
 	memset(&m, 0, sizeof m);
@@ -274,10 +350,21 @@ fuzz_msg(const uint8_t *data, size_t size)
 		FAIL("q_msg_open: %s: %s", q_what(), strerror(errno));
 	if (r == 0) {
 		check_msg(&m, data, size);
+		if (m.version == 2)
+			check_v2(data, size, &m);
 		if (q_msg_copy_body(&m, nullfd) == -1)
 			FAIL("q_msg_copy_body: %s", strerror(errno));
 	}
 	q_msg_close(&m);
+	q_msg_free(&m);
+
+	/* Headers only (a topic's recovery): never crashes either. */
+	memset(&m, 0, sizeof m);
+	r = q_msg_open_headers(dirfd_, fname, &m);
+	if (r == -1)
+		FAIL("q_msg_open_headers: %s: %s", q_what(), strerror(errno));
+	if (r == 0)
+		check_msg(&m, data, size);
 	q_msg_free(&m);
 
 	/*
@@ -294,8 +381,12 @@ fuzz_msg(const uint8_t *data, size_t size)
 		FAIL("q_msg_open: %s: %s", q_what(), strerror(errno));
 	if (r == 0)
 		check_msg(&m, data, size);
+	if (r == 0 && m.version == 2)
+		check_v2(data, size, &m);
 	q_msg_close(&m);
 	q_msg_free(&m);
+
+	fuzz_v2_fixed(data, size);
 }
 
 int
