@@ -47,3 +47,25 @@ sys.exit("execve failed: " + os.strerror(ctypes.get_errno()))'
 		QID "$(command -v qpop)" q sh -c 'env | grep -c "^QID\$" || true'
 	assert_output '0'
 }
+
+# --- over-long q.conf lines ---------------------------------------------------------------------
+
+@test "q.conf: a line longer than the parser's buffer is an error naming file and line" {
+	local pad
+	pad=$(printf '%0300d' 0)
+	qpush q x
+	qconf q 'max_attempts = 3' "# ${pad} lease = 100ms"
+	run -78 --separate-stderr qpop q
+	assert_one_error_line qpop
+	assert_regex "$stderr" 'q\.conf:2: line longer than [0-9]+ bytes$'
+	assert_equal "$(counts q)" "new=1 cur=0 later=0 dlq=0 tmp=0"
+	# the same in the user's file
+	rm "$(qdir q)/q.conf"
+	userconf "# ${pad} lease = 100ms"
+	run -78 --separate-stderr qpush q y
+	assert_regex "$stderr" "$XDG_CONFIG_HOME/qspool/q\\.conf:1: line longer than"
+	# a line that just fits, and one at the end without a newline, are fine
+	pad=$(printf '%0190d' 0)
+	printf '# %s\nlease = 30s' "$pad" >"$XDG_CONFIG_HOME/qspool/q.conf"
+	run -0 qpush q z
+}
