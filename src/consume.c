@@ -301,33 +301,14 @@ write_body(struct run *r, struct q_lease *l)
 static int
 write_json(struct run *r, struct q_lease *l)
 {
-	struct q_buf b = { 0 };
 	char queue[PATH_MAX];
 	const char *slash;
-	size_t off = 0;
-	int ret = 0;
 
 	/* a subscription's operand is TOPIC/NAME: the queue is the topic */
 	strlcpy(queue, r->q->operand, sizeof queue);
 	if (r->o->sub && (slash = strrchr(queue, '/')))
 		*(char *)slash = '\0';
-	if (q_json_message(&b, queue, r->o->sub, l) == -1) {
-		q_buf_free(&b);
-		errno = ENOMEM;
-		return -1;
-	}
-	while (off < b.len) {
-		ssize_t w = write(1, b.p + off, b.len - off);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w == -1) {
-			ret = -1;
-			break;
-		}
-		off += (size_t)w;
-	}
-	q_buf_free(&b);
-	return ret;
+	return q_json_message(1, queue, r->o->sub, l);
 }
 
 /*

@@ -546,14 +546,16 @@ int q_buf_printf(struct q_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void q_buf_free(struct q_buf *b);
 bool q_utf8_valid(const unsigned char *p, size_t n);
+size_t q_utf8_char(const unsigned char *p, size_t n, uint32_t *cp);
 int q_json_string(struct q_buf *b, const char *p, size_t n);
 int q_json_base64(struct q_buf *b, const unsigned char *p, size_t n);
 size_t q_utf8_cut(const unsigned char *p, size_t n);
 int q_json_headers(struct q_buf *b, const struct q_headers *hs);
 int q_json_bytes(struct q_buf *b, const char *key, const void *p, size_t n);
 struct q_lease;
-int q_json_message(struct q_buf *b, const char *queue, const char *sub,
+int q_json_message(int fd, const char *queue, const char *sub,
     const struct q_lease *l);
+int q_pread_full(int fd, void *p, size_t n, off_t off);
 
 /* stats.c: what a queue or topic holds (qstat). */
 struct q_stats {

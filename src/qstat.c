@@ -456,17 +456,30 @@ print_json(const struct opts *o)
 	q_buf_free(&b);
 }
 
-/* A Prometheus label value: \ " and newline escaped. */
+/*
+ * A Prometheus label value: \ " and newline escaped, as the text format
+ * has it; it has no escape for other control characters, and its
+ * values are UTF-8, so a control character (C0, DEL, C1) or a byte that
+ * does not start a well-formed UTF-8 character becomes U+FFFD.
+ */
 static void
 prom_value(struct q_buf *b, const char *v)
 {
-	for (; *v; v++) {
-		if (*v == '\\' || *v == '"')
-			q_buf_printf(b, "\\%c", *v);
-		else if (*v == '\n')
+	const unsigned char *u = (const unsigned char *)v;
+	size_t n = strlen(v);
+
+	for (size_t i = 0, k; i < n; i += k) {
+		uint32_t c;
+		if (!(k = q_utf8_char(u + i, n - i, &c)))
+			k = 1, c = 0xfffd;
+		if (c == '\\' || c == '"')
+			q_buf_printf(b, "\\%c", (char)c);
+		else if (c == '\n')
 			q_buf_puts(b, "\\n");
+		else if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || c == 0xfffd)
+			q_buf_puts(b, "\xef\xbf\xbd");   /* U+FFFD */
 		else
-			q_buf_add(b, v, 1);
+			q_buf_add(b, v + i, k);
 	}
 }
 

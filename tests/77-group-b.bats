@@ -7,6 +7,8 @@
 # a keyed publish killed before its commit, 2 GiB messages, an
 # environment entry without '=', RFC 3339 offsets.
 
+# the 2 GiB tests move gigabytes through pipes: give them time under load
+BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-400}
 load helper
 
 # --- --at ---------------------------------------------------------------------------------------
@@ -68,4 +70,122 @@ sys.exit("execve failed: " + os.strerror(ctypes.get_errno()))'
 	pad=$(printf '%0190d' 0)
 	printf '# %s\nlease = 30s' "$pad" >"$XDG_CONFIG_HOME/qspool/q.conf"
 	run -0 qpush q z
+}
+
+# --- 2 GiB and more -----------------------------------------------------------------------------
+
+BIG=$((2 * 1024 * 1024 * 1024 + 2))   # over 2 GiB; one read(2) gives at most 2 GiB - 4 KiB
+
+# check_big_json N: stdin is one line of qpop --json whose body is N bytes
+# of zeros and then 0xff, in base64; checked a chunk at a time.
+CHECK_BIG_JSON='import base64, json, sys
+n = int(sys.argv[1])
+head = tail = b""
+total = 0
+alpha = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+bad = 0
+while True:
+    c = sys.stdin.buffer.read(1 << 22)
+    if not c:
+        break
+    if len(head) < 4096:
+        head += c[:4096]
+    total += len(c)
+    tail = (tail + c)[-4096:]
+pre = head[:head.index(b"\"body\":\"") + 8]
+post = b"\",\"body_encoding\":\"base64\"}\n"
+want = len(pre) + 4 * ((n + 2) // 3) + len(post)
+assert total == want, (total, want)
+assert tail.endswith(post), tail[-100:]
+m = json.loads(pre.decode() + "\"}")
+last = tail[:-len(post)][-8:]
+assert base64.b64decode(last).endswith(b"\0\xff"), last
+print(m["headers"]["X-Big"])'
+
+@test "qpop --json: a message over 2 GiB is written whole, a chunk at a time" {
+	local f
+	qconf q 'fsync = never'
+	qpush -H 'X-Big: yes' q seed
+	# the same message, its body made sparse: zeros, then 0xff (base64)
+	f=$(only_file q new)
+	python3 -c 'import sys
+f = sys.argv[1]
+data = open(f, "rb").read()
+hdr = data[:data.index(b"\n\n") + 2]
+with open(f, "wb") as o:
+    o.write(hdr)
+    o.truncate(len(hdr) + int(sys.argv[2]) - 1)
+    o.seek(0, 2)
+    o.write(b"\xff")' "$f" "$BIG"
+	run -0 --separate-stderr bash -c 'set -o pipefail
+		qpop --json q | python3 -c "$1" "$2"' _ "$CHECK_BIG_JSON" "$BIG"
+	assert_output 'yes'
+	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+}
+
+@test "--forward: a handler output over 2 GiB becomes one message" {
+	local f
+	qconf in 'fsync = never'
+	qconf out 'fsync = never' 'max_message_size = 3G'
+	qpush in go
+	run -0 --separate-stderr qpop in --forward=out sh -c "truncate -s $BIG /dev/stdout"
+	assert_equal "$(counts in)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+	f=$(only_file out new)
+	run -0 python3 -c 'import sys
+data = open(sys.argv[1], "rb").read(1 << 16)
+print(__import__("os").path.getsize(sys.argv[1]) - data.index(b"\n\n") - 2)' "$f"
+	assert_output "$BIG"
+}
+
+# --- JSON and Prometheus text from hostile bytes ------------------------------------------------
+
+# Every line of stdin is JSON, valid UTF-8, with no raw C1 control.
+JSON_LINES='import json, sys
+data = sys.stdin.buffer.read()
+text = data.decode("utf-8")          # strict: invalid UTF-8 raises
+assert not any(0x80 <= ord(c) <= 0x9f or ord(c) < 0x20 and c != "\n"
+               for c in text), "raw control character"
+for line in text.splitlines():
+    json.loads(line)
+print(len(text.splitlines()))'
+
+@test "json: header bytes that are not UTF-8 become U+FFFD, controls are escaped, output is UTF-8" {
+	local hv id
+	hv=$(printf 'a\xff\xc2\x85\033[31m\xe2\x82z\xc3\xa9')
+	qconf q 'max_attempts = 1'
+	# a 40-byte preview would end inside the last character
+	qpush -H "X-Evil: $hv" q "$(printf '%039d\xe2\x82\xac' 0)" >/dev/null
+	run -0 --separate-stderr bash -c 'set -o pipefail
+		qpop --json --peek q | python3 -c "$1"' _ "$JSON_LINES"
+	assert_output 1
+	run -0 python3 -c 'import json, sys
+m = json.loads(sys.stdin.read())
+print(ascii(m["headers"]["X-Evil"]))' < <(qpop --json --peek q)
+	assert_output "'a\\ufffd\\x85\\x1b[31m\\ufffd\\ufffdz\\xe9'"
+	qpop q false 2>/dev/null || true
+	assert_equal "$(count_dlq q)" 1
+	id=$(qdlq ls q | cut -d' ' -f1)
+	run -0 --separate-stderr bash -c 'set -o pipefail
+		{ qdlq ls q --json; qdlq show q "$2" --json; } | python3 -c "$1"' _ "$JSON_LINES" "$id"
+	assert_output 2
+	run -0 python3 -c 'import json, sys
+m = json.loads(sys.stdin.read())
+print(ascii(m["headers"]["X-Evil"]), m["body"], m["body_encoding"], m["truncated"])' < <(qdlq ls q --json)
+	assert_output "'a\\ufffd\\x85\\x1b[31m\\ufffd\\ufffdz\\xe9' $(printf '%039d' 0) utf-8 True"
+}
+
+@test "qstat --prom and --json: control bytes and invalid UTF-8 in a name do not reach the output" {
+	local evil
+	evil=$(printf 'q\033[31m\xff\xc2\x85x')
+	qpush q x >/dev/null
+	mv "$QSPOOL/q" "$QSPOOL/$evil"
+	run -0 --separate-stderr qstat --prom "$QSPOOL/$evil"
+	run -0 python3 -c 'import sys
+text = sys.stdin.buffer.read().decode("utf-8")
+bad = [c for c in text if ord(c) < 0x20 and c != "\n" or 0x7f <= ord(c) <= 0x9f]
+assert not bad, bad
+print([l for l in text.splitlines() if l.startswith("qspool_messages{")][0])' <<<"$output"
+	assert_output --partial "queue=\"$QSPOOL/q�[31m��x\",state=\"ready\"} 1"
+	run -0 --separate-stderr bash -c 'set -o pipefail
+		qstat --json "$2" | python3 -c "$1"' _ "$JSON_LINES" "$QSPOOL/$evil"
 }
