@@ -27,6 +27,7 @@ typedef int64_t q_time;
 int q_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *q_what(void);
 void q_setprogname(const char *name);
+void q_vis(char *dst, size_t len, const char *src);
 void q_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void q_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void q_warnq(void);                   /* "prog: q_what(): strerror" */

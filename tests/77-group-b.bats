@@ -189,3 +189,32 @@ print([l for l in text.splitlines() if l.startswith("qspool_messages{")][0])' <<
 	run -0 --separate-stderr bash -c 'set -o pipefail
 		qstat --json "$2" | python3 -c "$1"' _ "$JSON_LINES" "$QSPOOL/$evil"
 }
+
+# --- names to a terminal ------------------------------------------------------------------------
+
+# no_esc: stdin holds no ESC and no C1 control byte (0x80-0x9f): nothing
+# reaches the terminal raw.
+no_esc() { ! LC_ALL=C grep -q $'[\033\x80-\x9f]'; }
+
+@test "names a member chose reach stderr and stdout through vis(3)" {
+	local evil
+	evil=$(printf 'x\033[2J\033]0;pwn\007\xc2\x9by')
+	qpub t one >/dev/null
+	run -1 qsub -s good --create t --wait 0 true   # 1: nothing yet
+	assert_dir_exists "$QSPOOL/t/subs/good"
+	# a subscription planted by a member, broken (no new/)
+	mkdir "$QSPOOL/t/subs/$evil"
+	run --separate-stderr qpub t two
+	assert [ "$status" -ne 0 ]
+	assert_one_error_line qpub
+	no_esc <<<"$stderr"
+	assert_regex "$stderr" 'x\\033\[2J\\033\]0;pwn\\a\\302\\233y'
+	run -0 --separate-stderr qsub --list t
+	no_esc <<<"$output"
+	assert_line --index 1 --regexp '^x\\033\[2J.*y	durable$'
+	# a queue directory with such a name, met by qstat's scan
+	mkdir "$QSPOOL/$evil"
+	run --separate-stderr qstat
+	no_esc <<<"$stderr$output"
+	assert_regex "$stderr" 'x\\033\[2J'
+}
