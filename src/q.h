@@ -142,6 +142,7 @@ void q_perm_set(const struct q_config *c);
 mode_t q_file_mode(void);
 int q_perm_fix(int fd);
 int q_open_create(int dirfd, const char *name, int flags);
+int q_open_bucket(int dirfd, const char *name);
 int q_mkdirat(int dirfd, const char *name);
 int q_mkdir_root(const char *path);
 

@@ -218,3 +218,100 @@ no_esc() { ! LC_ALL=C grep -q $'[\033\x80-\x9f]'; }
 	no_esc <<<"$stderr$output"
 	assert_regex "$stderr" 'x\\033\[2J'
 }
+
+# --- two honest users: buckets made with their final mode ---------------------------------------
+
+G77=qs77g
+U77A=qs77a
+U77B=qs77b
+
+# two_users: the group and its two members (idempotent); SHARED a
+# directory both reach, with a config giving the spool mode 0660.
+two_users() {
+	if [[ $(id -u) -ne 0 ]]; then
+		skip "needs root to add two users (useradd, setpriv)"
+		return 1
+	fi
+	command -v useradd >/dev/null && command -v setpriv >/dev/null ||
+		fail "useradd and setpriv are needed"
+	getent group "$G77" >/dev/null || groupadd "$G77"
+	local u
+	for u in "$U77A" "$U77B"; do
+		id -u "$u" >/dev/null 2>&1 || useradd -M -N -G "$G77" -s /bin/sh "$u"
+	done
+	SHARED=$(mktemp -d /dev/shm/qs77.XXXXXX)
+	WORLD=$SHARED
+	chmod 0755 "$SHARED"
+	mkdir -p "$SHARED/cfg/qspool"
+	echo 'mode = 0660' >"$SHARED/cfg/qspool/q.conf"
+	chmod -R a+rX "$SHARED/cfg"
+	chgrp "$G77" "$SHARED"
+	chmod 2775 "$SHARED"
+	as77 "$U77A" "$QSPOOL_BIN/qpush" --version >/dev/null ||
+		fail "the built tools are not readable by other users here"
+}
+
+WORLD=
+teardown() {
+	common_teardown
+	[[ -z $WORLD ]] || rm -rf "$WORLD"
+	return 0
+}
+
+# as77 USER CMD...: CMD as USER (group G77), umask 077, the shared spool;
+# one process (setpriv, env and sh exec), so spawn's pid is CMD's.
+as77_argv() {
+	AS77=(setpriv --reuid="$1" --regid="$G77" --init-groups
+		env XDG_CONFIG_HOME="$SHARED/cfg" QSPOOL="$SHARED/spool" HOME="$SHARED"
+		PATH="$PATH" sh -c 'umask 077; exec "$@"' sh)
+}
+as77() {
+	as77_argv "$1"
+	shift
+	"${AS77[@]}" "$@"
+}
+
+is_waiting_qpop() {
+	[[ $(cat "/proc/$1/comm" 2>/dev/null) == qpop ]] && sleeping "$1"
+}
+
+@test "shared spool: a bucket made by one user is never seen private by the other's waiting consumer" {
+	two_users || return 0
+	command -v strace >/dev/null || fail "strace is needed"
+	as77 "$U77A" qpush jobs first >/dev/null
+	run -0 as77 "$U77B" qpop jobs
+	assert_output first
+	# b waits; a makes a new bucket (priority 7), its chmod, if any,
+	# held back 3 s: b, woken by the bucket, must not find it private
+	as77_argv "$U77B"
+	spawn "${AS77[@]}" qpop --wait=60 jobs >"$T/b.out" 2>"$T/b.err"
+	local b=$BG_PID
+	wait_for is_waiting_qpop "$b"
+	as77_argv "$U77A"
+	run -0 strace -f -o /dev/null -e inject=fchmod,fchmodat:delay_enter=3000000 \
+		"${AS77[@]}" qpush -p 7 jobs second
+	bg_wait "$b" 30
+	cat "$T/b.err"
+	assert_equal "$BG_STATUS" 0
+	assert_equal "$(cat "$T/b.out")" second
+	assert_equal "$(stat -c %a "$SHARED/spool/jobs/new/7-000000000000")" 2770
+}
+
+@test "shared spool: a consumer that meets a bucket private for a moment (an older producer) waits for it" {
+	two_users || return 0
+	as77 "$U77A" qpush jobs first >/dev/null
+	run -0 as77 "$U77B" qpop jobs
+	as77_argv "$U77B"
+	spawn "${AS77[@]}" qpop --wait=60 jobs >"$T/b.out" 2>"$T/b.err"
+	local b=$BG_PID
+	wait_for is_waiting_qpop "$b"
+	# what a producer that chmods after mkdir does, slowly (the sleep
+	# is the producer's slowness, not a wait of the test)
+	as77 "$U77A" sh -c 'd=$1/new/7-000000000000
+		mkdir -m 0700 "$d" && sleep 0.3 && chmod 2770 "$d"' sh "$SHARED/spool/jobs"
+	as77 "$U77A" qpush -p 7 jobs second >/dev/null
+	bg_wait "$b" 30
+	cat "$T/b.err"
+	assert_equal "$BG_STATUS" 0
+	assert_equal "$(cat "$T/b.out")" second
+}
