@@ -47,6 +47,7 @@ struct run {
 	long long handled;
 	bool failed, lost, exec_failed, io_error, stopping, signalled, gone;
 	q_time stop_at, upkeep_at, next_event, wait_until, budget_end;
+	q_time recover_at;      /* next o->recover */
 	struct q_seen done;     /* --idempotent */
 	struct pollfd *pollfds;
 	struct q_watch *watch;  /* one a job, shared with its guard */
@@ -153,7 +154,14 @@ upkeep(struct run *r)
 	}
 	r->next_event = u.next;
 	r->upkeep_at = q_now() + Q_POLL_INTERVAL;
-	if (u.reaped || u.promoted)
+	/* a topic's recovery: a publisher that died before its commit
+	 * holds its key here until someone takes the publish back */
+	bool recovered = false;
+	if (r->o->recover && !r->gone && q_now() >= r->recover_at) {
+		recovered = r->o->recover(r->o->check_arg) > 0;
+		r->recover_at = q_now() + Q_RECOVER_INTERVAL;
+	}
+	if (u.reaped || u.promoted || recovered)
 		q_scan_restart(&r->scan);       /* they may be ahead of us */
 }
 

@@ -466,7 +466,11 @@ struct q_consumeopt {
 	/* called at each upkeep: -1 (q_what() set) stops with 69 */
 	int (*check)(void *arg);
 	void *check_arg;
+	/* called at upkeep every Q_RECOVER_INTERVAL, with check_arg: > 0
+	 * when it put something right (a topic's recovery) */
+	int (*recover)(void *arg);
 };
+#define Q_RECOVER_INTERVAL (2 * Q_SEC)
 
 int q_consume(struct q_queue *q, const struct q_consumeopt *o);
 
@@ -664,6 +668,7 @@ int q_topic_commit(void *ctx, struct q_out *m, int n, int *committed);
 int q_topic_room(void *ctx, int pending);
 int q_topic_drop(void *ctx);
 int q_topic_wait(void *ctx, q_time until);
+int q_topic_recover_sub(void *sub);
 int q_topic_recover(struct q_topic *t, struct q_recovery *rec);
 int q_topic_unlink_copies(struct q_topic *t, const char *id,
     const struct stat *st);

@@ -225,6 +225,7 @@ main(int argc, char *argv[])
 	ap->o.sub = s.name;
 	ap->o.check = q_sub_check;
 	ap->o.check_arg = &s;
+	ap->o.recover = q_topic_recover_sub;
 	int status = q_consume(&s.q, &ap->o);
 	if (ap->forward)
 		q_forward_close(&fwd);

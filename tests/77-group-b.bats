@@ -315,3 +315,25 @@ is_waiting_qpop() {
 	assert_equal "$BG_STATUS" 0
 	assert_equal "$(cat "$T/b.out")" second
 }
+
+# --- a keyed publish killed before its commit -----------------------------------------------------
+
+is_waiting_qsub() {
+	[[ $(cat "/proc/$1/comm" 2>/dev/null) == qsub ]] && sleeping "$1"
+}
+
+@test "qsub -f: a keyed publish killed before its commit does not block its key for a running consumer" {
+	need_fault_points
+	run -0 qsub -s a --create t
+	# grace 1s: the next publish, a moment later, does not take it back
+	printf 'grace = 1s\n' >"$QSPOOL/t/q.conf"
+	spawn qsub -s a -f -l t >"$T/out" 2>"$T/err"
+	local c=$BG_PID
+	wait_for is_waiting_qsub "$c"
+	run -137 env QSPOOL_CRASH_AT=before-publish-commit qpub -k order-1 t lost
+	run -0 qpub -k order-1 t second
+	# only the running consumer can take the dead publish back now
+	wait_for -t 30 has_lines "$T/out" 1
+	assert_equal "$(cat "$T/out")" second
+	alive "$c"
+}
