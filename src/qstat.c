@@ -626,7 +626,8 @@ thresholds(const struct opts *o)
 		struct q_stats *s = &rows[i].st;
 		char vis[4 * PATH_MAX], a[32], m[32];
 		int64_t depth = s->ready + s->in_flight + s->delayed + s->retrying;
-		visname(vis, sizeof vis, rows[i].name);
+		/* raw: q_warnx puts the whole line through vis(3) */
+		strlcpy(vis, rows[i].name, sizeof vis);
 		if (o->max_age >= 0 && s->oldest_ready &&
 		    s->now - s->oldest_ready > o->max_age) {
 			q_fmt_duration(a, sizeof a, s->now - s->oldest_ready);
