@@ -123,18 +123,22 @@ reap_queue(struct q_queue *q)
 		q_warnq();
 		status = EX_IOERR;
 	}
+	char vis[4 * PATH_MAX];
+	visname(vis, sizeof vis, q->operand);   /* ./NAME from a glob */
 	printf("%s: reaped %d, dead-lettered %d, promoted %d, removed %d"
-	    " tmp files\n", q->operand, u.reaped, u.buried, u.promoted,
+	    " tmp files\n", vis, u.reaped, u.buried, u.promoted,
 	    u.removed);
 }
 
 static void
 report_check(const char *name, const struct q_check *c)
 {
+	char vname[4 * PATH_MAX];
+	visname(vname, sizeof vname, name);
 	for (size_t i = 0; i < c->n; i++) {
 		char vis[4 * PATH_MAX];
 		visname(vis, sizeof vis, c->items[i]);
-		printf("%s: %s\n", name, vis);
+		printf("%s: %s\n", vname, vis);
 	}
 	if (c->n)
 		status = status ? status : 1;
@@ -174,10 +178,12 @@ do_topic(struct opts *o, const char *operand)
 	}
 	if (o->reap) {
 		struct q_recovery rec = { 0 };
+		char vis[4 * PATH_MAX];
 		q_topic_recover(&t, &rec);
+		visname(vis, sizeof vis, operand);
 		printf("%s: finished %d publishes, took back %d, removed %d"
 		    " leftovers and %d dead ephemeral subscriptions\n",
-		    operand, rec.finished, rec.undone, rec.removed, rec.reaped);
+		    vis, rec.finished, rec.undone, rec.removed, rec.reaped);
 	} else if (o->check) {
 		struct q_check c = { 0 };
 		q_check_topic(&t, o->repair, &c);

@@ -188,6 +188,9 @@ print([l for l in text.splitlines() if l.startswith("qspool_messages{")][0])' <<
 	assert_output --partial "queue=\"$QSPOOL/q�[31m��x\",state=\"ready\"} 1"
 	run -0 --separate-stderr bash -c 'set -o pipefail
 		qstat --json "$2" | python3 -c "$1"' _ "$JSON_LINES" "$QSPOOL/$evil"
+	run -0 --separate-stderr qstat --reap "$QSPOOL/$evil"
+	no_esc <<<"$output"
+	assert_output "$QSPOOL/q\\033[31m\\377\\302\\205x: reaped 0, dead-lettered 0, promoted 0, removed 0 tmp files"
 	# a threshold's warning: escaped once, not twice
 	run -1 --separate-stderr qstat --max-depth=0 "$QSPOOL/$evil"
 	assert_equal "$stderr" "qstat: $QSPOOL/q\\033[31m\\377\\302\\205x: 1 messages (max 0)"
