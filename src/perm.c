@@ -123,21 +123,25 @@ q_mkdir_root(const char *path)
 /*
  * Open a bucket directory NAME in DIRFD for reading.  One that is
  * private to another user may be being made by an older qspool (mkdir,
- * then chmod): while it is new (changed in the last second), try again
- * for a short while before giving up with EACCES.
+ * then chmod): while it is young (changed in the last 2 seconds), try
+ * again every 10ms, for 2 seconds at most, before failing with EACCES.
  */
 int
 q_open_bucket(int dirfd, const char *name)
 {
-	for (int tries = 0;; tries++) {
+	const q_time young = 2 * Q_SEC;
+	q_time until = q_now() + young;
+
+	for (;;) {
 		int fd = openat(dirfd, name,
 		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		struct stat st;
-		if (fd != -1 || errno != EACCES || tries >= 50)
+		q_time now = q_now();
+		if (fd != -1 || errno != EACCES || now >= until)
 			return fd;
 		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
 		    st.st_uid == geteuid() ||
-		    (q_time)st.st_ctime * Q_SEC + Q_SEC < q_now()) {
+		    (q_time)st.st_ctime * Q_SEC + young < now) {
 			errno = EACCES;
 			return -1;
 		}

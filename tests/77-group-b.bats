@@ -314,7 +314,7 @@ is_waiting_qpop() {
 	# what a producer that chmods after mkdir does, slowly (the sleep
 	# is the producer's slowness, not a wait of the test)
 	as77 "$U77A" sh -c 'd=$1/new/7-000000000000
-		mkdir -m 0700 "$d" && sleep 0.3 && chmod 2770 "$d"' sh "$SHARED/spool/jobs"
+		mkdir -m 0700 "$d" && sleep 0.2 && chmod 2770 "$d"' sh "$SHARED/spool/jobs"
 	as77 "$U77A" qpush -p 7 jobs second >/dev/null
 	bg_wait "$b" 30
 	cat "$T/b.err"
