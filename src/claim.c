@@ -168,8 +168,7 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 			return 1;
 		}
 		strlcpy(s->bucket, s->buckets[b], sizeof s->bucket);
-		s->bucketfd = openat(q->newfd, s->bucket,
-		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		s->bucketfd = q_open_bucket(q->newfd, s->bucket);
 		if (s->bucketfd == -1 ||
 		    q_listdir(s->bucketfd, &s->names, &s->n, &s->cap) == -1) {
 			if (s->bucketfd == -1 && (errno == ENOENT ||

@@ -262,10 +262,15 @@ handler(void *user, const char *section, const char *name, const char *value)
 
 struct reader {
 	FILE *f;
-	int line, section_line;
+	int line, section_line, long_line, max;
 };
 
-/* inih's reader, noting the first [section] line: q.conf has none. */
+/*
+ * inih's reader, noting the first [section] line (q.conf has none) and
+ * the first line that does not fit inih's buffer: inih would parse its
+ * tail as a line of its own, so a long comment could set a key.  Such
+ * a line ends the parse.
+ */
 static char *
 read_line(char *str, int num, void *stream)
 {
@@ -273,7 +278,16 @@ read_line(char *str, int num, void *stream)
 	char *s = fgets(str, num, r->f);
 
 	if (s) {
+		size_t n = strlen(s);
 		r->line++;
+		if (n > 0 && s[n - 1] != '\n' && !feof(r->f)) {
+			int ch = getc(r->f);
+			if (ch != '\n' && ch != EOF) {
+				r->long_line = r->line;
+				r->max = num - 1;
+				return NULL;
+			}
+		}
 		if (s[strspn(s, " \t")] == '[' && !r->section_line)
 			r->section_line = r->line;
 	}
@@ -289,6 +303,9 @@ parse_file(struct q_config *c, FILE *f, const char *path, bool queue_file)
 	int line = ini_parse_stream(read_line, &r, handler, &p);
 
 	errno = 0;
+	if (r.long_line && (line == 0 || r.long_line <= line))
+		return q_fail("%s:%d: line longer than %d bytes",
+		    path, r.long_line, r.max);
 	if (r.section_line && (line == 0 || r.section_line < line))
 		return q_fail("%s:%d: sections are not used in q.conf", path,
 		    r.section_line);

@@ -48,6 +48,7 @@ struct run {
 	bool failed, lost, exec_failed, io_error, stopping, signalled, gone;
 	bool corrupt_seen;      /* --peek passed a corrupt message over */
 	q_time stop_at, upkeep_at, next_event, wait_until, budget_end;
+	q_time recover_at;      /* next o->recover */
 	struct q_seen done;     /* --idempotent */
 	struct pollfd *pollfds;
 	struct q_watch *watch;  /* one a job, shared with its guard */
@@ -154,7 +155,14 @@ upkeep(struct run *r)
 	}
 	r->next_event = u.next;
 	r->upkeep_at = q_now() + Q_POLL_INTERVAL;
-	if (u.reaped || u.promoted)
+	/* a topic's recovery: a publisher that died before its commit
+	 * holds its key here until someone takes the publish back */
+	bool recovered = false;
+	if (r->o->recover && !r->gone && q_now() >= r->recover_at) {
+		recovered = r->o->recover(r->o->check_arg) > 0;
+		r->recover_at = q_now() + Q_RECOVER_INTERVAL;
+	}
+	if (u.reaped || u.promoted || recovered)
 		q_scan_restart(&r->scan);       /* they may be ahead of us */
 }
 
@@ -302,33 +310,14 @@ write_body(struct run *r, struct q_lease *l)
 static int
 write_json(struct run *r, struct q_lease *l)
 {
-	struct q_buf b = { 0 };
 	char queue[PATH_MAX];
 	const char *slash;
-	size_t off = 0;
-	int ret = 0;
 
 	/* a subscription's operand is TOPIC/NAME: the queue is the topic */
 	strlcpy(queue, r->q->operand, sizeof queue);
 	if (r->o->sub && (slash = strrchr(queue, '/')))
 		*(char *)slash = '\0';
-	if (q_json_message(&b, queue, r->o->sub, l) == -1) {
-		q_buf_free(&b);
-		errno = ENOMEM;
-		return -1;
-	}
-	while (off < b.len) {
-		ssize_t w = write(1, b.p + off, b.len - off);
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w == -1) {
-			ret = -1;
-			break;
-		}
-		off += (size_t)w;
-	}
-	q_buf_free(&b);
-	return ret;
+	return q_json_message(1, queue, r->o->sub, l);
 }
 
 /*

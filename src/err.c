@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+/* strvis only; say which strnvis we mean so libbsd does not warn */
+#define LIBBSD_NETBSD_VIS 1
+#include <vis.h>
 
 #include "q.h"
 
@@ -41,16 +44,47 @@ q_setprogname(const char *name)
 	progname = slash ? slash + 1 : name;
 }
 
+/*
+ * SRC made safe for a terminal in DST (LEN bytes, cut if need be):
+ * control characters, bytes from 0x80 on and backslash through vis(3)
+ * (\033, \n, \377, \\), so a name chosen by someone else (a queue,
+ * subscription or file name, a header value, a reason) cannot send
+ * escape sequences or start a line of its own.
+ */
+void
+q_vis(char *dst, size_t len, const char *src)
+{
+	char buf[4 * 2048 + 1];
+	size_t n = strnlen(src, 2047);
+
+	strvisx(buf, src, n, VIS_OCTAL | VIS_CSTYLE | VIS_TAB | VIS_NL);
+	strlcpy(dst, buf, len);
+}
+
+/*
+ * One line on stderr: "tool: what[: why]".  WHAT holds names from the
+ * spool, so all of it goes through vis(3), once, here: every q_warnx,
+ * q_warn and q_fail message is safe however it was made.
+ */
+static void
+put_line(const char *line, int err)
+{
+	char vis[4 * 2048 + 1];
+
+	q_vis(vis, sizeof vis, line);
+	if (err)
+		fprintf(stderr, "%s: %s: %s\n", progname, vis, strerror(err));
+	else
+		fprintf(stderr, "%s: %s\n", progname, vis);
+}
+
 static void
 vwarn(int err, const char *fmt, va_list ap)
 {
 	char line[2048];
 
 	vsnprintf(line, sizeof line, fmt, ap);
-	if (err)
-		fprintf(stderr, "%s: %s: %s\n", progname, line, strerror(err));
-	else
-		fprintf(stderr, "%s: %s\n", progname, line);
+	put_line(line, err);
 }
 
 void
@@ -77,10 +111,7 @@ q_warn(const char *fmt, ...)
 void
 q_warnq(void)
 {
-	if (errno)
-		fprintf(stderr, "%s: %s: %s\n", progname, what, strerror(errno));
-	else
-		fprintf(stderr, "%s: %s\n", progname, what);
+	put_line(what, errno);
 }
 
 void

@@ -506,7 +506,8 @@ split(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in,
 	if (!(buf = malloc((size_t)st.st_size + 1)))
 		return q_fail("out of memory for %lld bytes of output",
 		    (long long)st.st_size);
-	if (pread(w->outfd, buf, (size_t)st.st_size, 0) != st.st_size) {
+	/* one read(2) returns at most 0x7ffff000 bytes: read on */
+	if (q_pread_full(w->outfd, buf, (size_t)st.st_size, 0) == -1) {
 		free(buf);
 		return q_fail("cannot read the staged output");
 	}

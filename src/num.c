@@ -155,8 +155,11 @@ q_parse_time(const char *s, q_time *out, const char **why)
 	} else if ((*p == '+' || *p == '-') && isdigit((unsigned char)p[1]) &&
 	    isdigit((unsigned char)p[2]) && p[3] == ':' &&
 	    isdigit((unsigned char)p[4]) && isdigit((unsigned char)p[5])) {
-		off = ((p[1] - '0') * 10 + (p[2] - '0')) * 3600 +
-		    ((p[4] - '0') * 10 + (p[5] - '0')) * 60;
+		int hh = (p[1] - '0') * 10 + (p[2] - '0');
+		int mm = (p[4] - '0') * 10 + (p[5] - '0');
+		if (hh > 23 || mm > 59)
+			return -1;      /* RFC 3339: time-numoffset */
+		off = hh * 3600 + mm * 60;
 		if (*p == '-')
 			off = -off;
 		p += 6;

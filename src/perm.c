@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "q.h"
@@ -46,7 +47,29 @@ q_perm_fix(int fd)
 	return mode >= 0 ? fchmod(fd, (mode_t)mode) : 0;
 }
 
-/* mkdirat with the spool's directory mode; EEXIST is left to the caller. */
+/*
+ * Add setgid to a directory just made, when its parent did not pass it
+ * on (mkdir(2) ignores S_ISGID in its mode); its permissions are final
+ * already, so no one ever finds it private.
+ */
+static int
+add_setgid(int fd)
+{
+	struct stat st;
+
+	if (!(dir_mode() & S_ISGID) || fstat(fd, &st) == -1 ||
+	    (st.st_mode & S_ISGID))
+		return 0;
+	return fchmod(fd, dir_mode());
+}
+
+/*
+ * mkdirat with the spool's directory mode; EEXIST is left to the caller.
+ * With `mode` the directory is made with its final permissions, the
+ * umask cleared around the mkdir (the tools run one thread), not
+ * chmodded after: another user's consumer, woken by its creation, could
+ * otherwise find it private for a moment and fail.
+ */
 int
 q_mkdirat(int dirfd, const char *name)
 {
@@ -54,15 +77,18 @@ q_mkdirat(int dirfd, const char *name)
 
 	if (mode < 0)
 		return mkdirat(dirfd, name, 0777);
-	if (mkdirat(dirfd, name, 0700) == -1)
+	mode_t old = umask(0);
+	int r = mkdirat(dirfd, name, dir_mode() & 0777);
+	umask(old);
+	if (r == -1)
 		return -1;
-	/* chmod through an fd opened O_NOFOLLOW: never a planted link */
+	/* setgid through an fd opened O_NOFOLLOW: never a planted link */
 	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1 || fchmod(fd, dir_mode()) == -1) {
+	if (fd == -1 || add_setgid(fd) == -1) {
 		int saved = errno;
 		if (fd != -1)
 			close(fd);
-		unlinkat(dirfd, name, AT_REMOVEDIR);    /* not left private */
+		unlinkat(dirfd, name, AT_REMOVEDIR);
 		errno = saved;
 		return -1;
 	}
@@ -77,10 +103,13 @@ q_mkdir_root(const char *path)
 
 	if (mode < 0)
 		return mkdir(path, 0700);
-	if (mkdir(path, 0700) == -1)
+	mode_t old = umask(0);
+	int r = mkdir(path, dir_mode() & 0777);
+	umask(old);
+	if (r == -1)
 		return -1;
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1 || fchmod(fd, dir_mode()) == -1) {
+	if (fd == -1 || add_setgid(fd) == -1) {
 		int saved = errno;
 		if (fd != -1)
 			close(fd);
@@ -92,6 +121,36 @@ q_mkdir_root(const char *path)
 }
 
 /*
+ * Open a bucket directory NAME in DIRFD for reading.  One that is
+ * private to another user may be being made by an older qspool (mkdir,
+ * then chmod): while it is young (changed in the last 2 seconds), try
+ * again every 10ms, for 2 seconds at most, before failing with EACCES.
+ */
+int
+q_open_bucket(int dirfd, const char *name)
+{
+	const q_time young = 2 * Q_SEC;
+	q_time until = q_now() + young;
+
+	for (;;) {
+		int fd = openat(dirfd, name,
+		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		struct stat st;
+		q_time now = q_now();
+		if (fd != -1 || errno != EACCES || now >= until)
+			return fd;
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+		    st.st_uid == geteuid() ||
+		    (q_time)st.st_ctime * Q_SEC + young < now) {
+			errno = EACCES;
+			return -1;
+		}
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/*
  * Open NAME in DIRFD, creating it with the spool's file mode if need
  * be (O_CREAT and O_NOFOLLOW are added).  A file of ours gets the mode
  * whatever the umask; another user's (a shared spool) is left alone.
@@ -99,9 +158,17 @@ q_mkdir_root(const char *path)
 int
 q_open_create(int dirfd, const char *name, int flags)
 {
+	/* with `mode`, made with it: no moment under the umask's mode */
+	mode_t old = mode >= 0 ? umask(0) : 0;
 	int fd = openat(dirfd, name, flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
 	    q_file_mode());
 	struct stat st;
+
+	if (mode >= 0) {
+		int saved = errno;
+		umask(old);
+		errno = saved;
+	}
 
 	if (fd != -1 && fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
 	    q_perm_fix(fd) == -1 && (flags & O_EXCL)) {

@@ -27,6 +27,7 @@ typedef int64_t q_time;
 int q_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *q_what(void);
 void q_setprogname(const char *name);
+void q_vis(char *dst, size_t len, const char *src);
 void q_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void q_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void q_warnq(void);                   /* "prog: q_what(): strerror" */
@@ -143,6 +144,7 @@ void q_perm_set(const struct q_config *c);
 mode_t q_file_mode(void);
 int q_perm_fix(int fd);
 int q_open_create(int dirfd, const char *name, int flags);
+int q_open_bucket(int dirfd, const char *name);
 int q_mkdirat(int dirfd, const char *name);
 int q_mkdir_root(const char *path);
 
@@ -485,7 +487,11 @@ struct q_consumeopt {
 	/* called at each upkeep: -1 (q_what() set) stops with 69 */
 	int (*check)(void *arg);
 	void *check_arg;
+	/* called at upkeep every Q_RECOVER_INTERVAL, with check_arg: > 0
+	 * when it put something right (a topic's recovery) */
+	int (*recover)(void *arg);
 };
+#define Q_RECOVER_INTERVAL (2 * Q_SEC)
 
 int q_consume(struct q_queue *q, const struct q_consumeopt *o);
 
@@ -567,14 +573,16 @@ int q_buf_printf(struct q_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void q_buf_free(struct q_buf *b);
 bool q_utf8_valid(const unsigned char *p, size_t n);
+size_t q_utf8_char(const unsigned char *p, size_t n, uint32_t *cp);
 int q_json_string(struct q_buf *b, const char *p, size_t n);
 int q_json_base64(struct q_buf *b, const unsigned char *p, size_t n);
 size_t q_utf8_cut(const unsigned char *p, size_t n);
 int q_json_headers(struct q_buf *b, const struct q_headers *hs);
 int q_json_bytes(struct q_buf *b, const char *key, const void *p, size_t n);
 struct q_lease;
-int q_json_message(struct q_buf *b, const char *queue, const char *sub,
+int q_json_message(int fd, const char *queue, const char *sub,
     const struct q_lease *l);
+int q_pread_full(int fd, void *p, size_t n, off_t off);
 
 /* stats.c: what a queue or topic holds (qstat). */
 struct q_stats {
@@ -683,6 +691,7 @@ int q_topic_commit(void *ctx, struct q_out *m, int n, int *committed);
 int q_topic_room(void *ctx, int pending);
 int q_topic_drop(void *ctx);
 int q_topic_wait(void *ctx, q_time until);
+int q_topic_recover_sub(void *sub);
 int q_topic_recover(struct q_topic *t, struct q_recovery *rec);
 int q_topic_unlink_copies(struct q_topic *t, const char *id,
     const struct stat *st);

@@ -135,18 +135,22 @@ reap_queue(struct q_queue *q)
 		q_warnq();
 		status = EX_IOERR;
 	}
+	char vis[4 * PATH_MAX];
+	visname(vis, sizeof vis, q->operand);   /* ./NAME from a glob */
 	printf("%s: reaped %d, dead-lettered %d, promoted %d, removed %d"
-	    " tmp files\n", q->operand, u.reaped, u.buried, u.promoted,
+	    " tmp files\n", vis, u.reaped, u.buried, u.promoted,
 	    u.removed);
 }
 
 static void
 report_check(const char *name, const struct q_check *c)
 {
+	char vname[4 * PATH_MAX];
+	visname(vname, sizeof vname, name);
 	for (size_t i = 0; i < c->n; i++) {
 		char vis[4 * PATH_MAX];
 		visname(vis, sizeof vis, c->items[i]);
-		printf("%s: %s\n", name, vis);
+		printf("%s: %s\n", vname, vis);
 	}
 	if (c->n)
 		status = status ? status : 1;
@@ -186,10 +190,12 @@ do_topic(struct opts *o, const char *operand)
 	}
 	if (o->reap) {
 		struct q_recovery rec = { 0 };
+		char vis[4 * PATH_MAX];
 		q_topic_recover(&t, &rec);
+		visname(vis, sizeof vis, operand);
 		printf("%s: finished %d publishes, took back %d, removed %d"
 		    " leftovers and %d dead ephemeral subscriptions\n",
-		    operand, rec.finished, rec.undone, rec.removed, rec.reaped);
+		    vis, rec.finished, rec.undone, rec.removed, rec.reaped);
 	} else if (o->check) {
 		struct q_check c = { 0 };
 		q_check_topic(&t, o->repair, &c);
@@ -566,17 +572,30 @@ print_doctor(const struct opts *o)
 	return bad;
 }
 
-/* A Prometheus label value: \ " and newline escaped. */
+/*
+ * A Prometheus label value: \ " and newline escaped, as the text format
+ * has it; it has no escape for other control characters, and its
+ * values are UTF-8, so a control character (C0, DEL, C1) or a byte that
+ * does not start a well-formed UTF-8 character becomes U+FFFD.
+ */
 static void
 prom_value(struct q_buf *b, const char *v)
 {
-	for (; *v; v++) {
-		if (*v == '\\' || *v == '"')
-			q_buf_printf(b, "\\%c", *v);
-		else if (*v == '\n')
+	const unsigned char *u = (const unsigned char *)v;
+	size_t n = strlen(v);
+
+	for (size_t i = 0, k; i < n; i += k) {
+		uint32_t c;
+		if (!(k = q_utf8_char(u + i, n - i, &c)))
+			k = 1, c = 0xfffd;
+		if (c == '\\' || c == '"')
+			q_buf_printf(b, "\\%c", (char)c);
+		else if (c == '\n')
 			q_buf_puts(b, "\\n");
+		else if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || c == 0xfffd)
+			q_buf_puts(b, "\xef\xbf\xbd");   /* U+FFFD */
 		else
-			q_buf_add(b, v, 1);
+			q_buf_add(b, v + i, k);
 	}
 }
 
@@ -723,7 +742,8 @@ thresholds(const struct opts *o)
 		struct q_stats *s = &rows[i].st;
 		char vis[4 * PATH_MAX], a[32], m[32];
 		int64_t depth = s->ready + s->in_flight + s->delayed + s->retrying;
-		visname(vis, sizeof vis, rows[i].name);
+		/* raw: q_warnx puts the whole line through vis(3) */
+		strlcpy(vis, rows[i].name, sizeof vis);
 		if (o->max_age >= 0 && s->oldest_ready &&
 		    s->now - s->oldest_ready > o->max_age) {
 			q_fmt_duration(a, sizeof a, s->now - s->oldest_ready);

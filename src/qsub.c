@@ -55,9 +55,12 @@ list(struct q_topic *t)
 
 	if (q_topic_subs(t, &names, &n) == -1)
 		q_exitq(EX_IOERR);
-	for (size_t i = 0; i < n; i++)
-		printf("%s\t%s\n", names[i], q_sub_ephemeral(names[i]) ?
+	for (size_t i = 0; i < n; i++) {
+		char vis[4 * 256];
+		q_vis(vis, sizeof vis, names[i]);       /* a member made it */
+		printf("%s\t%s\n", vis, q_sub_ephemeral(names[i]) ?
 		    "ephemeral" : "durable");
+	}
 	q_freelist(names, n);
 	free(names);
 	if (fflush(stdout) == EOF) {
@@ -222,6 +225,7 @@ main(int argc, char *argv[])
 	ap->o.sub = s.name;
 	ap->o.check = q_sub_check;
 	ap->o.check_arg = &s;
+	ap->o.recover = q_topic_recover_sub;
 	int status = q_consume(&s.q, &ap->o);
 	if (ap->forward)
 		q_forward_close(&fwd);

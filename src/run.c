@@ -48,27 +48,33 @@ extern char **environ;
 static const char *const own[] = { "Id", "Enqueued-At", "Correlation-Id",
 	"Causation-Id", "traceparent", "Key", "Dedup-Id" };
 
+/*
+ * Take our own variables and every inherited QH_ one out of the
+ * environment before a handler's are set.  Entries are removed from
+ * environ directly: an entry without '=' (execve allows it) is not
+ * removed by unsetenv, and a loop that waited for it to go would spin.
+ */
 static void
 clear_env(void)
 {
 	static const char *const vars[] = { "QID", "QQUEUE", "QATTEMPT",
 		"QMAX_ATTEMPTS",
 		"QSUB", "Q_CORRELATION_ID", "Q_CAUSATION_ID", "TRACEPARENT" };
-	char name[256];
+	char **out = environ;
 
-	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
-		unsetenv(vars[i]);
-	for (char **e = environ; *e; ) {
+	if (!environ)
+		return;
+	for (char **e = environ; *e; e++) {
 		const char *eq = strchr(*e, '=');
 		size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
-		if (strncmp(*e, "QH_", 3) == 0 && n < sizeof name) {
-			memcpy(name, *e, n);
-			name[n] = '\0';
-			unsetenv(name);
-			continue;       /* environ shifted down */
-		}
-		e++;
+		bool drop = strncmp(*e, "QH_", 3) == 0;
+		for (size_t i = 0; !drop && i < sizeof vars / sizeof vars[0]; i++)
+			drop = strlen(vars[i]) == n &&
+			    strncmp(*e, vars[i], n) == 0;
+		if (!drop)
+			*out++ = *e;
 	}
+	*out = NULL;
 }
 
 static void

@@ -150,8 +150,7 @@ mkdirs(const char *path)
 static int
 write_file(int dirfd, const char *name, const void *data, size_t len)
 {
-	int fd = openat(dirfd, name,
-	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, q_file_mode());
+	int fd = q_open_create(dirfd, name, O_WRONLY | O_EXCL);
 
 	if (fd == -1)
 		return -1;

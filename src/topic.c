@@ -776,6 +776,24 @@ out:
 	close(fd);
 }
 
+/*
+ * A running consumer's part of recovery (q_consumeopt recover): the
+ * subscription SUB's topic recovered, so a publish whose publisher died
+ * before its commit does not hold its key there until some other tool
+ * opens the topic.  > 0 when a publish was finished or taken back.
+ */
+int
+q_topic_recover_sub(void *sub)
+{
+	struct q_sub *s = sub;
+	struct q_recovery rec = { 0 };
+
+	if (!s->t->writable)
+		return 0;
+	q_topic_recover(s->t, &rec);
+	return rec.finished + rec.undone;
+}
+
 static int
 cmp_id(const void *a, const void *b)
 {
