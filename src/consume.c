@@ -393,8 +393,10 @@ deliver_print(struct run *r, struct q_lease *l)
 	r->handled++;
 	/* written: with --idempotent, recorded before the ack, as a
 	 * handler's success is */
-	if (r->o->idempotent && q_seen_put(&r->done, l->n.id, NULL) == -1)
-		q_warnq();
+	if (r->o->idempotent && q_seen_put(&r->done, l->n.id, NULL) == -1) {
+		q_warnq();      /* the ack below still happens */
+		r->io_error = true;
+	}
 	if (r->o->idempotent)
 		q_fault("after-print");
 	if (!r->o->peek && !r->o->no_ack && q_ack(r->q, l) == -1)
@@ -562,8 +564,10 @@ finish_job(struct run *r, struct job *j, int status)
 	}
 	if (ok && (j->why == W_NONE || j->why == W_SHUTDOWN ||
 	    j->why == W_DEADLINE)) {
-		if (r->o->idempotent && q_seen_put(&r->done, l->n.id, NULL) == -1)
+		if (r->o->idempotent && q_seen_put(&r->done, l->n.id, NULL) == -1) {
 			q_warnq();      /* the ack below still happens */
+			r->io_error = true;
+		}
 		q_fault("after-handler-success");
 		if (!r->o->no_ack && q_ack(r->q, l) == -1)
 			ack_failed(r, l);

@@ -284,9 +284,10 @@ finish(struct q_fwd *f, struct q_fwdrun *w, const struct batch *b)
 		q_count(out, Q_C_PUSHED, 1);
 		q_count(out, Q_C_BYTES_IN, st.st_size);
 		if (q_seen_put(&f->dedup, id, id) == -1)
-			q_warnq();
+			r = -1;         /* placed: finished again, it is skipped */
 	}
-	if (r == 0 && q_sync_new(out) == -1)
+	/* what was placed is synced even if a later output failed */
+	if (q_sync_new(out) == -1)
 		r = -1;
 	if (fd != -1)
 		close(fd);

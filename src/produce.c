@@ -326,8 +326,10 @@ q_produce(struct q_producer *p, const struct q_produceargs *a, int nargs,
 	r = commit_pending(p);
 	if (r == 0 && p->last_id[0]) {
 		q_fault("before-dedup-record");
+		/* pushed (its id is out), but the record may not hold: a
+		 * retry may duplicate it.  An I/O error all the same. */
 		if (q_seen_put(&seen, a->dedup, p->last_id) == -1)
-			q_warnq();      /* pushed; a retry may duplicate it */
+			r = -1;
 	}
 out:;
 	int saved = errno;
