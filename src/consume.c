@@ -545,6 +545,9 @@ finish_job(struct run *r, struct job *j, int status)
 	else if (r->o->forward && q_forward_commit(r->o->forward, &j->fw,
 	    &l->m, r->o->frame) == -1) {
 		q_warnq();      /* nothing of it in OUT: try it again later */
+		/* (or a committed batch finished then: never twice) */
+		if (errno == EIO || errno == ENOSPC || errno == EDQUOT)
+			r->io_error = true;
 		ok = false;
 		fwd_failed = true;
 	}

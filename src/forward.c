@@ -375,6 +375,8 @@ q_forward_close(struct q_fwd *f)
 void
 q_forward_discard(struct q_fwd *f, struct q_fwdrun *w)
 {
+	int saved = errno;      /* the error that made us discard it */
+
 	if (w->outfd != -1)
 		close(w->outfd);
 	if (w->stagefd != -1)
@@ -383,6 +385,7 @@ q_forward_discard(struct q_fwd *f, struct q_fwdrun *w)
 	if (w->run[0])
 		q_remove_all(f->out->tmpfd, w->run);
 	w->run[0] = '\0';
+	errno = saved;
 }
 
 /*
