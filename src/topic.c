@@ -715,10 +715,14 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec,
 		if (q_sub_deliver(sq, &e, seq, 0) == -1)
 			left = true;
 	}
+	/* finished once the placements are synced; after a failed sync
+	 * (never retried) the file stays: its links are gone from the
+	 * subscriptions' tmp/, so a later recovery only removes it */
+	for (size_t s = 0; s < t->nsubs; s++)
+		if (q_sync_new(&t->subs[s].q) == -1)
+			left = true;
 	if (!left && unlinkat(t->q.tmpfd, id, 0) == 0 && rec)
 		rec->finished++;
-	for (size_t s = 0; s < t->nsubs; s++)
-		q_sync_new(&t->subs[s].q);
 out:
 	close(fd);
 }
