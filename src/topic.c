@@ -422,7 +422,7 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 {
 	struct q_topic *t = ctx;
 	bool sync = t->q.cfg.fsync != Q_FSYNC_NEVER;
-	int r = 0, linked = 0, err = 0;
+	int r = 0, linked = 0, synced = 0, err = 0;
 
 	*committed = 0;
 	while (flock(t->lockfd, LOCK_SH) == -1)
@@ -488,6 +488,7 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 			linked++;
 			break;
 		}
+		synced = linked + 1;
 	}
 undo:
 	if (r == -1 && !err)
@@ -497,7 +498,7 @@ unlock:
 	if (r == -1 && !err)
 		err = errno;
 	flock(t->lockfd, LOCK_UN);
-	bool durable = r == 0;
+	bool durable = true;    /* the first SYNCED are in log/ for good */
 	/*
 	 * committed: each subscription's link goes into its new/.  One that
 	 * fails is left to recovery with the rest of the batch for that
@@ -542,7 +543,7 @@ unlock:
 		}
 	/* ids are reported only for what is durable, as by qpush (what
 	 * is left for recovery is: recovery finishes it) */
-	*committed = durable ? linked : 0;
+	*committed = durable ? synced : 0;
 	if (linked > 0)
 		q_topic_prune(t, false);
 	if (r == -1)

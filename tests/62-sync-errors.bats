@@ -293,6 +293,21 @@ assert_subs_drain() {
 	assert_subs_drain a y
 }
 
+@test "qpub -l (fsync = batch): the 2nd commit link fails: the 1st id is printed, 74" {
+	mktopic
+	printf 'fsync = batch\n' >"$QSPOOL/t/q.conf"
+	# links: a/tmp for both, b/tmp for both, then log/ for each
+	run --separate-stderr inject linkat:error=EIO:when=6 -- \
+		qpub -l -i t <<<$'a\nb'
+	assert_failure 74
+	assert_one_error_line qpub
+	assert_equal "${#lines[@]}" 1
+	assert_equal "$(count_log)" 2
+	assert_equal "$(count_tmp t)" 0
+	qpub t y
+	assert_subs_drain a y
+}
+
 @test "recovery: a subscription's sync fails: the publish is left, and finished later only once" {
 	need_fault_points
 	mktopic
