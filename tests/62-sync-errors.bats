@@ -11,7 +11,13 @@ load helper
 
 setup() {
 	common_setup
+	far=
 	need_strace
+}
+
+teardown() {
+	[[ -z $far ]] || rm -rf "$far"
+	common_teardown
 }
 
 # strace must be there and able to inject (it needs ptrace).
@@ -336,6 +342,21 @@ assert_subs_drain() {
 	assert_drains q x
 }
 
+@test "qpop: the release after a failed write fails too: 74; delivered again later" {
+	qconf q 'lease = 1s'
+	qpush q x
+	# renameat2 1: the claim, 2: the release back into new/
+	run --separate-stderr inject write:error=ENOSPC:when=1 \
+		renameat2:error=EIO:when=2 -- qpop q
+	assert_failure 74
+	assert_output ''
+	assert_equal "$(counts q)" "new=0 cur=1 later=0 dlq=0 tmp=0"
+	run --separate-stderr qpop --wait 30s q
+	assert_success
+	assert_output x
+	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+}
+
 @test "qpop: the ack fails: 74; the lease runs out and it is delivered again" {
 	qconf q 'lease = 1s'
 	qpush q x
@@ -353,7 +374,7 @@ assert_subs_drain() {
 }
 
 @test "qpop: the retry's rename fails: 74; the lease runs out and it is delivered again" {
-	qconf q 'lease = 1s' 'backoff_base = 0'
+	qconf q 'lease = 1s' 'backoff_base = 1h' 'backoff_max = 1h'
 	qpush q x
 	# renameat2 1: the claim, 2: the retry into later/
 	run --separate-stderr inject renameat2:error=EIO:when=2 -- \
@@ -518,6 +539,18 @@ assert_forwarded_once() {
 	assert_equal "$(counts t/subs/c)" "new=0 cur=0 later=0 dlq=0 tmp=0"
 }
 
+@test "qsub: the sync of subs/ after a subscription's creation fails: 74; it stays" {
+	mktopic
+	# fsync 1: the subscription built in tmp/, 2: subs/ after the rename
+	run --separate-stderr inject fsync:error=EIO:when=2 -- qsub -s c t
+	assert_io_error qsub 'cannot sync t/subs: Input/output error'
+	[[ -d $QSPOOL/t/subs/c ]] || fail "subs/c is gone"
+	qpub t y
+	run --separate-stderr qsub -l -n 100 -s c t
+	assert_success
+	assert_output y
+}
+
 @test "qsub --from-beginning: the subscription's fdatasync fails: not created, 74" {
 	mktopic
 	run --separate-stderr inject fdatasync:error=EIO:when=1 -- \
@@ -557,4 +590,42 @@ mkdead() {
 	run qdlq purge q --all
 	assert_success
 	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+}
+
+# A queue on another filesystem (/dev/shm), for replays that copy.
+far_queue() {
+	far=$(mktemp -d /dev/shm/sync-errors.XXXXXX)
+	if [[ $(stat -c %d "$QSPOOL") == "$(stat -c %d "$far")" ]]; then
+		rm -rf "$far"
+		skip "the spool and /dev/shm are one filesystem"
+		return
+	fi
+	mkqueue "$far/q2"
+}
+
+@test "qdlq replay across filesystems: the copy's fdatasync fails: still a dead letter, nothing copied" {
+	mkdead
+	far_queue
+	run --separate-stderr inject fdatasync:error=EIO:when=1 -- \
+		qdlq replay q --all --to "$far/q2"
+	assert_failure 74
+	assert_one_error_line qdlq
+	assert_equal "$(count_dlq q)" 1
+	assert_equal "$(counts "$far/q2")" "new=0 cur=0 later=0 dlq=0 tmp=0"
+	run qdlq replay q --all --to "$far/q2"
+	assert_success
+	assert_drains "$far/q2" x
+}
+
+@test "qdlq replay across filesystems: the sync after the copy's commit fails: 74, kept in both" {
+	mkdead
+	far_queue
+	run --separate-stderr inject fsync:error=EIO:when=1 -- \
+		qdlq replay q --all --to "$far/q2"
+	assert_failure 74
+	assert_one_error_line qdlq
+	[[ $stderr == *'replayed, but cannot sync'* ]] || fail "unexpected error: $stderr"
+	# at least once: the copy is committed, the dead letter stays
+	assert_equal "$(count_dlq q)" 1
+	assert_drains "$far/q2" x
 }
