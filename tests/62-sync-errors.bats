@@ -145,6 +145,18 @@ assert_drains() {
 	assert_drains q a
 }
 
+@test "qpush -0: the 3rd message's write fails: the first two ids printed, 74" {
+	mkqueue q
+	# writes: a's file, a's id, b's file, b's id, c's file
+	run --separate-stderr inject write:error=ENOSPC:when=5 -- \
+		qpush -0 -i q < <(printf 'a\0b\0c\0d')
+	assert_failure 74
+	assert_one_error_line qpush
+	assert_equal "${#lines[@]}" 2
+	assert_equal "$(counts q)" "new=2 cur=0 later=0 dlq=0 tmp=0"
+	assert_drains q a b
+}
+
 @test "qpush -l (fsync = batch): the directory sync fails: no id at all, 74" {
 	qconf q 'fsync = batch'
 	qpush q first
@@ -509,6 +521,48 @@ assert_forwarded_once() {
 		fail "unexpected error: $stderr"
 	assert_equal "$(counts q)" "new=1 cur=0 later=0 dlq=0 tmp=0"
 	assert_forwarded_once
+}
+
+# qpop --forward=T q -- echo out, into topic T with subscription a:
+# fsync 1 the stage directory, 2 fwd/ids (the batch record), 3 a/tmp,
+# 4 T/tmp, 5 the log bucket (after the commit), 6 a's bucket, 7 the
+# stage directory again (the renames out of it).
+mkforward_topic() {
+	qconf q 'backoff_base = 0' 'lease = 1s'
+	qsub --create -s a T >/dev/null 2>&1 || true
+	qpub T first
+	qpush q in
+}
+
+assert_forwarded_once_topic() {
+	run --separate-stderr qpop --wait 30s --forward=T q -- echo out
+	assert_success
+	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+	run --separate-stderr qsub -l -n 100 -s a T
+	assert_success
+	assert_output $'first\nout'
+}
+
+@test "qpop --forward into a topic: the log sync fails after the commit: 74; never published twice" {
+	mkforward_topic
+	run --separate-stderr inject fsync:error=EIO:when=5 -- \
+		qpop --forward=T q -- echo out
+	assert_failure 74
+	[[ ${stderr_lines[0]} == 'qpop: cannot forward into T: Input/output error' ]] ||
+		fail "unexpected error: $stderr"
+	assert_equal "$(counts q)" "new=1 cur=0 later=0 dlq=0 tmp=0"
+	assert_forwarded_once_topic
+}
+
+@test "qpop --forward into a topic: the stage's sync after publishing fails: 74; never published twice" {
+	mkforward_topic
+	run --separate-stderr inject fsync:error=EIO:when=7 -- \
+		qpop --forward=T q -- echo out
+	assert_failure 74
+	[[ ${stderr_lines[0]} == 'qpop: cannot sync T/tmp/'*': Input/output error' ]] ||
+		fail "unexpected error: $stderr"
+	assert_equal "$(counts q)" "new=1 cur=0 later=0 dlq=0 tmp=0"
+	assert_forwarded_once_topic
 }
 
 # --- subscriptions ------------------------------------------------------------
