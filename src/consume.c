@@ -386,8 +386,10 @@ deliver_print(struct run *r, struct q_lease *l)
 	r->handled++;
 	/* written: with --idempotent, recorded before the ack, as a
 	 * handler's success is */
-	if (r->o->idempotent && q_seen_put(&r->done, l->n.id, NULL) == -1)
-		q_warnq();
+	if (r->o->idempotent && q_seen_put(&r->done, l->n.id, NULL) == -1) {
+		q_warnq();      /* the ack below still happens */
+		r->io_error = true;
+	}
 	if (r->o->idempotent)
 		q_fault("after-print");
 	if (!r->o->peek && !r->o->no_ack && q_ack(r->q, l) == -1)
@@ -536,6 +538,9 @@ finish_job(struct run *r, struct job *j, int status)
 	else if (r->o->forward && q_forward_commit(r->o->forward, &j->fw,
 	    &l->m, r->o->frame) == -1) {
 		q_warnq();      /* nothing of it in OUT: try it again later */
+		/* (or a committed batch finished then: never twice) */
+		if (errno == EIO || errno == ENOSPC || errno == EDQUOT)
+			r->io_error = true;
 		ok = false;
 		fwd_failed = true;
 	}
@@ -555,8 +560,10 @@ finish_job(struct run *r, struct job *j, int status)
 	}
 	if (ok && (j->why == W_NONE || j->why == W_SHUTDOWN ||
 	    j->why == W_DEADLINE)) {
-		if (r->o->idempotent && q_seen_put(&r->done, l->n.id, NULL) == -1)
+		if (r->o->idempotent && q_seen_put(&r->done, l->n.id, NULL) == -1) {
 			q_warnq();      /* the ack below still happens */
+			r->io_error = true;
+		}
 		q_fault("after-handler-success");
 		if (!r->o->no_ack && q_ack(r->q, l) == -1)
 			ack_failed(r, l);

@@ -328,9 +328,10 @@ finish(struct q_fwd *f, struct q_fwdrun *w, const struct batch *b)
 		q_count(out, Q_C_PUSHED, 1);
 		q_count(out, Q_C_BYTES_IN, st.st_size);
 		if (q_seen_put(&f->dedup, id, id) == -1)
-			q_warnq();
+			r = -1;         /* placed: finished again, it is skipped */
 	}
-	if (r == 0 && q_sync_new(out) == -1)
+	/* what was placed is synced even if a later output failed */
+	if (q_sync_new(out) == -1)
 		r = -1;
 	if (fd != -1)
 		close(fd);
@@ -418,6 +419,8 @@ q_forward_close(struct q_fwd *f)
 void
 q_forward_discard(struct q_fwd *f, struct q_fwdrun *w)
 {
+	int saved = errno;      /* the error that made us discard it */
+
 	if (w->outfd != -1)
 		close(w->outfd);
 	if (w->stagefd != -1)
@@ -426,6 +429,7 @@ q_forward_discard(struct q_fwd *f, struct q_fwdrun *w)
 	if (w->run[0])
 		q_remove_all(f->out->tmpfd, w->run);
 	w->run[0] = '\0';
+	errno = saved;
 }
 
 /*

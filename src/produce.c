@@ -231,18 +231,25 @@ int
 q_queue_commit(void *ctx, struct q_out *m, int n, int *committed)
 {
 	struct q_queue *q = ctx;
+	int r = 0;
 
 	*committed = 0;
 	for (int i = 0; i < n; i++) {
-		if (q_out_commit(&m[i], false) == -1)
-			return -1;
+		if (q_out_commit(&m[i], false) == -1) {
+			r = -1;
+			break;
+		}
 		(*committed)++;
 	}
+	/* what was committed is synced (and reported) even when a later
+	 * message failed: its id goes out only if the sync holds */
+	int saved = errno;
 	if (q_sync_new(q) == -1) {
 		*committed = 0;         /* not durable: not reported */
 		return -1;
 	}
-	return 0;
+	errno = saved;
+	return r;
 }
 
 /* The operand and input checks qpush and qpub share; open status set. */
@@ -319,8 +326,10 @@ q_produce(struct q_producer *p, const struct q_produceargs *a, int nargs,
 	r = commit_pending(p);
 	if (r == 0 && p->last_id[0]) {
 		q_fault("before-dedup-record");
+		/* pushed (its id is out), but the record may not hold: a
+		 * retry may duplicate it.  An I/O error all the same. */
 		if (q_seen_put(&seen, a->dedup, p->last_id) == -1)
-			q_warnq();      /* pushed; a retry may duplicate it */
+			r = -1;
 	}
 out:;
 	int saved = errno;

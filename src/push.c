@@ -233,8 +233,11 @@ mark_dirty(struct q_queue *q, const char *bucket)
 	for (int i = 0; i < q->ndirty; i++)
 		if (strcmp(q->dirty[i], bucket) == 0)
 			return;
-	if (q->ndirty == (int)(sizeof q->dirty / sizeof q->dirty[0]))
-		q_sync_new(q);
+	/* a failure is kept for the next q_sync_new to report: never
+	 * synced again, never forgotten */
+	if (q->ndirty == (int)(sizeof q->dirty / sizeof q->dirty[0]) &&
+	    q_sync_new(q) == -1 && !q->syncerr)
+		q->syncerr = errno ? errno : EIO;
 	strlcpy(q->dirty[q->ndirty++], bucket, sizeof q->dirty[0]);
 	/* the bucket's own entry may be another producer's, not synced
 	 * yet: sync the parent too (cheap when it is clean) */
@@ -268,6 +271,11 @@ q_sync_new(struct q_queue *q)
 	if (q->laterdirty && fsync(q->laterfd) == -1)
 		r = q_fail("cannot sync %s/later", q->operand);
 	q->newdirty = q->laterdirty = false;
+	if (r == 0 && q->syncerr) {
+		errno = q->syncerr;
+		r = q_fail("cannot sync %s/new", q->operand);
+	}
+	q->syncerr = 0;
 	return r;
 }
 

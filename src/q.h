@@ -160,6 +160,7 @@ struct q_queue {
 	char dirty[8][32];
 	int ndirty;
 	bool newdirty, laterdirty;
+	int syncerr;            /* errno of a directory sync that failed */
 	_Atomic int64_t *counters;      /* Q_C_*, NULL if not mapped */
 	bool counters_writable;
 	bool producer;          /* set by qpush: track directories to sync */

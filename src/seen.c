@@ -174,8 +174,10 @@ q_seen_put(struct q_seen *s, const char *name, const char *value)
 		unlinkat(s->idsfd, tmp, 0);
 		return q_fail("cannot record %s/%s/ids/%s", s->q->operand, s->dir, h);
 	}
-	if (s->q->cfg.fsync == Q_FSYNC_ALWAYS)
-		fsync(s->idsfd);
+	/* recorded, but maybe not durable: a failure (never retried) is
+	 * the caller's error */
+	if (s->q->cfg.fsync == Q_FSYNC_ALWAYS && fsync(s->idsfd) == -1)
+		return q_fail("cannot sync %s/%s/ids", s->q->operand, s->dir);
 	return 0;
 }
 

@@ -89,8 +89,12 @@ q_unsubscribe(struct q_topic *t, const char *name)
 		    name);
 	}
 	q_fault("after-unsubscribe-commit");
-	if (t->q.cfg.fsync != Q_FSYNC_NEVER)
-		fsync(t->subsfd);
+	/* removed, but maybe not for good: say so, and leave the rest to
+	 * recovery (a power cut may bring the subscription back whole) */
+	if (t->q.cfg.fsync != Q_FSYNC_NEVER && fsync(t->subsfd) == -1) {
+		q_set_open_status(EX_IOERR);
+		return q_fail("cannot sync %s/subs", t->q.operand);
+	}
 	q_remove_all(t->q.tmpfd, gone);         /* else recovery finishes */
 	return 0;
 }

@@ -424,7 +424,7 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 {
 	struct q_topic *t = ctx;
 	bool sync = t->q.cfg.fsync != Q_FSYNC_NEVER;
-	int r = 0, linked = 0, err = 0;
+	int r = 0, linked = 0, synced = 0, err = 0;
 
 	*committed = 0;
 	while (flock(t->lockfd, LOCK_SH) == -1)
@@ -490,6 +490,7 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 			linked++;
 			break;
 		}
+		synced = linked + 1;
 	}
 	/* a forward's commits took its outputs out of its stage: that holds
 	 * before they are placed, or a power cut could stage them again */
@@ -506,7 +507,7 @@ unlock:
 	if (r == -1 && !err)
 		err = errno;
 	flock(t->lockfd, LOCK_UN);
-	bool durable = r == 0;
+	bool durable = true;    /* the first SYNCED are in log/ for good */
 	/*
 	 * committed: each subscription's link goes into its new/.  One that
 	 * fails is left to recovery with the rest of the batch for that
@@ -551,7 +552,7 @@ unlock:
 		}
 	/* ids are reported only for what is durable, as by qpush (what
 	 * is left for recovery is: recovery finishes it) */
-	*committed = durable ? linked : 0;
+	*committed = durable ? synced : 0;
 	if (linked > 0)
 		q_topic_prune(t, false);
 	q_map_check();          /* the state shrank under us: say so */
@@ -766,12 +767,16 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec,
 		if (q_sub_deliver(sq, &e, seq, 0) == -1)
 			left = true;
 	}
+	/* finished once the placements are synced; after a failed sync
+	 * (never retried) the file stays: its links are gone from the
+	 * subscriptions' tmp/, so a later recovery only removes it */
+	for (size_t s = 0; s < t->nsubs; s++)
+		if (q_sync_new(&t->subs[s].q) == -1)
+			left = true;
 	if (!left && unlinkat(t->q.tmpfd, id, 0) == 0 && rec)
 		rec->finished++;
 	if (left && rec)
 		rec->left++;
-	for (size_t s = 0; s < t->nsubs; s++)
-		q_sync_new(&t->subs[s].q);
 out:
 	close(fd);
 }
