@@ -214,9 +214,7 @@ publish(struct q_topic *t, int stagefd, struct q_out *m, int n)
 	r = q_topic_commit(t, m, n, &committed);
 	t->stagefd = -1;
 	unclaim(t, m, n);
-	if (r == -1)
-		q_fail("cannot forward into %s", t->q.operand);
-	return r;
+	return r;               /* the commit said why it failed */
 }
 
 /*

@@ -33,18 +33,66 @@ need_strace() {
 	fi
 }
 
-# inject CALL:error=ERRNO[:when=N]... -- COMMAND [ARG...]: run COMMAND (and
-# its children) under strace, failing those calls as said.
+# inject [--input FILE] CALL:error=ERRNO[:when=N]... -- COMMAND [ARG...]:
+# run COMMAND (and its children) under strace, failing those calls as
+# said.  when=@GLOB[#K] fails the Kth (default 1st) CALL on a file whose
+# path from the spool root (t/subs/a/tmp, q/new/5-00000000abcd) matches
+# GLOB: a dry run of COMMAND on a copy of the spool counts them, so the
+# test names the sync it means, whatever other syncs come before it.
+# --input: COMMAND's standard input, for both runs.
 inject() {
 	local -a opts=() calls=()
+	local input='' spec
+	if [[ $1 == --input ]]; then
+		input=$2
+		shift 2
+	fi
 	while [[ $1 != -- ]]; do
-		opts+=(-e "inject=$1")
-		calls+=("${1%%:*}")
+		spec=$1
+		if [[ $spec == *:when=@* ]]; then
+			spec="${spec%%:when=@*}:when=$(nth_call "${input:-/dev/null}" "${spec%%:*}" \
+				"${spec#*:when=@}" "${@:2}")" || return 1
+		fi
+		opts+=(-e "inject=$spec")
+		calls+=("${spec%%:*}")
 		shift
 	done
 	shift
 	local IFS=,
-	strace -qq -f -o /dev/null -e "trace=${calls[*]}" "${opts[@]}" "$@"
+	if [[ -n $input ]]; then
+		strace -qq -f -o /dev/null -e "trace=${calls[*]}" "${opts[@]}" "$@" <"$input"
+	else
+		strace -qq -f -o /dev/null -e "trace=${calls[*]}" "${opts[@]}" "$@"
+	fi
+}
+
+# nth_call INPUT CALL GLOB[#K] [SPEC...] -- COMMAND...: the number of the
+# CALL that inject's when=@GLOB[#K] means (see inject).
+nth_call() {
+	local input=$1 call=$2 glob=${3%%#*} k=1 copy="$T/inject-copy"
+	[[ $3 == *#* ]] && k=${3#*#}
+	shift 3
+	while [[ $1 != -- ]]; do shift; done
+	shift
+	rm -rf "$copy"
+	cp -a "$QSPOOL" "$copy"
+	QSPOOL=$copy strace -qq -f -y -o "$T/inject.trace" -e "trace=$call" \
+		"$@" <"$input" >/dev/null 2>&1
+	local n=0 seen=0 path line
+	while IFS= read -r line; do
+		[[ $line =~ $call\([0-9]+\<([^\>]*)\> ]] || continue
+		n=$((n + 1))
+		path=${BASH_REMATCH[1]#"$copy"/}
+		# shellcheck disable=SC2053 # a glob, on purpose
+		[[ $path == $glob ]] || continue
+		seen=$((seen + 1))
+		if ((seen == k)); then
+			echo "$n"
+			return 0
+		fi
+	done <"$T/inject.trace"
+	echo "nth_call: no $call #$k on $glob in: $*" >&2
+	return 1
 }
 
 # assert_error TOOL PATTERN: the run failed with 74, printed nothing on
@@ -126,7 +174,7 @@ assert_drains() {
 
 @test "qpush: the directory sync after the rename fails: no id, 74; delivered once" {
 	qpush q first
-	run --separate-stderr inject fsync:error=EIO:when=1 -- qpush -i q x
+	run --separate-stderr inject fsync:error=EIO:when=@q/new/* -- qpush -i q x
 	assert_io_error qpush 'cannot sync q/new: Input/output error'
 	# visible already: at least once, and never renamed again
 	assert_equal "$(counts q)" "new=2 cur=0 later=0 dlq=0 tmp=0"
@@ -160,8 +208,9 @@ assert_drains() {
 @test "qpush -l (fsync = batch): the directory sync fails: no id at all, 74" {
 	qconf q 'fsync = batch'
 	qpush q first
-	run --separate-stderr inject fsync:error=EIO:when=1 -- \
-		qpush -l -i q <<<$'a\nb\nc'
+	printf 'a\nb\nc\n' >"$T/abc"
+	run --separate-stderr inject --input "$T/abc" fsync:error=EIO:when=@q/new/* -- \
+		qpush -l -i q
 	assert_io_error qpush 'cannot sync q/new: Input/output error'
 	assert_equal "$(counts q)" "new=4 cur=0 later=0 dlq=0 tmp=0"
 	assert_drains q first a b c
@@ -172,8 +221,9 @@ assert_drains() {
 	qpush q first
 	# the 2nd rename fails; the 1st message is in new/, but its
 	# directory's sync fails too: its id must not be printed
-	run --separate-stderr inject renameat2:error=EIO:when=2 \
-		fsync:error=EIO:when=1 -- qpush -l -i q <<<$'a\nb\nc'
+	printf 'a\nb\nc\n' >"$T/abc"
+	run --separate-stderr inject --input "$T/abc" renameat2:error=EIO:when=2 \
+		fsync:error=EIO:when=@q/new/* -- qpush -l -i q
 	assert_failure 74
 	assert_output ''
 	assert_one_error_line qpush
@@ -196,7 +246,7 @@ assert_drains() {
 @test "qpush --dedup: the record's sync fails: pushed (id printed), 74; a retry is dropped" {
 	qpush q first
 	# fsync 1: the bucket (the push), 2: dedup/ids (the record)
-	run --separate-stderr inject fsync:error=EIO:when=2 -- \
+	run --separate-stderr inject fsync:error=EIO:when=@q/dedup/ids -- \
 		qpush -i --dedup D q x
 	assert_failure 74
 	assert_one_error_line qpush
@@ -273,7 +323,7 @@ assert_subs_drain() {
 
 @test "qpub: a subscription's tmp/ sync fails before the commit: not published" {
 	mktopic
-	run --separate-stderr inject fsync:error=EIO:when=1 -- qpub -i t x
+	run --separate-stderr inject fsync:error=EIO:when=@t/subs/a/tmp -- qpub -i t x
 	assert_io_error qpub 'cannot sync t/a/tmp: Input/output error'
 	assert_not_published
 	qpub t y
@@ -282,7 +332,7 @@ assert_subs_drain() {
 
 @test "qpub: the log sync after the commit fails: no id, 74; each subscription gets it once" {
 	mktopic
-	run --separate-stderr inject fsync:error=EIO:when=4 -- qpub -i t x
+	run --separate-stderr inject fsync:error=EIO:when=@t/log/* -- qpub -i t x
 	assert_io_error qpub 'cannot sync t/log: Input/output error'
 	assert_equal "$(count_log)" 2
 	assert_equal "$(count_tmp t)" 0
@@ -292,7 +342,7 @@ assert_subs_drain() {
 
 @test "qpub: a subscription's new/ sync fails: no id, 74; each subscription gets it once" {
 	mktopic
-	run --separate-stderr inject fsync:error=EIO:when=5 -- qpub -i t x
+	run --separate-stderr inject fsync:error=EIO:when=@t/subs/a/new/* -- qpub -i t x
 	assert_io_error qpub 'cannot sync t/a/new: Input/output error'
 	assert_equal "$(count_log)" 2
 	qpub t y
@@ -302,8 +352,9 @@ assert_subs_drain() {
 @test "qpub -l (fsync = batch): the log sync fails: no id at all, 74" {
 	mktopic
 	printf 'fsync = batch\n' >"$QSPOOL/t/q.conf"
-	run --separate-stderr inject fsync:error=EIO:when=4 -- \
-		qpub -l -i t <<<$'a\nb'
+	printf 'a\nb\n' >"$T/ab"
+	run --separate-stderr inject --input "$T/ab" fsync:error=EIO:when=@t/log/* -- \
+		qpub -l -i t
 	assert_io_error qpub 'cannot sync t/log: Input/output error'
 	# a is committed (not durable), b never was
 	assert_equal "$(count_log)" 2
@@ -333,7 +384,7 @@ assert_subs_drain() {
 	assert_failure 137
 	assert_equal "$(count_tmp t)" 1
 	# recovery (on opening the topic) places x in a and b; a's sync fails
-	run --separate-stderr inject fsync:error=EIO:when=1 -- qpub t y
+	run --separate-stderr inject fsync:error=EIO:when=@t/subs/a/new/* -- qpub t y
 	assert_success
 	# the publisher's file stays: its recovery is not reported done
 	assert_equal "$(count_tmp t)" 1
@@ -491,7 +542,7 @@ assert_forwarded_once() {
 
 @test "qpop --forward: the batch record's sync fails: not acked, 74; finished later once" {
 	mkforward
-	run --separate-stderr inject fsync:error=EIO:when=2 -- \
+	run --separate-stderr inject fsync:error=EIO:when=@out/fwd/ids -- \
 		qpop --forward=out q -- echo out
 	assert_failure 74
 	[[ ${stderr_lines[0]} == 'qpop: cannot sync out/fwd/ids: Input/output error' ]] ||
@@ -503,7 +554,7 @@ assert_forwarded_once() {
 
 @test "qpop --forward: the output's dedup record sync fails: not acked, 74; finished later once" {
 	mkforward
-	run --separate-stderr inject fsync:error=EIO:when=3 -- \
+	run --separate-stderr inject fsync:error=EIO:when=@out/dedup/ids -- \
 		qpop --forward=out q -- echo out
 	assert_failure 74
 	[[ ${stderr_lines[0]} == 'qpop: cannot sync out/dedup/ids: Input/output error' ]] ||
@@ -514,7 +565,7 @@ assert_forwarded_once() {
 
 @test "qpop --forward: out's new/ sync fails: not acked, 74; finished later once" {
 	mkforward
-	run --separate-stderr inject fsync:error=EIO:when=4 -- \
+	run --separate-stderr inject fsync:error=EIO:when=@out/new/* -- \
 		qpop --forward=out q -- echo out
 	assert_failure 74
 	[[ ${stderr_lines[0]} == 'qpop: cannot sync out/new: Input/output error' ]] ||
@@ -548,7 +599,7 @@ assert_forwarded_once_topic() {
 	run --separate-stderr inject fsync:error=EIO:when=5 -- \
 		qpop --forward=T q -- echo out
 	assert_failure 74
-	[[ ${stderr_lines[0]} == 'qpop: cannot forward into T: Input/output error' ]] ||
+	[[ ${stderr_lines[0]} == 'qpop: cannot sync T/log: Input/output error' ]] ||
 		fail "unexpected error: $stderr"
 	assert_equal "$(counts q)" "new=1 cur=0 later=0 dlq=0 tmp=0"
 	assert_forwarded_once_topic
@@ -556,11 +607,10 @@ assert_forwarded_once_topic() {
 
 @test "qpop --forward into a topic: the stage's sync after publishing fails: 74; never published twice" {
 	mkforward_topic
-	run --separate-stderr inject fsync:error=EIO:when=7 -- \
+	run --separate-stderr inject fsync:error=EIO:when=@T/tmp/fwd.*#2 -- \
 		qpop --forward=T q -- echo out
 	assert_failure 74
-	[[ ${stderr_lines[0]} == 'qpop: cannot sync T/tmp/'*': Input/output error' ]] ||
-		fail "unexpected error: $stderr"
+	assert_equal "${stderr_lines[0]}" 'qpop: cannot sync the stage of T: Input/output error'
 	assert_equal "$(counts q)" "new=1 cur=0 later=0 dlq=0 tmp=0"
 	assert_forwarded_once_topic
 }
@@ -583,7 +633,7 @@ assert_forwarded_once_topic() {
 	mktopic
 	qpub t second
 	# fsync 1: the subscription built, 2: subs/, 3: its bucket (replay)
-	run --separate-stderr inject fsync:error=EIO:when=3 -- \
+	run --separate-stderr inject fsync:error=EIO:when=@t/subs/c/new/* -- \
 		qsub --from-beginning -s c t
 	assert_io_error qsub 'cannot sync t/c/new: Input/output error'
 	[[ -e $QSPOOL/t/subs/c/replay ]] || fail "the replay is not left to resume"
@@ -596,7 +646,7 @@ assert_forwarded_once_topic() {
 @test "qsub: the sync of subs/ after a subscription's creation fails: 74; it stays" {
 	mktopic
 	# fsync 1: the subscription built in tmp/, 2: subs/ after the rename
-	run --separate-stderr inject fsync:error=EIO:when=2 -- qsub -s c t
+	run --separate-stderr inject fsync:error=EIO:when=@t/subs -- qsub -s c t
 	assert_io_error qsub 'cannot sync t/subs: Input/output error'
 	[[ -d $QSPOOL/t/subs/c ]] || fail "subs/c is gone"
 	qpub t y
