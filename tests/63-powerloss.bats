@@ -4,7 +4,8 @@
 # what would survive a power cut, is first checked against writers that
 # do and do not sync; then tests/powerloss/run crashes the tools on it at
 # random moments and checks the durable image (a short run: fixed seed,
-# one crash per scenario, level and model).
+# one crash per scenario, level and model), and with --every-sync at every
+# sync of small workloads.
 #
 # Where /dev/fuse is missing, the filesystem is not built or cannot be
 # mounted: skipped with the reason (a failure when CI=true).
@@ -20,12 +21,12 @@ need_fuse() {
 	[[ -x $PL ]] || skip "$PL is not built (configure found no libfuse3)"
 }
 
-# pl_mount MODEL: the backing directory $T/back (with tmp/ and new/, made
-# before the mount, so durable) mounted on $T/mnt.
+# pl_mount MODEL [OPTIONS]: the backing directory $T/back (with tmp/ and
+# new/, made before the mount, so durable) mounted on $T/mnt.
 pl_mount() {
 	need_fuse || return
 	mkdir -p "$T/back/tmp" "$T/back/new" "$T/mnt"
-	"$PL" -m "$1" "$T/back" "$T/mnt" -f 2>"$T/fs.log" &
+	"$PL" -m "$@" "$T/back" "$T/mnt" -f 2>"$T/fs.log" 3>&- &
 	PL_PID=$!
 	BG_PIDS+=("$PL_PID")
 	local n
@@ -81,10 +82,33 @@ kept() {
 	run writer all 20
 	assert_success
 	assert_equal "${#lines[@]}" 20
+	# a sync of each file and of new/ per message, counted
+	assert_equal "$(<"$T/mnt/.powerloss")" "syncs 40"
 	pl_image
 	assert_equal "$(kept)" 20
 	# the live filesystem is untouched by the image
 	assert_equal "$(find "$T/mnt/new" -type f | wc -l)" 20
+}
+
+@test "powerloss fs: -c N cuts the power right after the Nth sync" {
+	pl_mount strict -c 3 -i "$T/img"
+	writer all 5 >"$T/out" 2>"$T/err" <&- 3>&- &
+	BG_PIDS+=("$!")
+	wait_for test -d "$T/img"
+	# syncs: m1, new/, m2: the image has m1, and the writer printed only
+	# it; it is blocked at its next operation, the rename of m2, and so
+	# is any other request
+	assert_equal "$(kept)" 1
+	assert_file_not_exists "$T/img/tmp/m2"
+	run timeout -s KILL 3 stat "$T/mnt/new"
+	assert_equal "$status" 137
+	assert_equal "$(<"$T/out")" m1
+	assert_file_exists "$T/back/tmp/m2"
+	# a lazy unmount ends it: the blocked requests fail, the fs exits
+	kill -9 "${BG_PIDS[-1]}"
+	fusermount3 -u -z "$T/mnt"
+	wait_for dead "$PL_PID"
+	assert_equal "$(<"$T/out")" m1
 }
 
 @test "powerloss fs: a writer that never fsyncs the directory loses under strict" {
@@ -200,4 +224,44 @@ survives() {
 	assert_success
 	assert_line --partial 'pub fsync=batch model=ext4: crashes 1'
 	refute_line --regexp 'lost [1-9]'
+}
+
+@test "powerloss every sync: nothing printed is lost under strict-rename and ext4" {
+	need_fuse
+	run --separate-stderr "$QSPOOL_SRCDIR/tests/powerloss/run" --every-sync \
+		--scenarios 'push consume' --fsync always \
+		--models 'strict-rename ext4'
+	if ((status == 77)); then
+		skip "$stderr"
+	fi
+	printf '%s\n' "$output" >&3
+	((status == 0)) || printf '%s\n' "${stderr:0:3000}" >&3
+	assert_success
+	assert_line --regexp '^powerloss: push fsync=always model=ext4: syncs [1-9][0-9]*, printed [1-9]'
+	assert_line --regexp '^powerloss: consume fsync=always model=strict-rename: syncs [1-9][0-9]*, printed [1-9]'
+	refute_line --regexp 'lost [1-9]'
+}
+
+@test "powerloss every sync: finds the documented loss of a claim under strict, replayably" {
+	need_fuse
+	need_fault_points
+	# a consumer dies after its claim; a later push syncs the bucket, so
+	# the claim's source side is durable and cur/ is not
+	run --separate-stderr "$QSPOOL_SRCDIR/tests/powerloss/run" --every-sync \
+		--scenarios consume --fsync always --models strict --require strict
+	if ((status == 77)); then
+		skip "$stderr"
+	fi
+	printf '%s\n' "$output" >&3
+	assert_failure 1
+	assert_line --regexp '^powerloss: consume fsync=always model=strict: syncs [0-9]+, printed [0-9]+, lost [1-9]'
+	# each failing N comes with the command that replays it alone
+	replay=$(grep -m1 -o 'replay: .*)' <<<"$stderr")
+	[[ $replay =~ --crash-at\ ([0-9]+) ]]
+	n=${BASH_REMATCH[1]}
+	run --separate-stderr "$QSPOOL_SRCDIR/tests/powerloss/run" --every-sync \
+		--crash-at "$n" --scenarios consume --fsync always --models strict \
+		--require strict
+	assert_failure 1
+	assert_line --regexp 'model=strict: syncs [0-9]+, printed [0-9]+, lost [1-9]'
 }

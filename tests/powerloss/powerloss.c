@@ -1,7 +1,8 @@
 /*
  * powerloss - a FUSE filesystem for the power-loss tests.
  *
- *   powerloss [-m strict|strict-rename|ext4] BACKING MOUNTPOINT [FUSE options]
+ *   powerloss [-m strict|strict-rename|ext4] [-c N -i DIR] BACKING MOUNTPOINT
+ *       [FUSE options]
  *
  * Every operation passes through to the directory BACKING.  Beside it the
  * filesystem keeps what a power cut would leave: an ordered log of the
@@ -16,6 +17,17 @@
  * the mount): the state of BACKING at mount, plus every logged change that
  * is durable under the model, applied in order, each file with its durable
  * data (a file never synced is empty).  No FUSE is needed to read it.
+ *
+ * Reading the control file gives "syncs N": the number of successful
+ * fsync, fdatasync and fsyncdir requests so far, counted across all
+ * processes.  With -c N, right after the Nth of them the filesystem writes
+ * the durable image into DIR (-i; written as DIR.part, then renamed, so
+ * DIR appears whole) and returns to that caller; from then on every
+ * request blocks (a power cut: a process can print nothing that depends
+ * on a later operation) until the mount is detached (fusermount3 -u -z),
+ * and then fails with EIO, so that killed processes can die and the
+ * filesystem can exit.  So every id a tool printed before the cut was
+ * printed after at most N syncs, and must be in the image.
  *
  * Models (-m):
  *   strict         a change to a directory entry is durable only once that
@@ -86,6 +98,11 @@ static size_t ninodes, capinodes;
 static struct op *oplog;
 static size_t nops, capops;
 static size_t globalsync;		/* log length at the last sync of any kind */
+static unsigned long nsyncs;		/* successful syncs so far */
+static unsigned long crashat;		/* -c: cut the power after this sync */
+static const char *crashimage;		/* -i: where the image goes then */
+static char mountpoint[PATH_MAX];	/* for the cut: is it still mounted? */
+static int crashed;
 
 /* backing st_ino -> our inode id; a new file overwrites a stale entry */
 static struct { ino_t key; uint32_t val; } *imap;
@@ -478,6 +495,65 @@ image(const char *dst)
 	return r == 0 ? 0 : -saved;
 }
 
+/* -------------------------------------------------------------- the cut */
+
+/* Whether MOUNTPOINT is still in the mount table (not detached). */
+static int
+stillmounted(void)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[PATH_MAX * 2 + 256];
+	int found = 0;
+
+	if (f == NULL)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f) != NULL) {
+		char *p = line;
+		int field;
+
+		/* the fifth field is the mount point */
+		for (field = 1; field < 5 && p != NULL; field++)
+			if ((p = strchr(p, ' ')) != NULL)
+				p++;
+		if (p != NULL) {
+			p[strcspn(p, " ")] = '\0';
+			found = strcmp(p, mountpoint) == 0;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * After the cut every request waits here until the mount is detached,
+ * then fails.
+ */
+static int
+cut(void)
+{
+	while (stillmounted())
+		usleep(20000);
+	return -EIO;
+}
+
+#define GATE() do { if (crashed) return cut(); } while (0)
+
+/* A sync succeeded: count it, and cut the power after the -c'th. */
+static void
+synced(void)
+{
+	char part[PATH_MAX];
+
+	nsyncs++;
+	if (crashat == 0 || nsyncs != crashat)
+		return;
+	snprintf(part, sizeof(part), "%s.part", crashimage);
+	if (image(part) == 0 && rename(part, crashimage) == -1)
+		perror("powerloss: rename image");
+	crashed = 1;
+	fprintf(stderr, "powerloss: power cut after sync %lu\n", nsyncs);
+}
+
 /* -------------------------------------------------------------- syncing */
 
 static void
@@ -523,6 +599,7 @@ pl_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 static int
 pl_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
 {
+	GATE();
 	if (path && strcmp(path, CTL) == 0) {
 		memset(st, 0, sizeof(*st));
 		st->st_mode = S_IFREG | 0600;
@@ -544,6 +621,7 @@ pl_readlink(const char *path, char *buf, size_t size)
 {
 	ssize_t n = readlinkat(bfd, rel(path), buf, size - 1);
 
+	GATE();
 	if (n == -1)
 		return -errno;
 	buf[n] = '\0';
@@ -553,6 +631,7 @@ pl_readlink(const char *path, char *buf, size_t size)
 static int
 pl_mknod(const char *path, mode_t mode, dev_t rdev)
 {
+	GATE();
 	if (mknodat(bfd, rel(path), mode, rdev) == -1)
 		return -errno;
 	created(path, NULL);
@@ -562,6 +641,7 @@ pl_mknod(const char *path, mode_t mode, dev_t rdev)
 static int
 pl_mkdir(const char *path, mode_t mode)
 {
+	GATE();
 	if (mkdirat(bfd, rel(path), mode) == -1)
 		return -errno;
 	created(path, NULL);
@@ -571,6 +651,7 @@ pl_mkdir(const char *path, mode_t mode)
 static int
 pl_symlink(const char *target, const char *path)
 {
+	GATE();
 	if (symlinkat(target, bfd, rel(path)) == -1)
 		return -errno;
 	created(path, target);
@@ -583,6 +664,7 @@ pl_remove(const char *path, int flags)
 	const char *name;
 	uint32_t d = parent_of(path, &name);
 
+	GATE();
 	if (unlinkat(bfd, rel(path), flags) == -1)
 		return -errno;
 	logop(OP_UNLINK, d, name, 0, NULL, 0);
@@ -608,6 +690,7 @@ pl_rename(const char *from, const char *to, unsigned int flags)
 	uint32_t d1 = parent_of(from, &n1), d2 = parent_of(to, &n2);
 	uint32_t ino = ino_of(from);
 
+	GATE();
 	if (flags & RENAME_EXCHANGE)
 		return -EINVAL;
 	if (renameat2(bfd, rel(from), bfd, rel(to), flags) == -1)
@@ -622,6 +705,7 @@ pl_link(const char *from, const char *to)
 	const char *name;
 	uint32_t d = parent_of(to, &name), ino = ino_of(from);
 
+	GATE();
 	if (linkat(bfd, rel(from), bfd, rel(to), 0) == -1)
 		return -errno;
 	logop(OP_LINK, d, name, 0, NULL, ino);
@@ -633,6 +717,7 @@ pl_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
 	uint32_t ino;
 
+	GATE();
 	if (fi && fi->fh) {
 		if (fchmod(((struct fh *)fi->fh)->fd, mode) == -1)
 			return -errno;
@@ -650,6 +735,7 @@ pl_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 static int
 pl_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi)
 {
+	GATE();
 	if (fi && fi->fh)
 		return fchown(((struct fh *)fi->fh)->fd, uid, gid) == -1 ? -errno : 0;
 	return fchownat(bfd, rel(path), uid, gid, AT_SYMLINK_NOFOLLOW) == -1 ?
@@ -661,6 +747,7 @@ pl_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
 	int fd, r;
 
+	GATE();
 	if (path && strcmp(path, CTL) == 0)
 		return 0;
 	if (fi && fi->fh)
@@ -676,6 +763,7 @@ static int
 pl_utimens(const char *path, const struct timespec tv[2],
     struct fuse_file_info *fi)
 {
+	GATE();
 	if (fi && fi->fh)
 		return futimens(((struct fh *)fi->fh)->fd, tv) == -1 ? -errno : 0;
 	return utimensat(bfd, rel(path), tv, AT_SYMLINK_NOFOLLOW) == -1 ?
@@ -704,6 +792,7 @@ pl_open(const char *path, struct fuse_file_info *fi)
 {
 	int fd;
 
+	GATE();
 	if (strcmp(path, CTL) == 0) {
 		fi->fh = 0;
 		fi->direct_io = 1;
@@ -719,8 +808,10 @@ pl_open(const char *path, struct fuse_file_info *fi)
 static int
 pl_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	int fd = openat(bfd, rel(path), fi->flags | O_CREAT | O_CLOEXEC, mode);
+	int fd;
 
+	GATE();
+	fd = openat(bfd, rel(path), fi->flags | O_CREAT | O_CLOEXEC, mode);
 	if (fd == -1)
 		return -errno;
 	created(path, NULL);
@@ -733,9 +824,20 @@ pl_read(const char *path, char *buf, size_t size, off_t off,
 {
 	ssize_t n;
 
+	GATE();
 	(void)path;
-	if (fi->fh == 0)
-		return 0;
+	if (fi->fh == 0) {		/* the control file: "syncs N" */
+		char msg[64];
+		int len = snprintf(msg, sizeof(msg), "syncs %lu\n", nsyncs);
+
+		if (off >= len)
+			return 0;
+		len -= (int)off;
+		if ((size_t)len > size)
+			len = (int)size;
+		memcpy(buf, msg + off, (size_t)len);
+		return len;
+	}
 	n = pread(((struct fh *)fi->fh)->fd, buf, size, off);
 	return n == -1 ? -errno : (int)n;
 }
@@ -746,6 +848,7 @@ pl_write(const char *path, const char *buf, size_t size, off_t off,
 {
 	ssize_t n;
 
+	GATE();
 	if (fi->fh == 0) {		/* the control file */
 		char cmd[PATH_MAX + 16];
 		size_t len = size < sizeof(cmd) - 1 ? size : sizeof(cmd) - 1;
@@ -767,6 +870,7 @@ pl_write(const char *path, const char *buf, size_t size, off_t off,
 static int
 pl_statfs(const char *path, struct statvfs *st)
 {
+	GATE();
 	(void)path;
 	return fstatvfs(bfd, st) == -1 ? -errno : 0;
 }
@@ -785,10 +889,13 @@ pl_release(const char *path, struct fuse_file_info *fi)
 static int
 pl_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
+	GATE();
 	(void)path;
 	(void)datasync;
-	if (fi->fh)
+	if (fi->fh) {
 		filesynced((struct fh *)fi->fh);
+		synced();
+	}
 	return 0;
 }
 
@@ -800,10 +907,12 @@ struct dh {
 static int
 pl_opendir(const char *path, struct fuse_file_info *fi)
 {
-	int fd = openat(bfd, rel(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd;
 	struct dh *d;
 	struct stat st;
 
+	GATE();
+	fd = openat(bfd, rel(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd == -1)
 		return -errno;
 	if ((d = malloc(sizeof(*d))) == NULL || (d->dir = fdopendir(fd)) == NULL) {
@@ -823,6 +932,7 @@ pl_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t off,
 	struct dh *d = (struct dh *)(uintptr_t)fi->fh;
 	struct dirent *e;
 
+	GATE();
 	(void)path;
 	(void)flags;
 	if (off == 0)
@@ -857,9 +967,11 @@ pl_fsyncdir(const char *path, int datasync, struct fuse_file_info *fi)
 {
 	struct dh *d = (struct dh *)(uintptr_t)fi->fh;
 
+	GATE();
 	(void)path;
 	(void)datasync;
 	dirsynced(d->ino);
+	synced();
 	return 0;
 }
 
@@ -895,7 +1007,7 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: powerloss [-m strict|strict-rename|ext4] "
-	    "BACKING MOUNTPOINT [FUSE options]\n");
+	    "[-c N -i DIR] BACKING MOUNTPOINT [FUSE options]\n");
 	exit(64);
 }
 
@@ -906,20 +1018,42 @@ main(int argc, char **argv)
 	char **fargv;
 	int i, fargc = 0;
 
-	if (argc > 2 && strcmp(argv[1], "-m") == 0) {
-		if (strcmp(argv[2], "strict") == 0)
-			model = STRICT;
-		else if (strcmp(argv[2], "strict-rename") == 0)
-			model = STRICT_RENAME;
-		else if (strcmp(argv[2], "ext4") == 0)
-			model = EXT4;
-		else
-			usage();
+	while (argc > 2 && argv[1][0] == '-' && argv[1][1] != '\0' &&
+	    argv[1][2] == '\0' && strchr("mci", argv[1][1]) != NULL) {
+		char *end;
+
+		switch (argv[1][1]) {
+		case 'm':
+			if (strcmp(argv[2], "strict") == 0)
+				model = STRICT;
+			else if (strcmp(argv[2], "strict-rename") == 0)
+				model = STRICT_RENAME;
+			else if (strcmp(argv[2], "ext4") == 0)
+				model = EXT4;
+			else
+				usage();
+			break;
+		case 'c':
+			errno = 0;
+			crashat = strtoul(argv[2], &end, 10);
+			if (errno || *end != '\0' || end == argv[2] ||
+			    argv[2][0] == '-' || crashat == 0)
+				usage();
+			break;
+		case 'i':
+			crashimage = argv[2];
+			break;
+		}
 		argv += 2;
 		argc -= 2;
 	}
-	if (argc < 3)
+	if (argc < 3 || (crashat != 0) != (crashimage != NULL) ||
+	    (crashimage != NULL && crashimage[0] != '/'))
 		usage();
+	if (realpath(argv[2], mountpoint) == NULL) {
+		fprintf(stderr, "powerloss: %s: %s\n", argv[2], strerror(errno));
+		return 66;
+	}
 	if ((bfd = open(argv[1], O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
 	    fstat(bfd, &st) == -1) {
 		fprintf(stderr, "powerloss: %s: %s\n", argv[1], strerror(errno));
