@@ -196,8 +196,7 @@ load helper
 	assert_equal "$(count_new out)" 1
 	# the lease expires: the reaper dead-letters the input (max attempts);
 	# the next forwarding consumer of out finishes the batch anyway
-	lease_gone() { local f; f=$(find "$QSPOOL/in/cur" -type f); [[ -z $f ]] || (($(now_ms) * 1000 > 16#$(name_field "$f" d))); }
-	wait_for lease_gone
+	wait_for lease_gone in
 	run qpop --drain in --forward out -l -- cat
 	run qpop --drain -l out
 	assert_equal "$(tr '\n' ' ' <<<"$output")" "a b c "

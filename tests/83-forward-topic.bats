@@ -110,8 +110,7 @@ log_count() { find "$QSPOOL/t/log" -type f | wc -l; }
 	assert_equal "$(log_count)" 1
 	# the input is dead-lettered when its lease runs out; the next
 	# forwarder into t finishes the batch all the same
-	lease_gone() { local f; f=$(find "$QSPOOL/in/cur" -type f); [[ -z $f ]] || (($(now_ms) * 1000 > 16#$(name_field "$f" d))); }
-	wait_for lease_gone
+	wait_for lease_gone in
 	qpush in2 y
 	run qpop --drain in2 --forward t -- cat
 	assert_success

@@ -180,6 +180,14 @@ bg_wait() {
 	wait "$pid" || BG_STATUS=$?
 }
 
+# lease_gone QUEUE: its leased message's lease has run out, or it has no
+# leased message (then the reaper has taken it back already).
+lease_gone() {
+	local f
+	f=$(find "$(qdir "$1")/cur" -type f)
+	[[ -z $f ]] || (($(now_ms) * 1000 > 16#$(name_field "$f" d)))
+}
+
 # The pid recorded in a file, once the file holds one.
 has_pid() { [[ -s $1 ]] && [[ $(<"$1") =~ ^[0-9]+$ ]]; }
 read_pid() {
