@@ -168,6 +168,7 @@ struct q_queue {
 	/* the buckets a producer renamed into last, kept open */
 	char newbucket[32], laterbucket[32];
 	int newbucketfd, laterbucketfd;
+	int roomfd;             /* inotify on cur/ while waiting for room */
 };
 
 enum { Q_OPEN_EXISTING = 0, Q_OPEN_CREATE = 1,

@@ -143,30 +143,38 @@ q_drop_oldest(struct q_queue *q)
 /*
  * Sleep until consumers may have made room (something left cur/), a
  * second at most, or until UNTIL (0: no limit).  1 if UNTIL passed.
+ * The first call only arms the watch and returns: the caller looks for
+ * room again with it armed, so a message taken in between is not missed.
  */
 int
 q_wait_room(struct q_queue *q, q_time until)
 {
 	q_time now = q_now(), t = now + Q_SEC;
-	int ifd = -1;
 
 	if (until && now >= until)
 		return 1;
 	if (until && until < t)
 		t = until;
 #ifdef HAVE_SYS_INOTIFY_H
-	char path[64];
-	if ((ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK)) != -1) {
+	if (q->roomfd == -1) {
+		char path[64];
+		int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+
 		snprintf(path, sizeof path, "/proc/self/fd/%d", q->curfd);
-		if (inotify_add_watch(ifd, path, IN_DELETE | IN_MOVED_FROM) == -1) {
-			close(ifd);
-			ifd = -1;
+		if (fd != -1 && inotify_add_watch(fd, path,
+		    IN_DELETE | IN_MOVED_FROM) != -1) {
+			q->roomfd = fd;
+			return 0;
 		}
+		if (fd != -1)
+			close(fd);
 	}
 #endif
-	struct pollfd p = { ifd, POLLIN, 0 };
-	poll(&p, ifd == -1 ? 0 : 1, (int)((t - now) / Q_MS) + 1);
-	if (ifd != -1)
-		close(ifd);
+	struct pollfd p = { q->roomfd, POLLIN, 0 };
+	if (poll(&p, q->roomfd == -1 ? 0 : 1, (int)((t - now) / Q_MS) + 1) > 0) {
+		char buf[4096];
+		while (read(q->roomfd, buf, sizeof buf) > 0)
+			;       /* drained: the next wait sleeps again */
+	}
 	return until && q_now() >= until;
 }

@@ -606,7 +606,7 @@ q_open_dir(struct q_queue *q, const struct q_config *global,
 		&q->dlqfd, &q->keysfd };
 
 	memset(q, 0, sizeof *q);
-	q->dirfd = q->newbucketfd = q->laterbucketfd = -1;
+	q->dirfd = q->newbucketfd = q->laterbucketfd = q->roomfd = -1;
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
 		*fds[i] = -1;
 	strlcpy(q->operand, operand, sizeof q->operand);
@@ -727,7 +727,7 @@ q_queue_fromfd(struct q_queue *q, const struct q_config *cfg, int dirfd,
 	memset(q, 0, sizeof *q);
 	q->dirfd = dirfd;
 	q->tmpfd = q->newfd = q->curfd = q->laterfd = q->dlqfd = q->keysfd =
-	    q->newbucketfd = q->laterbucketfd = -1;
+	    q->newbucketfd = q->laterbucketfd = q->roomfd = -1;
 	strlcpy(q->operand, operand, sizeof q->operand);
 	q->cfg = *cfg;
 	if (!conf) {
@@ -801,7 +801,7 @@ q_queue_close(struct q_queue *q)
 {
 	int *fds[] = { &q->dirfd, &q->tmpfd, &q->newfd, &q->curfd,
 		&q->laterfd, &q->dlqfd, &q->keysfd, &q->newbucketfd,
-		&q->laterbucketfd };
+		&q->laterbucketfd, &q->roomfd };
 
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
 		if (*fds[i] != -1)

@@ -115,7 +115,8 @@ sub_open(struct q_topic *t, const char *name, struct q_queue *q, bool publish)
 	if (fd == -1) {
 		memset(q, 0, sizeof *q);
 		q->dirfd = q->tmpfd = q->newfd = q->curfd = q->laterfd =
-		    q->dlqfd = q->keysfd = q->newbucketfd = q->laterbucketfd = -1;
+		    q->dlqfd = q->keysfd = q->newbucketfd = q->laterbucketfd =
+		    q->roomfd = -1;
 		q_set_open_status(errno == ENOENT || errno == ELOOP ||
 		    errno == ENOTDIR ? EX_UNAVAILABLE : q_exit_for_errno(errno));
 		if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR) {
