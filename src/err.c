@@ -162,3 +162,18 @@ q_exit_for_errno(int err)
 		return EX_IOERR;
 	}
 }
+
+/* Making a queue, topic or spool failed: 74 when the disk failed or is
+ * full (as for any write), 73 when it cannot be made at all. */
+int
+q_exit_for_create(int err)
+{
+	switch (err) {
+	case EIO:
+	case ENOSPC:
+	case EDQUOT:
+		return EX_IOERR;
+	default:
+		return EX_CANTCREAT;
+	}
+}

@@ -33,6 +33,7 @@ void q_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void q_warnq(void);                   /* "prog: q_what(): strerror" */
 _Noreturn void q_exitq(int status);   /* q_warnq(), then exit */
 int q_exit_for_errno(int err);        /* 73, 74, ... for an errno */
+int q_exit_for_create(int err);       /* the same, when making a queue */
 int q_std_fds(void);                  /* open 0-2 on /dev/null; mask closed */
 
 /* num.c: numbers, durations and times from the user. */

@@ -418,7 +418,7 @@ check_format(int qfd, const char *operand, bool create, const struct kind *k)
 			    operand, k->what);
 		}
 		if (q_populate(qfd, k) == -1) {
-			open_status = EX_CANTCREAT;
+			open_status = q_exit_for_create(errno);
 			return q_fail("cannot create %s %s", k->what, operand);
 		}
 		fd = q_open_regular(qfd, "format");
@@ -516,7 +516,8 @@ open_parent(const struct q_config *c, const char *operand, bool create,
 	if (operand[0] != '/' && strncmp(operand, "./", 2) != 0) {
 		strlcpy(base, operand, baselen);
 		if (create && mkdirs(c->spool) == -1)
-			return fail_status(EX_CANTCREAT, "cannot create spool %s", c->spool);
+			return fail_status(q_exit_for_create(errno),
+			    "cannot create spool %s", c->spool);
 		if ((fd = open(c->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
 			if (errno == ENOENT) {
 				open_status = EX_UNAVAILABLE;
@@ -639,8 +640,8 @@ q_open_dir(struct q_queue *q, const struct q_config *global,
 			break;
 		if (q_create_dir(parent, base, global->stale, k) == -1) {
 			close(parent);
-			open_status = q_exit_for_errno(errno) == EX_IOERR ?
-			    EX_CANTCREAT : q_exit_for_errno(errno);
+			open_status = q_exit_for_errno(errno) == EX_UNAVAILABLE ?
+			    EX_UNAVAILABLE : q_exit_for_create(errno);
 			return q_fail("cannot create %s %s", k->what, operand);
 		}
 	}

@@ -162,9 +162,12 @@ assert_drains() {
 	assert_drains q y
 }
 
-@test "qpush: making the queue fails: 73 (qpush(1): cannot be created), nothing left" {
-	run --separate-stderr inject mkdirat:error=ENOSPC:when=1 -- qpush -i q x
+@test "qpush: making the queue fails on a full disk: 74, nothing left; on EACCES: 73" {
+	run --separate-stderr inject mkdirat:error=EACCES:when=1 -- qpush -i q x
 	assert_failure 73
+	assert_one_error_line qpush
+	run --separate-stderr inject mkdirat:error=ENOSPC:when=1 -- qpush -i q x
+	assert_failure 74
 	assert_output ''
 	assert_one_error_line qpush
 	[[ ! -e $QSPOOL/q ]] || fail "a queue was left: $(ls -A "$QSPOOL/q")"
