@@ -401,6 +401,33 @@ fillable(int dirfd, const struct kind *k)
 	return ours;
 }
 
+/*
+ * NAME in ROOTFD is a directory with no format file.  If it is the body
+ * of a queue or a topic, renamed into place by a creation that a crash
+ * or a power loss cut off before its format file, mark it as the next
+ * opener would: 1.  0 if it is not such a body; -1 on an error.
+ */
+int
+q_finish_marking(int rootfd, const char *name)
+{
+	const struct kind *kinds[] = { &q_kind_queue, &q_kind_topic };
+	int fd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC), r = 0;
+	struct stat st;
+
+	if (fd == -1)
+		return -1;
+	for (size_t i = 0; i < 2 && r == 0; i++) {
+		const struct kind *k = kinds[i];
+		/* its counter file is what tells a queue from a topic */
+		if (fstatat(fd, k->counter, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && fillable(fd, k))
+			r = q_populate(fd, k) == -1 ? -1 : 1;
+	}
+	close(fd);
+	return r;
+}
+
 /* 0: a queue of a version we understand; else -1, open_status set. */
 static int
 check_format(int qfd, const char *operand, bool create, const struct kind *k)

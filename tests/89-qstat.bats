@@ -196,6 +196,32 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 	assert_output --partial corrupt
 }
 
+@test "--repair marks a queue and a topic a power loss cut off before their format file" {
+	mkqueue q
+	qsub --create -s a t >/dev/null 2>&1 || true
+	qsub -s a --unsubscribe t
+	# creation renames the body into place, then links format: cut there
+	rm "$QSPOOL/q/format" "$QSPOOL/t/format"
+	mkdir -p "$QSPOOL/mine/new"         # not a body: no counter file
+	run qstat --check
+	assert_failure 1
+	assert_output --partial "q: a directory with no format file"
+	assert_output --partial "t: a directory with no format file"
+	run qstat --check --repair
+	assert_output --partial "q: a queue or topic never marked (marked)"
+	assert_output --partial "t: a queue or topic never marked (marked)"
+	assert_output --partial "mine: a directory with no format file"
+	assert_equal "$(cat "$QSPOOL/q/format")" "qspool queue 1"
+	assert_equal "$(cat "$QSPOOL/t/format")" "qspool topic 1"
+	[[ ! -e $QSPOOL/mine/format ]] || fail "a directory of the user's was marked"
+	rm -r "$QSPOOL/mine"
+	run qstat --check
+	assert_success
+	qpush q x
+	run qpop q
+	assert_output x
+}
+
 @test "--check on a topic: a publish cut short, a dead ephemeral subscription" {
 	need_fault_points
 	qsub -s a --create t
