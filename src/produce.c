@@ -38,9 +38,17 @@ commit_pending(struct q_producer *p)
 
 	if (p->npending == 0 || p->defer)
 		return 0;
-	if (p->commit(p->ctx, p->pending, p->npending, &committed) == -1)
-		r = -1;
+	/* a failed sync is a failed commit: only what is durable goes on */
+	int durable = p->group ? q_out_sync(p->pending, p->npending) :
+	    p->npending;
 	int saved = errno;
+	if (durable < p->npending)
+		r = -1;
+	if (durable > 0 &&
+	    p->commit(p->ctx, p->pending, durable, &committed) == -1) {
+		r = -1;
+		saved = errno;
+	}
 	for (int i = committed; i < p->npending; i++)
 		q_out_abort(&p->pending[i]);
 	print_ids(p, committed);
@@ -55,7 +63,7 @@ commit_pending(struct q_producer *p)
 static int
 done(struct q_producer *p, struct q_out *m)
 {
-	if (q_out_finish(m, p->sync) == -1) {
+	if (q_out_finish(m, p->sync && !p->group) == -1) {
 		q_out_abort(m);
 		return -1;
 	}
@@ -298,6 +306,7 @@ q_produce(struct q_producer *p, const struct q_produceargs *a, int nargs,
 	p->no_block = a->no_block;
 	p->block_for = a->block_for;
 	p->sync = p->q->cfg.fsync != Q_FSYNC_NEVER;
+	p->group = p->sync && p->batch;
 	if (!a->dedup)
 		return nargs > 0 ? q_produce_args(p, args, nargs) :
 		    q_produce_stdin(p, a->delim);

@@ -288,6 +288,7 @@ struct q_out {
 int q_out_begin(struct q_queue *q, const struct q_pushopt *o,
     struct q_out *m);
 int q_out_write(struct q_out *m, const void *p, size_t n);
+int q_out_sync(struct q_out *m, int n);       /* how many are durable */
 /* Flush and sync (per fsync policy) and close: ready for commit. */
 int q_out_finish(struct q_out *m, bool sync);
 /* The commit rename.  dirsync: fsync the target directory now. */
@@ -313,6 +314,7 @@ struct q_producer {
 	void *ctx;
 	bool batch;                     /* stage up to Q_BATCH_MAX / 100 ms */
 	bool sync;                      /* fdatasync each message file */
+	bool group;                     /* ... together, at the commit */
 	bool print_ids;
 	bool block;                     /* --block: wait when full */
 	bool no_block;                  /* --block=0: never, whatever on_full */

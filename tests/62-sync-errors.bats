@@ -246,6 +246,32 @@ assert_drains() {
 	assert_drains q first a
 }
 
+@test "qpush -l (fsync = batch): group commit: every file written, then every file synced, then the renames" {
+	qconf q 'fsync = batch'
+	qpush q first
+	printf 'a\nb\nc\nd\n' >"$T/abcd"
+	strace -qq -o "$T/trace" -e trace=openat,fdatasync,renameat2,rename \
+		qpush -l q <"$T/abcd"
+	# O: a message file made in tmp/, S: a data sync, R: a commit rename
+	local order
+	order=$(sed -nE -e '/openat\(.*, "[0-9a-f]{24}", O_[A-Z|]*O_CREAT/s/.*/O/p' \
+		-e '/^fdatasync\(/s/.*/S/p' -e '/^renameat2?\(/s/.*/R/p' "$T/trace" | tr -d '\n')
+	assert_equal "$order" OOOOSSSSRRRR
+	assert_drains q first a b c d
+}
+
+@test "qpush -l (fsync = batch): the 2nd file's sync fails: only the 1st committed and printed, 74" {
+	qconf q 'fsync = batch' 'stale = 1s'
+	run --separate-stderr inject fdatasync:error=EIO:when=2 -- qpush -l -i q <<<$'a\nb\nc'
+	assert_failure 74
+	assert_one_error_line qpush
+	[[ $stderr == 'qpush: cannot sync q/tmp/'*': Input/output error' ]] || fail "$stderr"
+	assert_equal "${#lines[@]}" 1
+	assert_equal "$(where_is q "${lines[0]}")" new
+	wait_for tmp_reaped q
+	assert_drains q a
+}
+
 @test "qpush --dedup: the record's sync fails: pushed (id printed), 74; a retry is dropped" {
 	qpush q first
 	# fsync 1: the bucket (the push), 2: dedup/ids (the record)
