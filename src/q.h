@@ -170,6 +170,7 @@ struct q_queue {
 	char newbucket[32], laterbucket[32];
 	int newbucketfd, laterbucketfd;
 	int roomfd;             /* inotify on cur/ while waiting for room */
+	bool roomwoke;          /* the last wait ended on an event */
 };
 
 enum { Q_OPEN_EXISTING = 0, Q_OPEN_CREATE = 1,

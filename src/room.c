@@ -145,11 +145,13 @@ q_drop_oldest(struct q_queue *q)
  * second at most, or until UNTIL (0: no limit).  1 if UNTIL passed.
  * The first call only arms the watch and returns: the caller looks for
  * room again with it armed, so a message taken in between is not missed.
+ * An ack unlinks first and counts after, so a wake can find the queue
+ * still full by its counters: then the next sleep is a short one.
  */
 int
 q_wait_room(struct q_queue *q, q_time until)
 {
-	q_time now = q_now(), t = now + Q_SEC;
+	q_time now = q_now(), t = now + (q->roomwoke ? 5 * Q_MS : Q_SEC);
 
 	if (until && now >= until)
 		return 1;
@@ -171,7 +173,9 @@ q_wait_room(struct q_queue *q, q_time until)
 	}
 #endif
 	struct pollfd p = { q->roomfd, POLLIN, 0 };
-	if (poll(&p, q->roomfd == -1 ? 0 : 1, (int)((t - now) / Q_MS) + 1) > 0) {
+	q->roomwoke = poll(&p, q->roomfd == -1 ? 0 : 1,
+	    (int)((t - now) / Q_MS) + 1) > 0;
+	if (q->roomwoke) {
 		char buf[4096];
 		while (read(q->roomfd, buf, sizeof buf) > 0)
 			;       /* drained: the next wait sleeps again */
