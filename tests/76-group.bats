@@ -157,7 +157,7 @@ setup() {
 
 @test "group: seq and counters truncated under a running qpop -f: no SIGBUS, the message is acked" {
 	as "$ALICE" qpush q one >/dev/null
-	spawn timeout 120 "$AS" "$ALICE" qpop -f q -- sh -c 'touch "$1/started"; while [ ! -e "$1/go" ]; do sleep 0.05; done; cat >>"$1/out"; echo >>"$1/out"' sh "$S" \
+	spawn "$AS" "$ALICE" qpop -f q -- sh -c 'touch "$1/started"; while [ ! -e "$1/go" ]; do sleep 0.05; done; cat >>"$1/out"; echo >>"$1/out"' sh "$S" \
 		2>"$T/qpop.err"
 	local pid=$BG_PID
 	wait_for -t 60 test -e "$S/started"
@@ -183,7 +183,7 @@ log_entries() { (($(find "$S/spool/t/log" -type f | wc -l) >= $1)); }
 	as "$ALICE" qpub t zero >/dev/null
 	mkfifo -m 0644 "$T/lines"
 	exec 5<>"$T/lines"      # opened read-write: neither open blocks
-	spawn timeout 120 "$AS" "$ALICE" qpub -l t <"$T/lines" 5>&- 2>"$T/qpub.err"
+	spawn "$AS" "$ALICE" qpub -l t <"$T/lines" 5>&- 2>"$T/qpub.err"
 	local pid=$BG_PID
 	echo one >&5
 	wait_for -t 60 log_entries 2
