@@ -223,21 +223,23 @@ q_out_finish(struct q_out *m, bool sync)
 int
 q_out_sync(struct q_out *m, int n)
 {
-	int i;
+	int i, failed = n;
 
 #ifdef HAVE_SYNC_FILE_RANGE
-	for (i = 0; i < n; i++)
+	/* a failure here still leaves the files before it to fdatasync:
+	 * only a completed fdatasync makes a message durable */
+	for (i = 0; i < n && failed == n; i++)
 		if (sync_file_range(m[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE) == -1 &&
 		    errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
-			goto fail;
+			failed = i;
 #endif
-	for (i = 0; i < n; i++)
+	for (i = 0; i < failed; i++)
 		if (fdatasync(m[i].fd) == -1)
-			goto fail;
-	return n;
-fail:
-	q_fail("cannot sync %s/tmp/%s", m[i].q->operand, m[i].id);
-	return i;
+			failed = i;
+	if (failed < n)
+		q_fail("cannot sync %s/tmp/%s", m[failed].q->operand,
+		    m[failed].id);
+	return failed;
 }
 
 void

@@ -272,6 +272,18 @@ assert_drains() {
 	assert_drains q a
 }
 
+@test "qpush -l (fsync = batch): the 3rd file's writeback fails to start: the two before are fdatasynced before their ids" {
+	qconf q 'fsync = batch' 'stale = 1s'
+	printf 'a\nb\nc\nd\ne\n' >"$T/abcde"
+	run --separate-stderr strace -qq -o "$T/trace" -e trace=fdatasync,sync_file_range \
+		-e inject=sync_file_range:error=EIO:when=3 qpush -l -i q <"$T/abcde"
+	assert_failure 74
+	assert_equal "${#lines[@]}" 2
+	assert_equal "$(grep -c '^fdatasync(' "$T/trace")" 2
+	wait_for tmp_reaped q
+	assert_drains q a b
+}
+
 @test "qpush --dedup: the record's sync fails: pushed (id printed), 74; a retry is dropped" {
 	qpush q first
 	# fsync 1: the bucket (the push), 2: dedup/ids (the record)
