@@ -608,7 +608,7 @@ q_check_root(int rootfd, const struct q_config *cfg, bool repair,
 			note(c, "%s: a queue or topic never finished%s", names[i],
 			    repair && old && faccessat(rootfd, names[i], F_OK,
 			    AT_SYMLINK_NOFOLLOW) == -1 ? " (removed)" : "");
-		} else if (repair && q_finish_marking(rootfd, names[i]) == 1) {
+		} else if (repair && q_finish_marking(rootfd, names[i], cfg) == 1) {
 			note(c, "%s: a queue or topic never marked (marked)",
 			    names[i]);
 		} else {

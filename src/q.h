@@ -737,7 +737,8 @@ int q_unsubscribe(struct q_topic *t, const char *name);
 int q_remove_all(int parentfd, const char *name);
 bool q_creation_leftover(const char *name);
 void q_remove_creation(int parentfd, const char *name);
-int q_finish_marking(int rootfd, const char *name);
+int q_finish_marking(int rootfd, const char *name,
+    const struct q_config *cfg);
 /* A topic's subscription, TOPIC/subs/SUB, opened as the queue it is. */
 int q_sub_open(struct q_queue *q, const struct q_config *global,
     const char *topic, const char *sub, int flags);

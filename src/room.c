@@ -31,6 +31,19 @@ over(const struct q_config *c, int64_t depth, int64_t disk)
 	    (c->max_bytes > 0 && disk >= c->max_bytes);
 }
 
+/* Room again: a watch kept from waiting would hold an inotify instance
+ * (128 a user by default) for as long as the queue stays open. */
+static int
+room_found(struct q_queue *q)
+{
+	if (q->roomfd != -1) {
+		close(q->roomfd);
+		q->roomfd = -1;
+		q->roomwoke = false;
+	}
+	return 0;
+}
+
 /*
  * 0: room for a message more (PENDING already staged, not counted yet).
  * -1 with EAGAIN and "NAME: queue full (N messages)": no room.
@@ -45,7 +58,7 @@ q_room(struct q_queue *q, const struct q_config *limits, int pending)
 		return 0;
 	q_depth(q, &depth, &bytes);
 	if (!over(limits, depth + pending, q_disk(q)))
-		return 0;
+		return room_found(q);
 	/* one real count a second for the queue, whoever does it: the
 	 * time is a counter, taken with a compare-and-swap */
 	now = q_now();
@@ -55,7 +68,7 @@ q_room(struct q_queue *q, const struct q_config *limits, int pending)
 	    now))) {
 		q_recount(q, &depth, &bytes);
 		if (!over(limits, depth + pending, q_disk(q)))
-			return 0;
+			return room_found(q);
 	}
 	errno = EAGAIN;
 	if (limits->max_depth > 0 && depth + pending >= limits->max_depth)

@@ -401,6 +401,23 @@ fillable(int dirfd, const struct kind *k)
 	return ours;
 }
 
+/* A creation syncs its body before the rename: a body that survived
+ * has every directory of its kind and a counter file of its size. */
+static bool
+whole_body(int dirfd, const struct kind *k)
+{
+	struct stat st;
+
+	if (fstatat(dirfd, k->counter, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    !S_ISREG(st.st_mode) || (size_t)st.st_size != k->counter_size)
+		return false;
+	for (size_t i = 0; i < k->ndirs; i++)
+		if (fstatat(dirfd, k->dirs[i], &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+		    !S_ISDIR(st.st_mode))
+			return false;
+	return true;
+}
+
 /*
  * NAME in ROOTFD is a directory with no format file.  If it is the body
  * of a queue or a topic, renamed into place by a creation that a crash
@@ -408,22 +425,18 @@ fillable(int dirfd, const struct kind *k)
  * opener would: 1.  0 if it is not such a body; -1 on an error.
  */
 int
-q_finish_marking(int rootfd, const char *name)
+q_finish_marking(int rootfd, const char *name, const struct q_config *cfg)
 {
 	const struct kind *kinds[] = { &q_kind_queue, &q_kind_topic };
 	int fd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC), r = 0;
-	struct stat st;
 
 	if (fd == -1)
 		return -1;
-	for (size_t i = 0; i < 2 && r == 0; i++) {
-		const struct kind *k = kinds[i];
-		/* its counter file is what tells a queue from a topic */
-		if (fstatat(fd, k->counter, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISREG(st.st_mode) && fillable(fd, k))
-			r = q_populate(fd, k) == -1 ? -1 : 1;
-	}
+	q_perm_set(cfg);        /* made as its creator would have made it */
+	for (size_t i = 0; i < 2 && r == 0; i++)
+		if (whole_body(fd, kinds[i]) && fillable(fd, kinds[i]))
+			r = q_populate(fd, kinds[i]) == -1 ? -1 : 1;
 	close(fd);
 	return r;
 }

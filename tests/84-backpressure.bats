@@ -5,6 +5,13 @@
 
 load helper
 
+# inotify_fds PID N: PID holds exactly N inotify instances.
+inotify_fds() {
+	local n
+	n=$(find "/proc/$1/fd" -lname 'anon_inode:inotify' 2>/dev/null | wc -l)
+	((n == $2))
+}
+
 counter() {
 	# slot N of QUEUE's counters file (native 64-bit integers)
 	od -A n -t d8 -j $(($2 * 8)) -N 8 "$QSPOOL/$1/counters" | tr -d ' '
@@ -55,6 +62,26 @@ counter() {
 	assert_output --regexp '= 1 \(\[\{fd=[0-9]+, revents=POLLIN\}\]\)$'
 	run qpop -l jobs
 	assert_output second
+}
+
+@test "--block: a producer that found room again keeps no inotify instance" {
+	mkqueue jobs
+	printf 'max_depth = 1\n' >"$QSPOOL/jobs/q.conf"
+	qpush jobs first
+	mkfifo "$T/lines"
+	exec 5<>"$T/lines"      # kept open: qpush -l reads on after its push
+	spawn qpush --block forever -l jobs <"$T/lines" 5>&-
+	local pid=$BG_PID
+	echo second >&5
+	wait_for inotify_fds "$pid" 1           # blocked, watching cur/
+	run qpop -l jobs
+	assert_output first
+	wait_for test "$(count_new jobs)" = 1  # second is in
+	wait_for inotify_fds "$pid" 0
+	alive "$pid"
+	exec 5>&-
+	bg_wait "$pid"
+	assert_equal "$BG_STATUS" 0
 }
 
 @test "--block=DUR fails with 75 at the deadline; on_full = block waits" {

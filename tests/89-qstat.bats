@@ -203,6 +203,8 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 	# creation renames the body into place, then links format: cut there
 	rm "$QSPOOL/q/format" "$QSPOOL/t/format"
 	mkdir -p "$QSPOOL/mine/new"         # not a body: no counter file
+	mkdir "$QSPOOL/mine2"               # not a body: a seq file alone
+	head -c 8 /dev/zero >"$QSPOOL/mine2/seq"
 	run qstat --check
 	assert_failure 1
 	assert_output --partial "q: a directory with no format file"
@@ -211,10 +213,12 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 	assert_output --partial "q: a queue or topic never marked (marked)"
 	assert_output --partial "t: a queue or topic never marked (marked)"
 	assert_output --partial "mine: a directory with no format file"
+	assert_output --partial "mine2: a directory with no format file"
 	assert_equal "$(cat "$QSPOOL/q/format")" "qspool queue 1"
 	assert_equal "$(cat "$QSPOOL/t/format")" "qspool topic 1"
 	[[ ! -e $QSPOOL/mine/format ]] || fail "a directory of the user's was marked"
-	rm -r "$QSPOOL/mine"
+	[[ ! -e $QSPOOL/mine2/format ]] || fail "a directory holding only seq was marked"
+	rm -r "$QSPOOL/mine" "$QSPOOL/mine2"
 	run qstat --check
 	assert_success
 	qpush q x
