@@ -3,9 +3,9 @@
  * delivery order, print or run a handler per message, and settle each
  * delivery by ack, retry or dead letter (qpop(1), q-spool(5)).
  *
- * One process, no threads: handlers run as guarded process groups
- * (run.c); a poll loop pumps their stderr, reaps them on SIGCHLD,
- * extends their leases and enforces --timeout.
+ * One process, no threads: handlers run as process groups watched by
+ * a warden (run.c); a poll loop pumps their stderr, reaps them on
+ * SIGCHLD, extends their leases and enforces --timeout.
  */
 #include "config.h"
 
@@ -25,7 +25,7 @@
 #include "q.h"
 
 enum why { W_NONE, W_TIMEOUT, W_LOST, W_SHUTDOWN,
-	W_DEADLINE /* the guard ended it at the lease deadline */ };
+	W_DEADLINE /* the warden ended it at the lease deadline */ };
 
 struct job {
 	bool busy;
@@ -51,7 +51,7 @@ struct run {
 	q_time recover_at;      /* next o->recover */
 	struct q_seen done;     /* --idempotent */
 	struct pollfd *pollfds;
-	struct q_watch *watch;  /* one a job, shared with its guard */
+	struct q_ward *ward;    /* the handlers' warden (run.c) */
 };
 
 static int sigpipe_fds[2] = { -1, -1 };
@@ -448,12 +448,14 @@ start_job(struct run *r, struct job *j)
 		ro.outfd = j->fw.outfd;
 	}
 	int slot = (int)(j - r->jobs);
-	ro.watch = &r->watch[slot];
+	ro.watch = &r->ward->slot[slot];
 	atomic_store(&ro.watch->fired, 0);
 	ro.watch->lease = r->q->cfg.lease;
-	atomic_store(&ro.watch->deadline, r->o->no_ack ? 0 : j->l.n.deadline);
-	if (q_run_start(&ro, &j->c) == -1)
+	/* no deadline until the handler's group is in the slot */
+	q_ward_deadline(r->ward, slot, 0);
+	if (q_ward_watch(r->ward) == -1 || q_run_start(&ro, &j->c) == -1)
 		goto fail;
+	q_ward_deadline(r->ward, slot, r->o->no_ack ? 0 : j->l.n.deadline);
 	if (slot < MAX_GROUPS)
 		groups[slot] = j->c.pid;
 	j->busy = true;
@@ -499,7 +501,7 @@ describe(int status, enum why why, char *buf, size_t len)
 		snprintf(buf, len, "status %d", status);
 }
 
-/* The guard has exited with CMD's status: settle the delivery. */
+/* The handler has exited: settle the delivery. */
 static void
 finish_job(struct run *r, struct job *j, int status)
 {
@@ -513,12 +515,12 @@ finish_job(struct run *r, struct job *j, int status)
 		if (poll(&p, 1, 0) <= 0)
 			break;
 	}
-	err = q_run_exec_error(&j->c);
 	q_run_close(&j->c);
 	int slot = (int)(j - r->jobs);
+	err = atomic_load(&r->ward->slot[slot].exec_errno);
 	if (slot < MAX_GROUPS)
 		groups[slot] = 0;
-	if (atomic_load(&r->watch[slot].fired) && j->why == W_NONE)
+	if (atomic_load(&r->ward->slot[slot].fired) && j->why == W_NONE)
 		j->why = W_DEADLINE;
 	j->busy = false;
 	r->running--;
@@ -608,16 +610,40 @@ finish_job(struct run *r, struct job *j, int status)
 	q_lease_done(l);
 }
 
+/*
+ * A handler that exited is left unreaped while what it left running in
+ * its group is told to stop, so its group's id cannot have been reused;
+ * a warden that died is replaced.
+ */
 static void
 reap_children(struct run *r)
 {
+	siginfo_t si;
 	int status;
-	pid_t pid;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+	for (;;) {
+		si.si_pid = 0;
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == -1 ||
+		    si.si_pid <= 0)
+			return;
+		pid_t pid = si.si_pid;
+		struct job *j = NULL;
 		for (int i = 0; i < r->njobs; i++)
-			if (r->jobs[i].busy && r->jobs[i].c.pid == pid)
-				finish_job(r, &r->jobs[i], status);
+			if (r->jobs[i].busy && r->jobs[i].c.pid == pid) {
+				j = &r->jobs[i];
+				atomic_store(&r->ward->slot[i].group, 0);
+			}
+		if (j)
+			kill(-pid, SIGTERM);    /* the delivery is over */
+		if (waitpid(pid, &status, 0) != pid)
+			continue;
+		if (j)
+			finish_job(r, j, status);
+		else if (q_ward_reaped(r->ward, pid) == -1) {
+			q_warnq();
+			r->io_error = r->stopping = true;
+		}
+	}
 }
 
 /* Heartbeats, timeouts and kills that are due. */
@@ -632,8 +658,7 @@ tick(struct run *r)
 			continue;
 		if (j->next_hb && now >= j->next_hb && j->why != W_LOST) {
 			if (q_heartbeat(r->q, &j->l, r->q->cfg.lease) == 0) {
-				atomic_store(&r->watch[i].deadline,
-				    j->l.n.deadline);
+				q_ward_deadline(r->ward, i, j->l.n.deadline);
 				j->next_hb = now + r->q->cfg.lease / 3;
 			} else if (errno == ENOENT) {
 				j->next_hb = 0;
@@ -808,7 +833,7 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 	}
 	setup_signals();
 	r.njobs = o->argv ? (o->jobs > 0 ? o->jobs : 1) : 0;
-	if (r.njobs && !(r.watch = q_watch_map(r.njobs))) {
+	if (r.njobs && !(r.ward = q_ward_map(r.njobs))) {
 		q_warnq();
 		return EX_OSERR;
 	}
@@ -888,7 +913,7 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 		q_msg_free(&r.jobs[i].l.m);
 	free(r.jobs);
 	free(r.pollfds);
-	q_watch_unmap(r.watch, r.njobs);
+	q_ward_stop(r.ward);
 	if (r.exec_failed || r.gone)
 		status = EX_UNAVAILABLE;
 	else if (r.io_error)

@@ -427,26 +427,37 @@ int q_await_operand(const struct q_config *c, const char *operand,
 
 /* run.c: a handler in its own process group, guarded. */
 struct q_child {
-	pid_t pid;              /* the guard, leader of the handler's group */
+	pid_t pid;              /* the handler, leader of its own group */
 	int errfd;              /* stderr pipe read end, -1 when closed */
-	int execfd;             /* exec-error pipe read end */
 	char tail[4096];        /* last 4 KiB of the handler's stderr */
 	size_t tail_len, tail_pos;
 	bool quiet;             /* keep the tail, pass nothing through */
 };
 
 /*
- * What a guard watches, in memory shared with qpop: the lease deadline
- * it must not let the handler outlive (qpop moves it on each heartbeat),
- * and whether the guard had to act on it.
+ * What the warden watches for one handler, in memory shared with qpop:
+ * the handler's process group, the lease deadline it must not outlive
+ * (qpop moves it on each heartbeat), and whether the warden had to act.
  */
 struct q_watch {
+	_Atomic pid_t group;            /* 0: no handler in the slot */
 	_Atomic q_time deadline;        /* 0: none (--no-ack) */
 	q_time lease;                   /* its length, for the margins */
-	_Atomic int fired;              /* the guard stopped the handler */
+	_Atomic int fired;              /* the warden stopped the handler */
+	_Atomic int exec_errno;         /* why CMD could not be run, or 0 */
+	q_time termed;                  /* the deadline it sent SIGTERM for */
 };
-struct q_watch *q_watch_map(int n);     /* N slots, shared with children */
-void q_watch_unmap(struct q_watch *w, int n);
+struct q_ward {
+	pid_t pid;                      /* the warden */
+	int n;
+	_Atomic q_time wake_at;         /* when the warden looks next */
+	struct q_watch slot[];
+};
+struct q_ward *q_ward_map(int n);
+int q_ward_watch(struct q_ward *wd);
+int q_ward_reaped(struct q_ward *wd, pid_t pid);
+void q_ward_deadline(struct q_ward *wd, int slot, q_time deadline);
+void q_ward_stop(struct q_ward *wd);
 
 struct q_runopt {
 	int outfd;              /* CMD's standard output, or -1: inherited */
@@ -462,8 +473,6 @@ int q_run_check(const char *cmd);
 int q_run_start(const struct q_runopt *o, struct q_child *c);
 /* Read available stderr, pass it through, keep the tail. 0 at EOF. */
 int q_run_pump(struct q_child *c);
-/* After the guard exited: 0, or the errno that exec failed with. */
-int q_run_exec_error(struct q_child *c);
 void q_run_close(struct q_child *c);
 void q_run_tail(const struct q_child *c, char *buf, size_t *len);
 

@@ -1,27 +1,31 @@
 /*
- * run.c - a handler in its own process group, watched by a guard.
+ * run.c - a handler in its own process group, watched by a warden.
  *
- * qpop forks a guard; the guard leads a new process group, forks CMD
- * into it and mirrors CMD's wait status as its own.  When qpop dies
- * (even by SIGKILL) the guard learns it (PR_SET_PDEATHSIG, or its
- * parent changing) and kills the whole group, so an expired lease never
- * lets two copies of one delivery run.
+ * qpop forks each handler straight into a new process group (one fork
+ * and one exec a message) and waits for it itself.  Beside them runs
+ * one warden for the whole run, forked once: when qpop dies (even by
+ * SIGKILL) the warden learns it (PR_SET_PDEATHSIG, or its parent
+ * changing) and kills every handler's whole group, so an expired lease
+ * never lets two copies of one delivery run.  Each handler also dies
+ * with qpop itself (PR_SET_PDEATHSIG), and records its group in the
+ * shared slot before it can start anything, so no group escapes.
  *
- * qpop can be stopped (SIGSTOP, a starved machine) while the guard and
- * the handler go on; then nobody renews the lease.  So the guard also
- * keeps the lease deadline qpop last set (struct q_watch, shared
+ * qpop can be stopped (SIGSTOP, a starved machine) while the handlers
+ * go on; then nobody renews the lease.  So the warden also keeps the
+ * lease deadline qpop last set for each slot (struct q_watch, shared
  * memory) and ends the group before that deadline passes: SIGTERM an
  * eighth of a lease before it, SIGKILL a twentieth before it (heartbeats
  * come every third of a lease, so only a qpop late by over half a lease
- * meets them).  A consumer
- * reaps a lease only once its deadline has passed, so a second copy of
- * the delivery can start only after the first has been killed.
+ * meets them).  A consumer reaps a lease only once its deadline has
+ * passed, so a second copy of the delivery can start only after the
+ * first has been killed.
  */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,57 +52,110 @@ extern char **environ;
 static const char *const own[] = { "Id", "Enqueued-At", "Correlation-Id",
 	"Causation-Id", "traceparent", "Key", "Dedup-Id" };
 
+/* A handler's environment, made in qpop before the handler starts (the
+ * child of a vfork may not allocate). */
+struct env {
+	char **v;
+	size_t n, cap;
+	bool nomem;
+};
+
+static void
+env_free(struct env *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		free(e->v[i]);
+	free(e->v);
+}
+
+/* Set NAME=VALUE, replacing an entry of that name. */
+static void
+env_put(struct env *e, const char *name, const char *value)
+{
+	size_t len = strlen(name);
+	char *s;
+
+	if (e->nomem || asprintf(&s, "%s=%s", name, value) == -1) {
+		e->nomem = true;
+		return;
+	}
+	for (size_t i = 0; i < e->n; i++)
+		if (strncmp(e->v[i], s, len + 1) == 0) {
+			free(e->v[i]);
+			e->v[i] = s;
+			return;
+		}
+	if (e->n + 2 > e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 64;
+		char **v = reallocarray(e->v, cap, sizeof *v);
+		if (!v) {
+			free(s);
+			e->nomem = true;
+			return;
+		}
+		e->v = v;
+		e->cap = cap;
+	}
+	e->v[e->n++] = s;
+	e->v[e->n] = NULL;
+}
+
 /*
- * Take our own variables and every inherited QH_ one out of the
- * environment before a handler's are set.  Entries are removed from
- * environ directly: an entry without '=' (execve allows it) is not
- * removed by unsetenv, and a loop that waited for it to go would spin.
+ * The inherited environment without our own variables and without any
+ * inherited QH_ one.  An entry without '=' (execve allows it) is kept
+ * as it is.
  */
 static void
-clear_env(void)
+env_inherit(struct env *e)
 {
 	static const char *const vars[] = { "QID", "QQUEUE", "QATTEMPT",
 		"QMAX_ATTEMPTS",
 		"QSUB", "Q_CORRELATION_ID", "Q_CAUSATION_ID", "TRACEPARENT" };
-	char **out = environ;
 
-	if (!environ)
-		return;
-	for (char **e = environ; *e; e++) {
-		const char *eq = strchr(*e, '=');
-		size_t n = eq ? (size_t)(eq - *e) : strlen(*e);
-		bool drop = strncmp(*e, "QH_", 3) == 0;
+	for (char **p = environ; p && *p; p++) {
+		const char *eq = strchr(*p, '=');
+		size_t n = eq ? (size_t)(eq - *p) : strlen(*p);
+		bool drop = strncmp(*p, "QH_", 3) == 0;
 		for (size_t i = 0; !drop && i < sizeof vars / sizeof vars[0]; i++)
 			drop = strlen(vars[i]) == n &&
-			    strncmp(*e, vars[i], n) == 0;
+			    strncmp(*p, vars[i], n) == 0;
+		if (!drop && eq) {
+			char name[256];
+			if (n < sizeof name) {
+				memcpy(name, *p, n);
+				name[n] = '\0';
+				env_put(e, name, eq + 1);
+				continue;
+			}
+		}
 		if (!drop)
-			*out++ = *e;
+			env_put(e, *p, "");     /* kept whole, if odd */
 	}
-	*out = NULL;
 }
 
-static void
-set_env(const struct q_runopt *o)
+static int
+make_env(const struct q_runopt *o, struct env *e)
 {
 	const struct q_headers *hs = &o->l->m.hs;
 	const char *v;
 	char buf[32], name[80];
 
-	clear_env();
-	setenv("QID", o->l->n.id, 1);
-	setenv("QQUEUE", o->q->operand, 1);
+	memset(e, 0, sizeof *e);
+	env_inherit(e);
+	env_put(e, "QID", o->l->n.id);
+	env_put(e, "QQUEUE", o->q->operand);
 	snprintf(buf, sizeof buf, "%u", o->l->n.attempts);
-	setenv("QATTEMPT", buf, 1);
+	env_put(e, "QATTEMPT", buf);
 	snprintf(buf, sizeof buf, "%lld", o->q->cfg.max_attempts);
-	setenv("QMAX_ATTEMPTS", buf, 1);
+	env_put(e, "QMAX_ATTEMPTS", buf);
 	if (o->sub)
-		setenv("QSUB", o->sub, 1);
+		env_put(e, "QSUB", o->sub);
 	if ((v = q_header_get(hs, "Correlation-Id")))
-		setenv("Q_CORRELATION_ID", v, 1);
+		env_put(e, "Q_CORRELATION_ID", v);
 	if ((v = q_header_get(hs, "Causation-Id")))
-		setenv("Q_CAUSATION_ID", v, 1);
+		env_put(e, "Q_CAUSATION_ID", v);
 	if ((v = q_header_get(hs, "traceparent")))
-		setenv("TRACEPARENT", v, 1);
+		env_put(e, "TRACEPARENT", v);
 	for (int i = 0; i < hs->n; i++) {
 		bool skip = false;
 		for (size_t k = 0; k < sizeof own / sizeof own[0]; k++)
@@ -112,114 +169,107 @@ set_env(const struct q_runopt *o)
 			name[j++] = isalnum((unsigned char)*p) ?
 			    (char)toupper((unsigned char)*p) : '_';
 		name[j] = '\0';
-		setenv(name, hs->h[i].value, 1);
+		env_put(e, name, hs->h[i].value);
 	}
+	if (e->nomem) {
+		env_free(e);
+		errno = ENOMEM;
+		return q_fail("cannot make the handler's environment");
+	}
+	return 0;
 }
 
-static _Noreturn void
-handler(const struct q_runopt *o, pid_t guard, int errw, int execw)
-{
-	sigset_t none;
-	int e;
+/* What the child needs, all made before it starts. */
+struct spawn {
+	const struct q_runopt *o;
+	pid_t qpop;
+	int errw;
+	char **envp;
+};
 
+/*
+ * The child, between fork (or vfork) and exec.  Under vfork it shares
+ * qpop's memory: it only makes system calls, and reports a failure to
+ * exec in the shared slot rather than in a variable of qpop's.
+ */
+static int
+handler(void *arg)
+{
+	const struct spawn *sp = arg;
+	const struct q_runopt *o = sp->o;
+	sigset_t none;
+
+	/* the warden kills this group if qpop dies from here on */
+	setpgid(0, 0);
+	atomic_store(&o->watch->group, getpid());
 	/* every signal at its default, even ones ignored where qpop runs */
 	for (int sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 #ifdef HAVE_SYS_PRCTL_H
-	prctl(PR_SET_PDEATHSIG, SIGKILL);       /* dies with its guard */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);       /* dies with qpop */
 #endif
-	if (getppid() != guard)
+	if (getppid() != sp->qpop)
 		_exit(126);
 	/* the key's lock lives as long as any process of the delivery */
 	if (o->l->keyfd != -1 && fcntl(o->l->keyfd, F_SETFD, 0) == -1)
 		goto fail;
 	if (lseek(o->l->m.fd, (off_t)o->l->m.body_off, SEEK_SET) == -1 ||
-	    dup2(o->l->m.fd, 0) == -1 || dup2(errw, 2) == -1 ||
+	    dup2(o->l->m.fd, 0) == -1 || dup2(sp->errw, 2) == -1 ||
 	    (o->outfd != -1 && dup2(o->outfd, 1) == -1) ||
 	    fcntl(0, F_SETFL, 0) == -1)
 		goto fail;
-	set_env(o);
+#ifdef HAVE_EXECVPE
+	execvpe(o->argv[0], o->argv, sp->envp);
+#else
+	environ = sp->envp;     /* a fork: qpop's own is untouched */
 	execvp(o->argv[0], o->argv);
+#endif
 fail:
-	e = errno;
-	if (write(execw, &e, sizeof e) != (ssize_t)sizeof e)
-		_exit(126);
+	atomic_store(&o->watch->exec_errno, errno);
 	_exit(127);
 }
 
-/* Mirror CMD's wait status as the guard's own. */
-static _Noreturn void
-mirror(int status)
-{
-	if (WIFSIGNALED(status)) {
-		sigset_t s;
-		int sig = WTERMSIG(status);
-		struct rlimit nocore = { 0, 0 };
-		setrlimit(RLIMIT_CORE, &nocore);
-		signal(sig, SIG_DFL);
-		sigemptyset(&s);
-		sigaddset(&s, sig);
-		sigprocmask(SIG_UNBLOCK, &s, NULL);
-		raise(sig);
-	}
-	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 126);
-}
-
-/* Job control reaches the handler's group; the guard must not stop. */
-static void
-ignore_stops(void)
-{
-	signal(SIGTSTP, SIG_IGN);
-	signal(SIGTTIN, SIG_IGN);
-	signal(SIGTTOU, SIG_IGN);
-}
-
 /*
- * The lease deadline: 0 while it is far, else the time to look again.
- * Past the margins, the group is told to stop and then killed.
+ * Act on slot W's lease deadline: 0 while it is far, else the time to
+ * look again.  Past the margins, its group is told to stop, then killed.
  */
 static q_time
-enforce_deadline(struct q_watch *w, bool *termed)
+enforce_deadline(struct q_watch *w, q_time now)
 {
-	q_time dl, now = q_now();
+	/* the group first: a job stores its deadline before its group */
+	pid_t g = atomic_load(&w->group);
+	q_time dl;
 
-	if (!w || !(dl = atomic_load(&w->deadline)))
+	if (g <= 0 || !(dl = atomic_load(&w->deadline)))
 		return 0;
 	q_time term_at = dl - w->lease / 8, kill_at = dl - w->lease / 20;
 	if (now >= kill_at) {
 		atomic_store(&w->fired, 1);
-		kill(0, SIGKILL);       /* the guard too: the delivery is over */
+		kill(-g, SIGKILL);
+		return 0;
 	}
-	if (now >= term_at && !*termed) {
+	if (now >= term_at && w->termed != dl) {
 		atomic_store(&w->fired, 1);
-		kill(0, SIGTERM);       /* the guard has SIGTERM blocked */
-		*termed = true;
+		kill(-g, SIGTERM);
+		w->termed = dl;         /* once for each deadline qpop sets */
 	}
-	if (now < term_at)
-		*termed = false;        /* qpop renewed the lease meanwhile */
 	return now < term_at ? term_at : kill_at;
 }
 
 static _Noreturn void
-guard(const struct q_runopt *o, pid_t qpop, int errw, int execw)
+warden(struct q_ward *wd, pid_t qpop)
 {
-	struct q_watch *w = o->watch;
-	bool termed = false;
 	sigset_t set;
-	pid_t pid;
+	int fd;
 
-	setpgid(0, 0);
-	ignore_stops();
-	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGUSR2);
-	sigaddset(&set, SIGTERM);       /* qpop's TERM is for the handler */
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
+	setpgid(0, 0);  /* ^C at a terminal is for qpop, not for us */
+	sigfillset(&set);
 	sigprocmask(SIG_BLOCK, &set, NULL);
-	signal(SIGCHLD, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);       /* qpop: a nearer deadline */
+	sigaddset(&set, SIGUSR2);       /* qpop is gone */
 #ifdef HAVE_SYS_PRCTL_H
 	prctl(PR_SET_PDEATHSIG, SIGUSR2);
 #elif defined(HAVE_SYS_PROCCTL_H) && defined(PROC_PDEATHSIG_CTL)
@@ -228,59 +278,122 @@ guard(const struct q_runopt *o, pid_t qpop, int errw, int execw)
 		procctl(P_PID, 0, PROC_PDEATHSIG_CTL, &sig);
 	}
 #endif
-	if (getppid() != qpop)
-		kill(0, SIGKILL);
-	pid_t self = getpid();
-	if ((pid = fork()) == -1)
-		_exit(126);
-	if (pid == 0)
-		handler(o, self, errw, execw);
-	/* other deliveries' files and key locks are not the guard's */
+	/* hold no delivery's files or locks, and none of qpop's pipes */
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+	}
 	closefrom(3);
-	sigdelset(&set, SIGTERM);
-	sigdelset(&set, SIGINT);
-	sigdelset(&set, SIGHUP);
 	for (;;) {
-		struct timespec poll = { 1, 0 };
-		q_time next = enforce_deadline(w, &termed), now = q_now();
-		if (next && next - now < Q_SEC) {
-			q_time d = next > now ? next - now : 0;
-			poll.tv_sec = 0;
-			poll.tv_nsec = (long)(d * 1000) + 1000000;
-			if (poll.tv_nsec > 999999999)
-				poll.tv_nsec = 999999999;
+		q_time now = q_now(), next = now + Q_SEC;
+		bool gone = getppid() != qpop;
+		atomic_store(&wd->wake_at, 0);  /* looking: see q_ward_deadline */
+		for (int i = 0; i < wd->n; i++) {
+			struct q_watch *w = &wd->slot[i];
+			pid_t g = atomic_load(&w->group);
+			if (gone && g > 0)
+				kill(-g, SIGKILL);
+			q_time t = gone ? 0 : enforce_deadline(w, now);
+			if (t && t < next)
+				next = t;
 		}
-		int status, sig = sigtimedwait(&set, NULL, &poll);
-		if (sig == SIGUSR2 || getppid() != qpop)
-			kill(0, SIGKILL);       /* qpop is gone: so is the group */
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			/* the delivery is over: so is what CMD left running
-			 * in its group (the guard has SIGTERM blocked) */
-			kill(0, SIGTERM);
-			mirror(status);
-		}
+		if (gone)
+			_exit(0);
+		atomic_store(&wd->wake_at, next);
+		q_time d = next > now ? next - now : 0;
+		struct timespec ts = { (time_t)(d / Q_SEC),
+			(long)(d % Q_SEC * 1000) + 1000000 };
+		if (ts.tv_nsec > 999999999)
+			ts.tv_nsec = 999999999;
+		sigtimedwait(&set, NULL, &ts);
 	}
 }
 
-/* Watch slots for N jobs, shared with the guards that fork(2) inherits. */
-struct q_watch *
-q_watch_map(int n)
+static int
+ward_fork(struct q_ward *wd)
 {
-	void *p = mmap(NULL, (size_t)n * sizeof(struct q_watch),
-	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pid_t qpop = getpid();
 
-	if (p == MAP_FAILED) {
+	pid_t pid;
+
+	atomic_store(&wd->wake_at, 0);  /* it has not looked yet */
+	if ((pid = fork()) == -1)
+		return q_fail("cannot fork");
+	if (pid == 0)
+		warden(wd, qpop);
+	wd->pid = pid;  /* by qpop alone: the memory is shared */
+	return 0;
+}
+
+/*
+ * The shared slots of N handlers.  Their warden, one process for the
+ * whole run, is started with the first handler (q_ward_watch): it kills
+ * every handler's group when qpop dies and ends a handler at its lease
+ * deadline when qpop cannot (stopped, starved).  NULL on failure.
+ */
+struct q_ward *
+q_ward_map(int n)
+{
+	size_t size = sizeof(struct q_ward) + (size_t)n * sizeof(struct q_watch);
+	struct q_ward *wd = mmap(NULL, size, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (wd == MAP_FAILED) {
 		q_fail("cannot map the handlers' lease deadlines");
 		return NULL;
 	}
-	return p;
+	wd->n = n;
+	return wd;
+}
+
+/* Make sure the warden runs: before a handler starts. */
+int
+q_ward_watch(struct q_ward *wd)
+{
+	return wd->pid > 0 ? 0 : ward_fork(wd);
+}
+
+/* PID was reaped: if it was the warden (killed?), start another. */
+int
+q_ward_reaped(struct q_ward *wd, pid_t pid)
+{
+	if (!wd || pid != wd->pid)
+		return 0;
+	wd->pid = 0;
+	return ward_fork(wd) == -1 ? -1 : 1;
+}
+
+/*
+ * Slot I's lease deadline is now DEADLINE (0: none).  The warden is
+ * woken if it would sleep past the first margin, or is looking (0) and
+ * may have missed it: it stores 0 before it looks at the slots and its
+ * next wake after, and a signal stays pending until it sleeps.
+ */
+void
+q_ward_deadline(struct q_ward *wd, int i, q_time deadline)
+{
+	struct q_watch *w = &wd->slot[i];
+
+	atomic_store(&w->deadline, deadline);
+	if (!deadline || wd->pid <= 0)
+		return;
+	q_time wake = atomic_load(&wd->wake_at);
+	if (wake == 0 || deadline - w->lease / 8 < wake)
+		kill(wd->pid, SIGUSR1);
 }
 
 void
-q_watch_unmap(struct q_watch *w, int n)
+q_ward_stop(struct q_ward *wd)
 {
-	if (w)
-		munmap(w, (size_t)n * sizeof *w);
+	if (!wd)
+		return;
+	if (wd->pid > 0) {
+		kill(wd->pid, SIGKILL);
+		while (waitpid(wd->pid, NULL, 0) == -1 && errno == EINTR)
+			;
+	}
+	munmap(wd, sizeof *wd + (size_t)wd->n * sizeof(struct q_watch));
 }
 
 static int
@@ -329,42 +442,74 @@ q_run_check(const char *cmd)
 	}
 }
 
+#ifdef HAVE_CLONE
+/* The vfork child's stack, made once. */
+static void *
+child_stack(void)
+{
+	static void *top;
+	size_t size = 256 * 1024;
+
+	if (!top) {
+		void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+		if (p != MAP_FAILED)
+			top = (char *)p + size;
+	}
+	return top;
+}
+#endif
+
+/*
+ * Start CMD for one delivery.  On Linux the child shares qpop's memory
+ * until it execs (clone with CLONE_VM | CLONE_VFORK, as posix_spawn
+ * does), so a message costs no copy of qpop's page tables; elsewhere it
+ * is a fork.  Signals stay blocked until the child has reset them, so
+ * none of qpop's handlers runs in it.
+ */
 int
 q_run_start(const struct q_runopt *o, struct q_child *c)
 {
-	int errp[2], execp[2];
-	pid_t qpop = getpid();
+	struct spawn sp = { .o = o, .qpop = getpid() };
+	struct env env;
+	int errp[2];
+	sigset_t all, mask;
 
 	memset(c, 0, sizeof *c);
-	c->errfd = c->execfd = -1;
-	if (pipe2(errp, O_CLOEXEC) == -1)
-		return q_fail("cannot make a pipe");
-	if (pipe2(execp, O_CLOEXEC) == -1) {
-		close(errp[0]);
-		close(errp[1]);
-		return q_fail("cannot make a pipe");
-	}
+	c->errfd = -1;
 	c->quiet = o->quiet;
-	c->pid = fork();
-	if (c->pid == -1) {
-		int saved = errno;
-		close(errp[0]); close(errp[1]);
-		close(execp[0]); close(execp[1]);
-		errno = saved;
-		return q_fail("cannot fork");
+	atomic_store(&o->watch->exec_errno, 0);
+	if (make_env(o, &env) == -1)
+		return -1;
+	if (pipe2(errp, O_CLOEXEC) == -1) {
+		env_free(&env);
+		return q_fail("cannot make a pipe");
 	}
-	if (c->pid == 0) {
+	sp.errw = errp[1];
+	sp.envp = env.v;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &mask);
+#ifdef HAVE_CLONE
+	void *stack = child_stack();
+	c->pid = stack ? clone(handler, stack, CLONE_VM | CLONE_VFORK |
+	    SIGCHLD, &sp) : -1;
+#else
+	if ((c->pid = fork()) == 0)
+		handler(&sp);
+#endif
+	int saved = errno;
+	sigprocmask(SIG_SETMASK, &mask, NULL);
+	close(errp[1]);
+	env_free(&env);
+	if (c->pid == -1) {
 		close(errp[0]);
-		close(execp[0]);
-		guard(o, qpop, errp[1], execp[1]);
+		errno = saved;
+		return q_fail("cannot start a handler");
 	}
 	setpgid(c->pid, c->pid);        /* no race with the first kill(-pid) */
-	close(errp[1]);
-	close(execp[1]);
+	atomic_store(&o->watch->group, c->pid);
 	c->errfd = errp[0];
-	c->execfd = execp[0];
 	fcntl(c->errfd, F_SETFL, O_NONBLOCK);
-	fcntl(c->execfd, F_SETFL, O_NONBLOCK);
 	return 0;
 }
 
@@ -409,26 +554,10 @@ q_run_tail(const struct q_child *c, char *buf, size_t *len)
 	*len = c->tail_len;
 }
 
-int
-q_run_exec_error(struct q_child *c)
-{
-	int e = 0;
-
-	if (c->execfd == -1)
-		return 0;
-	if (read(c->execfd, &e, sizeof e) != (ssize_t)sizeof e)
-		e = 0;
-	close(c->execfd);
-	c->execfd = -1;
-	return e;
-}
-
 void
 q_run_close(struct q_child *c)
 {
 	if (c->errfd != -1)
 		close(c->errfd);
-	if (c->execfd != -1)
-		close(c->execfd);
-	c->errfd = c->execfd = -1;
+	c->errfd = -1;
 }

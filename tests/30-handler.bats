@@ -317,6 +317,55 @@ load helper
 	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
 }
 
+@test "handler: one process a message: a warden for the run, no guard per handler" {
+	qpush -l q <<<$'a\nb\nc\nd\ne'
+	# every process qpop starts: 5 handlers and the one warden
+	run strace -f -o "$T/trace" -e trace=clone,clone3,fork,vfork qpop -j 2 --drain q -- true
+	assert_success
+	run grep -cE '(clone|clone3|fork|vfork)\(' "$T/trace"
+	assert_output 6
+	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+	# nothing to handle: no warden either
+	run strace -f -o "$T/trace" -e trace=clone,clone3,fork,vfork qpop q -- true
+	assert_failure 1
+	run grep -cE '(clone|clone3|fork|vfork)\(' "$T/trace"
+	assert_output 0
+}
+
+@test "handler: kill -9 of qpop with -j 3 kills every handler's group" {
+	qpush -l q <<<$'a\nb\nc'
+	spawn qpop -j 3 --drain --lease=1s q -- sh -c 'exec qt-hold "$1/h.$QID.pid"' sh "$T" \
+		>"$T/out" 2>"$T/err"
+	wait_for eval '[[ $(ls "$T"/h.*.child.pid 2>/dev/null | wc -l) -eq 3 ]]'
+	local pids=() f
+	for f in "$T"/h.*.pid; do
+		pids+=("$(read_pid "$f")")
+	done
+	assert_equal "${#pids[@]}" 6
+	kill -9 "$BG_PID"
+	bg_wait "$BG_PID"
+	for f in "${pids[@]}"; do
+		wait_for dead "$f"
+	done
+}
+
+@test "handler: kill -9 of the warden: qpop starts another, which still kills the group when qpop dies" {
+	local pid child warden next
+	qpush q a
+	spawn qpop --lease=1s q -- qt-hold "$T/h.pid" >"$T/out" 2>"$T/err"
+	pid=$(read_pid "$T/h.pid")
+	child=$(read_pid "$T/h.child.pid")
+	warden=$(pgrep -P "$BG_PID" | grep -vx "$pid")
+	[[ -n $warden ]] || fail "no warden beside the handler"
+	kill -9 "$warden"
+	wait_for eval 'next=$(pgrep -P "$BG_PID" | grep -vx "$pid" | grep -vx "$warden"); [[ -n $next ]]'
+	alive "$pid" || fail "the handler died with the warden"
+	kill -9 "$BG_PID"
+	bg_wait "$BG_PID"
+	wait_for dead "$pid"
+	wait_for dead "$child"
+}
+
 # --- leases ---------------------------------------------------------------------------------
 
 @test "handler: heartbeats keep the lease of a handler that runs past it" {

@@ -29,7 +29,7 @@ stop_mid_handler() {
 	kill -STOP "$A"
 }
 
-@test "SIGSTOP of qpop: its guard ends the handler's group before the lease runs out; no second copy overlaps" {
+@test "SIGSTOP of qpop: its warden ends the handler's group before the lease runs out; no second copy overlaps" {
 	stop_mid_handler
 	run second_consumer "$H"
 	assert_success
@@ -59,7 +59,7 @@ stop_mid_handler() {
 	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
 }
 
-@test "a lease renewed by heartbeats is not cut short by the guard" {
+@test "a lease renewed by heartbeats is not cut short by the warden" {
 	qpush q one
 	run qpop --lease=300ms q -- sh -c 'sleep 1; echo ran >"$1"' sh "$T/ran"
 	assert_success

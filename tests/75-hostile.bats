@@ -481,7 +481,7 @@ while [ ! -e "$3" ] && [ $n -lt 500 ]; do n=$((n + 1)); sleep 0.02; done
 # stop_a_reap_b [finish]: consumer A (lease 1s) takes the message and is
 # stopped (SIGSTOP) with its handler running (with "finish", the handler
 # is let finish while A is stopped); once the lease has expired, B (lease
-# 10s) reaps it and runs its handler, which waits for $T/go.b.  A's guard
+# 10s) reaps it and runs its handler, which waits for $T/go.b.  A's warden
 # ends A's handler before the lease deadline: two copies never run at once.
 # Sets A (qpop's pid), B (qpop's pid), APID (A's handler's pid).
 stop_a_reap_b() {
