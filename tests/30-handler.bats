@@ -364,6 +364,7 @@ load helper
 	bg_wait "$BG_PID"
 	wait_for dead "$pid"
 	wait_for dead "$child"
+	wait_for dead "$next"
 }
 
 # --- leases ---------------------------------------------------------------------------------
