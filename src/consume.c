@@ -695,10 +695,14 @@ stop(struct run *r, bool force)
 		r->stop_at = q_now();
 }
 
-/* Sleep until a child, a signal, a timer or (if WATCH) the queue. */
-static void
+/*
+ * Sleep until a child, a signal, a timer or (if WATCH) the queue.
+ * Q_WOKE_LATER when later/ or cur/ may have changed.
+ */
+static int
 sleep_until_event(struct run *r, bool watch)
 {
+	int woke = 0;
 	struct pollfd *p = r->pollfds;
 	nfds_t n = 0;
 	q_time t = r->stop_at, now;
@@ -729,11 +733,14 @@ sleep_until_event(struct run *r, bool watch)
 		while (read(sigpipe_fds[0], buf, sizeof buf) > 0)
 			;
 		if (watch)
-			q_wait_consume(&r->w);
+			woke = q_wait_consume(&r->w);
 	}
 	for (int i = 0; i < r->njobs; i++)
 		if (r->jobs[i].busy)
 			q_run_pump(&r->jobs[i].c);
+	if (watch && q_wait_fd(&r->w) == -1)
+		woke = Q_WOKE_LATER;    /* polling: no news of what changed */
+	return woke;
 }
 
 static bool
@@ -888,10 +895,12 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 					r.waiting_armed = true;
 					continue;       /* look once more, watched */
 				}
-				sleep_until_event(&r, true);
+				int woke = sleep_until_event(&r, true);
 				/* waiting for a key's turn: an ack elsewhere is news */
 				q_wait_watch(&r.w, q, r.scan.keywait);
-				if (!o->peek)
+				/* news in new/ alone needs only the scan below */
+				if (!o->peek && (woke & Q_WOKE_LATER ||
+				    (r.next_event && q_now() >= r.next_event)))
 					upkeep(&r);
 				q_scan_restart(&r.scan);
 				continue;

@@ -412,14 +412,21 @@ int q_promote(struct q_queue *q, struct q_upkeep *u);
 int q_clean_tmp(struct q_queue *q, struct q_upkeep *u);
 
 /* wait.c: sleep until the queue may have changed. */
+struct q_wd {
+	int wd, kind;
+};
 struct q_waiter {
 	int ifd;                /* inotify, or -1: poll */
-	int newwd, laterwd;
+	bool armed;             /* the watches are in place */
+	bool acks;              /* cur/ is watched too */
+	struct q_wd *wds;       /* what each watch is on */
+	size_t nwd, capwd;
 };
 void q_wait_init(struct q_waiter *w, struct q_queue *q);
 void q_wait_watch(struct q_waiter *w, struct q_queue *q, bool acks);
 int q_wait_fd(const struct q_waiter *w);
-void q_wait_consume(struct q_waiter *w);
+#define Q_WOKE_LATER 1
+int q_wait_consume(struct q_waiter *w);
 void q_wait_close(struct q_waiter *w);
 #define Q_POLL_INTERVAL (1 * Q_SEC)
 int q_await_operand(const struct q_config *c, const char *operand,

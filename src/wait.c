@@ -20,23 +20,62 @@
 #include "q.h"
 
 #ifdef HAVE_SYS_INOTIFY_H
+/* Which directory a watch is on: only bucket-level news needs no
+ * re-watch, and only later/ and cur/ news needs the caller's upkeep. */
+static void
+set_kind(struct q_waiter *w, int wd, int kind)
+{
+	for (size_t i = 0; i < w->nwd; i++)
+		if (w->wds[i].wd == wd) {
+			w->wds[i].kind = kind;
+			return;
+		}
+	if (w->nwd == w->capwd) {
+		size_t cap = w->capwd ? w->capwd * 2 : 16;
+		struct q_wd *p = reallocarray(w->wds, cap, sizeof *p);
+		if (!p) {
+			w->armed = false;       /* no record: watch again next time */
+			return;
+		}
+		w->wds = p;
+		w->capwd = cap;
+	}
+	w->wds[w->nwd].wd = wd;
+	w->wds[w->nwd++].kind = kind;
+}
+
 static int
-watch_fd(struct q_waiter *w, int fd, uint32_t mask)
+kind_of(struct q_waiter *w, int wd, bool forget)
+{
+	for (size_t i = 0; i < w->nwd; i++)
+		if (w->wds[i].wd == wd) {
+			int kind = w->wds[i].kind;
+			if (forget)
+				w->wds[i] = w->wds[--w->nwd];
+			return kind;
+		}
+	return -1;
+}
+
+static int
+watch_fd(struct q_waiter *w, int fd, uint32_t mask, int kind)
 {
 	char path[64];
+	int wd;
 
 	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-	if (inotify_add_watch(w->ifd, path, mask | IN_ONLYDIR) == -1) {
+	if ((wd = inotify_add_watch(w->ifd, path, mask | IN_ONLYDIR)) == -1) {
 		/* out of watches, or no /proc: fall back to polling */
 		close(w->ifd);
 		w->ifd = -1;
 		return -1;
 	}
+	set_kind(w, wd, kind);
 	return 0;
 }
 
 static void
-watch_buckets(struct q_waiter *w, int parentfd)
+watch_buckets(struct q_waiter *w, int parentfd, int kind)
 {
 	char **names = NULL;
 	size_t n = 0, cap = 0;
@@ -47,7 +86,7 @@ watch_buckets(struct q_waiter *w, int parentfd)
 			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (fd == -1)
 				continue;
-			watch_fd(w, fd, IN_MOVED_TO | IN_CREATE);
+			watch_fd(w, fd, IN_MOVED_TO | IN_CREATE, kind);
 			close(fd);
 		}
 	}
@@ -56,10 +95,13 @@ watch_buckets(struct q_waiter *w, int parentfd)
 }
 #endif
 
+enum { K_NEW, K_NEW_BUCKET, K_LATER, K_LATER_BUCKET, K_CUR };
+
 void
 q_wait_init(struct q_waiter *w, struct q_queue *q)
 {
 	(void)q;
+	memset(w, 0, sizeof *w);
 	w->ifd = -1;
 #ifdef HAVE_SYS_INOTIFY_H
 	w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -69,6 +111,8 @@ q_wait_init(struct q_waiter *w, struct q_queue *q)
 /*
  * Watch new/ and later/ and every bucket in them, before looking; with
  * ACKS, cur/ too (a message leaving it frees its key for the next).
+ * Watches stay: they are set again only when q_wait_consume saw the
+ * set of buckets change (or lost track), not on every wake.
  */
 void
 q_wait_watch(struct q_waiter *w, struct q_queue *q, bool acks)
@@ -76,15 +120,18 @@ q_wait_watch(struct q_waiter *w, struct q_queue *q, bool acks)
 #ifdef HAVE_SYS_INOTIFY_H
 	const uint32_t dirmask = IN_CREATE | IN_MOVED_TO;
 
-	if (w->ifd == -1)
+	if (w->ifd == -1 || (w->armed && (!acks || w->acks)))
 		return;
-	if (watch_fd(w, q->newfd, dirmask) == -1 ||
-	    watch_fd(w, q->laterfd, dirmask) == -1 ||
-	    (acks && watch_fd(w, q->curfd, IN_DELETE | IN_MOVED_FROM) == -1))
+	w->armed = true;
+	if (watch_fd(w, q->newfd, dirmask, K_NEW) == -1 ||
+	    watch_fd(w, q->laterfd, dirmask, K_LATER) == -1 ||
+	    (acks && watch_fd(w, q->curfd, IN_DELETE | IN_MOVED_FROM,
+	    K_CUR) == -1))
 		return;
-	watch_buckets(w, q->newfd);
+	w->acks = w->acks || acks;
+	watch_buckets(w, q->newfd, K_NEW_BUCKET);
 	if (w->ifd != -1)
-		watch_buckets(w, q->laterfd);
+		watch_buckets(w, q->laterfd, K_LATER_BUCKET);
 #else
 	(void)w;
 	(void)q;
@@ -98,15 +145,37 @@ q_wait_fd(const struct q_waiter *w)
 	return w->ifd;
 }
 
-void
+/*
+ * Read the events that woke us.  Q_WOKE_LATER: later/ or cur/ changed
+ * (or we cannot tell), so the caller's timers and reaping may need a
+ * look.  A bucket made or removed, or an overflow, marks the watches
+ * for setting again.
+ */
+int
 q_wait_consume(struct q_waiter *w)
 {
-	char buf[4096];
+	int woke = 0;
 
 	if (w->ifd == -1)
-		return;
-	while (read(w->ifd, buf, sizeof buf) > 0)
-		;
+		return Q_WOKE_LATER;
+#ifdef HAVE_SYS_INOTIFY_H
+	_Alignas(struct inotify_event) char buf[4096];
+	ssize_t len;
+
+	while ((len = read(w->ifd, buf, sizeof buf)) > 0)
+		for (ssize_t off = 0; off < len; ) {
+			struct inotify_event *e = (struct inotify_event *)(buf + off);
+			off += (ssize_t)(sizeof *e + e->len);
+			int kind = e->mask & IN_Q_OVERFLOW ? -1 :
+			    kind_of(w, e->wd, e->mask & IN_IGNORED);
+			if (kind == -1 || kind == K_NEW || kind == K_LATER ||
+			    e->mask & IN_IGNORED)
+				w->armed = false;
+			if (kind != K_NEW && kind != K_NEW_BUCKET)
+				woke |= Q_WOKE_LATER;
+		}
+#endif
+	return woke;
 }
 
 void
@@ -115,6 +184,9 @@ q_wait_close(struct q_waiter *w)
 	if (w->ifd != -1)
 		close(w->ifd);
 	w->ifd = -1;
+	free(w->wds);
+	w->wds = NULL;
+	w->nwd = w->capwd = 0;
 }
 
 /*

@@ -276,6 +276,27 @@ c'
 	assert_equal "$(cat "$T/err")" ''
 }
 
+@test "qpop -f: sets its watches once, not on every wake; still sees a new bucket" {
+	qpush q first
+	qpop q >/dev/null
+	spawn strace -o "$T/trace" -e trace=inotify_add_watch qpop -f -l q >"$T/out" 2>"$T/err"
+	local i
+	for ((i = 1; i <= 8; i++)); do
+		qpush q "m$i"
+		wait_for has_lines "$T/out" "$i"
+	done
+	# another priority: a bucket that did not exist when qpop armed
+	qpush -p 1 q urgent
+	wait_for has_lines "$T/out" 9
+	kill -TERM "$BG_PID"
+	bg_wait "$BG_PID"
+	assert_equal "$(tail -n 1 "$T/out")" urgent
+	# new/, later/ and the bucket at the start, again once the new
+	# bucket appeared: not two or three for each of the nine wakes
+	run grep -c '^inotify_add_watch' "$T/trace"
+	((output <= 10)) || fail "$output inotify_add_watch calls for 9 messages"
+}
+
 @test "qpop -f: SIGINT stops it too (exit 0)" {
 	spawn qpop -f -l q >"$T/out" 2>"$T/err"
 	qpush q one
