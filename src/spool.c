@@ -46,18 +46,28 @@ const struct kind q_kind_topic = { "qspool topic", "topic", "queue",
 	"state", 32, "lock" };
 static int open_status;
 
+static int open_regular(int dirfd, const char *name, struct stat *st);
+
 /* Open a small file of the format for reading: never a link, never a
  * FIFO that would block us, never anything but a regular file. */
 int
 q_open_regular(int dirfd, const char *name)
 {
+	struct stat st;
+
+	return open_regular(dirfd, name, &st);
+}
+
+/* q_open_regular, and the file's status in *ST */
+static int
+open_regular(int dirfd, const char *name, struct stat *st)
+{
 	int fd = openat(dirfd, name,
 	    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	struct stat st;
 
 	if (fd == -1)
 		return -1;
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, st) == -1 || !S_ISREG(st->st_mode)) {
 		close(fd);
 		errno = EINVAL;
 		return -1;
@@ -447,7 +457,8 @@ check_format(int qfd, const char *operand, bool create, const struct kind *k)
 {
 	char buf[64], other[32];
 	ssize_t n;
-	int fd = q_open_regular(qfd, "format");
+	struct stat st;
+	int fd = open_regular(qfd, "format", &st);
 	int version;
 	size_t flen = strlen(k->format);
 
@@ -461,11 +472,11 @@ check_format(int qfd, const char *operand, bool create, const struct kind *k)
 			open_status = q_exit_for_create(errno);
 			return q_fail("cannot create %s %s", k->what, operand);
 		}
-		fd = q_open_regular(qfd, "format");
+		fd = open_regular(qfd, "format", &st);
 	} else if (fd == -1 && errno == ENOENT) {
 		/* not fillable: if that is because a winner of the creation
 		 * race has marked it and already pushed, format is there now */
-		fd = q_open_regular(qfd, "format");
+		fd = open_regular(qfd, "format", &st);
 	}
 	if (fd == -1) {
 		if (errno == ENOENT || errno == ELOOP || errno == EINVAL) {
@@ -478,9 +489,9 @@ check_format(int qfd, const char *operand, bool create, const struct kind *k)
 	}
 	n = read(fd, buf, sizeof buf - 1);
 	/* marked in the last minute, maybe by a creator that has not
-	 * synced it yet: a producer makes sure before it pushes */
-	struct stat st;
-	if (create && fstat(fd, &st) == 0 &&
+	 * synced it yet: a producer makes sure before it pushes (ST is
+	 * from the open: one fstat, not two) */
+	if (create &&
 	    (q_time)st.st_ctime * Q_SEC + 60 * Q_SEC > q_now() &&
 	    sync_marked(qfd) == -1) {
 		close(fd);
@@ -570,7 +581,7 @@ open_parent(const struct q_config *c, const char *operand, bool create,
 		strlcpy(base, operand, baselen);
 		/* made only when it is not there (no failed mkdir a push) */
 		fd = open(c->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd == -1 && errno == ENOENT && create) {
+		if (fd == -1 && create) {
 			if (mkdirs(c->spool) == -1)
 				return fail_status(q_exit_for_create(errno),
 				    "cannot create spool %s", c->spool);
