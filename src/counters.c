@@ -219,7 +219,7 @@ q_recount(struct q_queue *q, int64_t *depth, int64_t *bytes)
 	int64_t n = 0, b = 0, disk = 0, d, by;
 
 	walk(q->newfd, 1, &n, &b, &disk);
-	walk(q->curfd, 0, &n, &b, &disk);
+	walk(q_queue_curfd(q), 0, &n, &b, &disk);
 	walk(q->laterfd, 1, &n, &b, &disk);
 	q_depth(q, &d, &by);
 	q_count(q, Q_C_ADJUST, n - d);

@@ -204,12 +204,28 @@ void
 q_fmt_rfc3339(char *buf, size_t len, q_time t)
 {
 	time_t secs = t / Q_SEC;
-	struct tm tm;
-	char base[32];
+	/* by hand, not gmtime_r and strftime: glibc's read /etc/localtime
+	 * (tzset) in every tool that stamps a message, for a UTC time.
+	 * The civil date of a day count: H. Hinnant's days_from_civil,
+	 * inverted (proleptic Gregorian, eras of 400 years). */
+	long long days = secs / 86400, sod = secs % 86400;
+	if (sod < 0) {
+		sod += 86400;
+		days--;
+	}
+	long long z = days + 719468;
+	long long era = (z >= 0 ? z : z - 146096) / 146097;
+	long long doe = z - era * 146097;
+	long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	long long mp = (5 * doy + 2) / 153;
+	long long d = doy - (153 * mp + 2) / 5 + 1;
+	long long m = mp < 10 ? mp + 3 : mp - 9;
+	long long y = yoe + era * 400 + (m <= 2);
 
-	gmtime_r(&secs, &tm);
-	strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%06lldZ", base, (long long)(t % Q_SEC));
+	snprintf(buf, len, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%06lldZ",
+	    y, m, d, sod / 3600, sod / 60 % 60, sod % 60,
+	    (long long)(t % Q_SEC));
 }
 
 void

@@ -158,11 +158,20 @@ q_open_bucket(int dirfd, const char *name)
 int
 q_open_create(int dirfd, const char *name, int flags)
 {
+	struct stat st;
+
+	return q_open_create_stat(dirfd, name, flags, &st);
+}
+
+/* q_open_create, and the file's status in *ST (st_mode 0 if fstat
+ * failed) */
+int
+q_open_create_stat(int dirfd, const char *name, int flags, struct stat *st)
+{
 	/* with `mode`, made with it: no moment under the umask's mode */
 	mode_t old = mode >= 0 ? umask(0) : 0;
 	int fd = openat(dirfd, name, flags | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
 	    q_file_mode());
-	struct stat st;
 
 	if (mode >= 0) {
 		int saved = errno;
@@ -170,7 +179,9 @@ q_open_create(int dirfd, const char *name, int flags)
 		errno = saved;
 	}
 
-	if (fd != -1 && fstat(fd, &st) == 0 && st.st_uid == geteuid() &&
+	if (fd != -1 && fstat(fd, st) == -1)
+		st->st_mode = 0;
+	else if (fd != -1 && st->st_uid == geteuid() &&
 	    q_perm_fix(fd) == -1 && (flags & O_EXCL)) {
 		int saved = errno;
 		close(fd);

@@ -145,6 +145,9 @@ void q_perm_set(const struct q_config *c);
 mode_t q_file_mode(void);
 int q_perm_fix(int fd);
 int q_open_create(int dirfd, const char *name, int flags);
+struct stat;
+int q_open_create_stat(int dirfd, const char *name, int flags,
+    struct stat *st);
 int q_open_bucket(int dirfd, const char *name);
 int q_mkdirat(int dirfd, const char *name);
 int q_mkdir_root(const char *path);
@@ -174,7 +177,10 @@ struct q_queue {
 };
 
 enum { Q_OPEN_EXISTING = 0, Q_OPEN_CREATE = 1,
-	Q_OPEN_LOOK = 2 /* a topic: no recovery on the way in (qstat) */ };
+	Q_OPEN_LOOK = 2 /* a topic: no recovery on the way in (qstat) */,
+	Q_OPEN_PUSH = 4 /* a producer: cur/, dlq/, keys/ opened when used */ };
+/* cur/ of an open queue, opened now if it was left for later; -1 */
+int q_queue_curfd(struct q_queue *q);
 /* 0 ok; -1 with errno and q_what(), and q_open_status() the exit status */
 int q_queue_open(struct q_queue *q, const struct q_config *global,
     const char *operand, int flags);

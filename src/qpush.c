@@ -35,7 +35,7 @@ main(int argc, char *argv[])
 
 	if (q_config_load(&cfg, a.spool) == -1)
 		q_exitq(q_config_status());
-	if (q_queue_open(&q, &cfg, name, Q_OPEN_CREATE) == -1)
+	if (q_queue_open(&q, &cfg, name, Q_OPEN_CREATE | Q_OPEN_PUSH) == -1)
 		q_exitq(q_open_status());
 	q.producer = true;
 	p.q = &q;

@@ -175,7 +175,8 @@ q_wait_room(struct q_queue *q, q_time until)
 		char path[64];
 		int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 
-		snprintf(path, sizeof path, "/proc/self/fd/%d", q->curfd);
+		snprintf(path, sizeof path, "/proc/self/fd/%d",
+		    q_queue_curfd(q));
 		if (fd != -1 && inotify_add_watch(fd, path,
 		    IN_DELETE | IN_MOVED_FROM) != -1) {
 			q->roomfd = fd;

@@ -46,18 +46,28 @@ const struct kind q_kind_topic = { "qspool topic", "topic", "queue",
 	"state", 32, "lock" };
 static int open_status;
 
+static int open_regular(int dirfd, const char *name, struct stat *st);
+
 /* Open a small file of the format for reading: never a link, never a
  * FIFO that would block us, never anything but a regular file. */
 int
 q_open_regular(int dirfd, const char *name)
 {
+	struct stat st;
+
+	return open_regular(dirfd, name, &st);
+}
+
+/* q_open_regular, and the file's status in *ST */
+static int
+open_regular(int dirfd, const char *name, struct stat *st)
+{
 	int fd = openat(dirfd, name,
 	    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	struct stat st;
 
 	if (fd == -1)
 		return -1;
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, st) == -1 || !S_ISREG(st->st_mode)) {
 		close(fd);
 		errno = EINVAL;
 		return -1;
@@ -447,7 +457,8 @@ check_format(int qfd, const char *operand, bool create, const struct kind *k)
 {
 	char buf[64], other[32];
 	ssize_t n;
-	int fd = q_open_regular(qfd, "format");
+	struct stat st;
+	int fd = open_regular(qfd, "format", &st);
 	int version;
 	size_t flen = strlen(k->format);
 
@@ -461,11 +472,11 @@ check_format(int qfd, const char *operand, bool create, const struct kind *k)
 			open_status = q_exit_for_create(errno);
 			return q_fail("cannot create %s %s", k->what, operand);
 		}
-		fd = q_open_regular(qfd, "format");
+		fd = open_regular(qfd, "format", &st);
 	} else if (fd == -1 && errno == ENOENT) {
 		/* not fillable: if that is because a winner of the creation
 		 * race has marked it and already pushed, format is there now */
-		fd = q_open_regular(qfd, "format");
+		fd = open_regular(qfd, "format", &st);
 	}
 	if (fd == -1) {
 		if (errno == ENOENT || errno == ELOOP || errno == EINVAL) {
@@ -478,9 +489,9 @@ check_format(int qfd, const char *operand, bool create, const struct kind *k)
 	}
 	n = read(fd, buf, sizeof buf - 1);
 	/* marked in the last minute, maybe by a creator that has not
-	 * synced it yet: a producer makes sure before it pushes */
-	struct stat st;
-	if (create && fstat(fd, &st) == 0 &&
+	 * synced it yet: a producer makes sure before it pushes (ST is
+	 * from the open: one fstat, not two) */
+	if (create &&
 	    (q_time)st.st_ctime * Q_SEC + 60 * Q_SEC > q_now() &&
 	    sync_marked(qfd) == -1) {
 		close(fd);
@@ -513,21 +524,25 @@ check_format(int qfd, const char *operand, bool create, const struct kind *k)
  * Map a counter file (seq, state), writable when the file is (a tool
  * that only reads, on a queue it may not write, maps it read-only).
  */
-void *
-q_map_counter(int dirfd, const char *name, size_t size, bool create,
-    bool *writable)
+static void *
+map_counter(int dirfd, const char *name, size_t size, bool create,
+    bool *writable, bool *short_file)
 {
-	int fd = create ? q_open_create(dirfd, name, O_RDWR | O_NONBLOCK) :
-	    openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	struct stat st;
+	int fd = create ? q_open_create_stat(dirfd, name, O_RDWR | O_NONBLOCK,
+	    &st) : openat(dirfd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
 	void *p;
 
 	*writable = fd != -1;
+	if (short_file)
+		*short_file = false;
 	if (fd == -1 && !create && (errno == EACCES || errno == EROFS))
 		fd = q_open_regular(dirfd, name);
 	if (fd == -1)
 		return NULL;
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	/* q_open_create_stat has the stat already (one fstat, not two) */
+	if ((!create && fstat(fd, &st) == -1) || !S_ISREG(st.st_mode) ||
 	    (st.st_size < (off_t)size &&
 	    (!*writable || ftruncate(fd, (off_t)size) == -1))) {
 		int saved = errno ? errno : EIO;
@@ -535,6 +550,8 @@ q_map_counter(int dirfd, const char *name, size_t size, bool create,
 		errno = saved;
 		return NULL;
 	}
+	if (short_file)
+		*short_file = st.st_size < (off_t)size;
 	p = mmap(NULL, size, *writable ? PROT_READ | PROT_WRITE : PROT_READ,
 	    MAP_SHARED, fd, 0);
 	close(fd);
@@ -542,6 +559,13 @@ q_map_counter(int dirfd, const char *name, size_t size, bool create,
 		return NULL;
 	q_map_guard(p, size, *writable);        /* truncated later: no SIGBUS */
 	return p;
+}
+
+void *
+q_map_counter(int dirfd, const char *name, size_t size, bool create,
+    bool *writable)
+{
+	return map_counter(dirfd, name, size, create, writable, NULL);
 }
 
 /* Split OPERAND into the directory that holds it and its last name. */
@@ -555,10 +579,15 @@ open_parent(const struct q_config *c, const char *operand, bool create,
 
 	if (operand[0] != '/' && strncmp(operand, "./", 2) != 0) {
 		strlcpy(base, operand, baselen);
-		if (create && mkdirs(c->spool) == -1)
-			return fail_status(q_exit_for_create(errno),
-			    "cannot create spool %s", c->spool);
-		if ((fd = open(c->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		/* made only when it is not there (no failed mkdir a push) */
+		fd = open(c->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd == -1 && create) {
+			if (mkdirs(c->spool) == -1)
+				return fail_status(q_exit_for_create(errno),
+				    "cannot create spool %s", c->spool);
+			fd = open(c->spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		}
+		if (fd == -1) {
 			if (errno == ENOENT) {
 				open_status = EX_UNAVAILABLE;
 				errno = 0;
@@ -729,27 +758,33 @@ q_open_subdir(struct q_queue *q, const char *name, bool create)
 
 /* Open the queue subdirectories and map seq: the rest of an open. */
 static int
-open_body(struct q_queue *q, bool create)
+open_body(struct q_queue *q, int flags)
 {
-	int *fds[] = { &q->tmpfd, &q->newfd, &q->curfd, &q->laterfd,
+	bool create = flags & Q_OPEN_CREATE;
+	int *fds[] = { &q->tmpfd, &q->newfd, &q->laterfd, &q->curfd,
 		&q->dlqfd };
+	/* a push needs tmp/, new/ and later/: cur/ is opened when a full
+	 * queue is waited on (q_queue_curfd), dlq/ never, keys/ by a key */
+	size_t nfds = flags & Q_OPEN_PUSH ? 3 : 5;
+	const char *names[] = { "tmp", "new", "later", "cur", "dlq" };
+	bool fresh;
 
-	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
-		if ((*fds[i] = q_open_subdir(q, subdirs[i], create)) == -1)
+	for (size_t i = 0; i < nfds; i++)
+		if ((*fds[i] = q_open_subdir(q, names[i], create)) == -1)
 			return -1;
 	/* needed only for keyed messages (made on demand if missing) */
-	q->keysfd = q_subdir(q, q->dirfd, "keys", create);
+	if (!(flags & Q_OPEN_PUSH))
+		q->keysfd = q_subdir(q, q->dirfd, "keys", create);
 	if (!(q->seq = q_map_counter(q->dirfd, "seq", 8, create,
 	    &q->seq_writable))) {
 		open_status = q_exit_for_errno(errno);
 		return q_fail("cannot map %s/seq", q->operand);
 	}
 	/* counters: made by the first tool that may write the queue; a
-	 * queue older than its counters starts from a real count */
-	bool fresh = faccessat(q->dirfd, "counters", F_OK,
-	    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT;
-	q->counters = q_map_counter(q->dirfd, "counters", Q_COUNTERS_SIZE,
-	    create && q->seq_writable, &q->counters_writable);
+	 * queue older than its counters (made now, or cut short before
+	 * its size was set) starts from a real count */
+	q->counters = map_counter(q->dirfd, "counters", Q_COUNTERS_SIZE,
+	    create && q->seq_writable, &q->counters_writable, &fresh);
 	if (fresh && q->counters_writable) {
 		int64_t d, b;
 		q_recount(q, &d, &b);
@@ -799,7 +834,7 @@ q_queue_fromfd(struct q_queue *q, const struct q_config *cfg, int dirfd,
 		goto fail;
 	}
 	q_perm_set(&q->cfg);
-	if (open_body(q, false) == -1)
+	if (open_body(q, 0) == -1)
 		goto fail;
 	return 0;
 fail:
@@ -813,10 +848,18 @@ q_queue_open(struct q_queue *q, const struct q_config *global,
 {
 	if (q_open_dir(q, global, operand, flags, &q_kind_queue) == -1)
 		return -1;
-	if (open_body(q, flags & Q_OPEN_CREATE) == 0)
+	if (open_body(q, flags) == 0)
 		return 0;
 	q_queue_close(q);
 	return -1;
+}
+
+int
+q_queue_curfd(struct q_queue *q)
+{
+	if (q->curfd == -1)
+		q->curfd = q_open_subdir(q, "cur", false);
+	return q->curfd;
 }
 
 /*

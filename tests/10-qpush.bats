@@ -382,3 +382,49 @@ load helper
 	((committed - printed <= 1 && committed >= printed)) ||
 		fail "committed $committed, printed $printed"
 }
+
+# --- start-up: a push does only what it needs (issue 12) -----------------------
+
+@test "qpush: a push to an existing queue makes no directory and opens no cur/, dlq/ or keys/" {
+	command -v strace >/dev/null || skip "no strace (Debian: strace)"
+	qpush q first
+	run strace -f -e trace=mkdir,mkdirat,open,openat -o "$T/trace" qpush q x
+	assert_success
+	run grep -E 'mkdir|"(cur|dlq|keys)"' "$T/trace"
+	assert_failure
+	assert_equal "$(count_new q)" 2
+}
+
+@test "qpush: no time zone file is read to stamp a message" {
+	command -v strace >/dev/null || skip "no strace (Debian: strace)"
+	qpush q first
+	run strace -f -e trace=open,openat -o "$T/trace" qpush q x
+	assert_success
+	run grep -E 'localtime|zoneinfo' "$T/trace"
+	assert_failure
+	# still the UTC time of the push, to the microsecond
+	run grep -rh '^Enqueued-At: ' "$QSPOOL/q/new"
+	assert_output --regexp '^Enqueued-At: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z'
+}
+
+@test "qpush: the counters file is opened with one fstat, and a short one is recounted" {
+	command -v strace >/dev/null || skip "no strace (Debian: strace)"
+	qpush q first
+	run strace -f -e trace=openat,fstat,newfstatat,access,faccessat,faccessat2 \
+		-o "$T/trace" qpush q x
+	assert_success
+	run grep -E 'access.*counters' "$T/trace"
+	assert_failure
+	# the fstats of the fd counters was opened on, before it is closed
+	fd=$(sed -n 's/.*openat([0-9]*, "counters".*= \([0-9]*\)$/\1/p' "$T/trace")
+	[[ -n $fd ]]
+	n=$(sed -n '/"counters"/,/close\|openat/p' "$T/trace" |
+		grep -c "fstat.*($fd, \"\"")
+	assert_equal "$n" 1
+	# cut short (a crash between create and size): the next push counts
+	truncate -s 0 "$QSPOOL/q/counters"
+	qpush q y
+	run qstat q
+	assert_success
+	assert_line --regexp '^q +3 '
+}
