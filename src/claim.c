@@ -156,6 +156,8 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 			close(s->bucketfd);
 			s->bucketfd = -1;
 		}
+		if (!s->after[0])
+			s->from_top = true;     /* this walk sees every bucket */
 		if (q_listdir(q->newfd, &s->buckets, &s->nb, &s->capb) == -1)
 			return q_fail("cannot read %s/new", q->operand);
 		size_t b = 0;
@@ -185,17 +187,18 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 
 /*
  * Like next_name, but a claim whose walk began part way (buckets passed
- * as having nothing) looks once more from the top before giving up:
- * once per claim, so a bucket of unclaimable names cannot loop it.
+ * as having nothing) and never went back to the top looks once more from
+ * the top before giving up: once per claim, so a bucket of unclaimable
+ * names cannot loop it.
  */
 static int
 next_claimable(struct q_queue *q, struct q_scan *s, const char **name,
-    bool *from_top)
+    bool *again)
 {
 	int r = next_name(q, s, name);
 
-	if (r == 1 && !*from_top) {
-		*from_top = true;
+	if (r == 1 && !s->from_top && !*again) {
+		*again = true;
 		r = next_name(q, s, name);
 	}
 	return r;
@@ -271,10 +274,12 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 {
 	const char *name;
 	enum q_state st;
-	bool from_top = !s->after[0] && s->bucketfd == -1;
+	bool again = false;
 	int r;
 
-	while ((r = next_claimable(q, s, &name, &from_top)) == 0) {
+	s->from_top = false;
+
+	while ((r = next_claimable(q, s, &name, &again)) == 0) {
 		struct q_name n;
 		if (q_name_parse(name, &n, &st) == -1 || st != Q_NEW) {
 			if (claim_stray(q, s, name, lease, l) == 0)
@@ -345,10 +350,12 @@ q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l)
 {
 	const char *name;
 	enum q_state st;
-	bool from_top = !s->after[0] && s->bucketfd == -1;
+	bool again = false;
 	int r;
 
-	while ((r = next_claimable(q, s, &name, &from_top)) == 0) {
+	s->from_top = false;
+
+	while ((r = next_claimable(q, s, &name, &again)) == 0) {
 		if (q_name_parse(name, &l->n, &st) == -1 || st != Q_NEW) {
 			s->i--;         /* claim it, to bury it */
 			return q_claim(q, s, q->cfg.lease, l);

@@ -356,6 +356,7 @@ struct q_scan {
 	size_t nb, capb;
 	char after[32];         /* buckets up to here had nothing for us */
 	bool progress;          /* the current bucket gave us a message */
+	bool from_top;          /* this claim's walk listed every bucket */
 	struct {                /* keys found busy since the last restart: */
 		uint32_t key;   /* no message of it after seq can go */
 		uint64_t seq;
