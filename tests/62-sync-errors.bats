@@ -692,6 +692,34 @@ assert_forwarded_once() {
 	assert_forwarded_once
 }
 
+@test "qpop --forward (fsync = batch): group commit: every output written, then every output synced" {
+	mkforward
+	qconf out 'fsync = batch'
+	strace -qq -f -o "$T/trace" -e trace=openat,fdatasync,sync_file_range \
+		qpop --forward=out -l q -- printf 'a\nb\nc\n'
+	# O: an output made in the stage, W: its writeback started, S: its
+	# fdatasync (then the batch record's and the dedup records')
+	local order
+	order=$(sed -nE -e '/openat\(.*, "[0-9a-f]{24}", O_[A-Z|]*O_CREAT/s/.*/O/p' \
+		-e '/sync_file_range\(/s/.*/W/p' -e '/fdatasync\(/s/.*/S/p' "$T/trace" |
+		tr -d '\n')
+	[[ $order == OOOWWWSSS* ]] || fail "order of the outputs' syncs: $order"
+	assert_drains out first a b c
+}
+
+@test "qpop --forward (fsync = batch): the 2nd output's writeback fails to start: nothing forwarded, 74; later once" {
+	mkforward
+	qconf out 'fsync = batch'
+	run --separate-stderr inject sync_file_range:error=EIO:when=2 -- \
+		qpop --forward=out -l q -- printf 'a\nb\nc\n'
+	assert_failure 74
+	[[ ${stderr_lines[0]} == 'qpop: cannot sync out/tmp/'*': Input/output error' ]] ||
+		fail "unexpected error: $stderr"
+	assert_equal "$(count_new out)" 1
+	assert_equal "$(counts q)" "new=1 cur=0 later=0 dlq=0 tmp=0"
+	assert_forwarded_once
+}
+
 # qpop --forward=T q -- echo out, into topic T with subscription a:
 # fsync 1 the stage directory, 2 fwd/ids (the batch record), 3 a/tmp,
 # 4 T/tmp, 5 the log bucket (after the commit), 6 a's bucket, 7 the
