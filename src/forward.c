@@ -462,14 +462,39 @@ q_forward_begin(struct q_fwd *f, struct q_fwdrun *w, const struct q_queue *in,
 	return 0;
 }
 
+/*
+ * Outputs written but not yet synced: at fsync = always or batch they
+ * are synced together (q_out_sync: one journal commit for the group,
+ * not one an output) before the stage directory and the batch record.
+ */
+struct staged {
+	struct q_queue q;       /* OUT, with the stage as its tmp/ */
+	bool sync;
+	int n;
+	struct q_out m[Q_BATCH_MAX];
+};
+
+/* Sync and close what is staged; -1 if a sync failed (nothing commits). */
+static int
+staged_flush(struct staged *st)
+{
+	int r = 0;
+
+	if (st->sync && q_out_sync(st->m, st->n) < st->n)
+		r = -1;
+	for (int i = 0; i < st->n; i++)
+		close(st->m[i].fd);
+	st->n = 0;
+	return r;
+}
+
 /* Write output I (BODY, LEN bytes) complete into the stage directory. */
 static int
-stage_output(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in, size_t i,
-    const char *body, size_t len)
+stage_output(struct q_fwd *f, struct q_fwdrun *w, struct staged *st,
+    const struct q_msg *in, size_t i, const char *body, size_t len)
 {
-	struct q_queue stage = *f->out;
 	struct q_pushopt o = { .prio = f->prio, .key = f->key, .user = f->user };
-	struct q_out m;
+	struct q_out *m = &st->m[st->n];
 	char id[Q_ID_LEN + 1];
 
 	if (!f->topic) {
@@ -482,15 +507,14 @@ stage_output(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in, size_t
 	if (!f->user || !q_header_get(f->user, "Correlation-Id"))
 		o.corr = q_header_get(&in->hs, "Correlation-Id");
 	o.trace = q_header_get(&in->hs, "traceparent");
-	stage.tmpfd = w->stagefd;
-	if (q_out_begin(&stage, &o, &m) == -1)
+	if (q_out_begin(&st->q, &o, m) == -1)
 		return -1;
-	if (q_out_write(&m, body, len) == -1 ||
-	    q_out_finish(&m, f->out->cfg.fsync != Q_FSYNC_NEVER) == -1) {
-		q_out_abort(&m);
+	if (q_out_write(m, body, len) == -1 || q_out_finish(m, false) == -1) {
+		q_out_abort(m);
 		return -1;
 	}
-	close(m.fd);
+	if (++st->n == Q_BATCH_MAX)
+		return staged_flush(st);
 	return 0;
 }
 
@@ -499,39 +523,55 @@ static long
 split(struct q_fwd *f, struct q_fwdrun *w, const struct q_msg *in,
     enum q_frame frame)
 {
-	struct stat st;
+	static struct staged st;
+	struct stat sb;
 	char *buf;
 	long count = 0;
 
-	if (fstat(w->outfd, &st) == -1)
+	st.q = *f->out;
+	st.q.tmpfd = w->stagefd;
+	st.sync = f->out->cfg.fsync != Q_FSYNC_NEVER;
+	st.n = 0;
+	if (fstat(w->outfd, &sb) == -1)
 		return q_fail("cannot read the staged output");
-	if (!(buf = malloc((size_t)st.st_size + 1)))
+	if (!(buf = malloc((size_t)sb.st_size + 1)))
 		return q_fail("out of memory for %lld bytes of output",
-		    (long long)st.st_size);
+		    (long long)sb.st_size);
 	/* one read(2) returns at most 0x7ffff000 bytes: read on */
-	if (q_pread_full(w->outfd, buf, (size_t)st.st_size, 0) == -1) {
+	if (q_pread_full(w->outfd, buf, (size_t)sb.st_size, 0) == -1) {
 		free(buf);
 		return q_fail("cannot read the staged output");
 	}
 	if (frame == Q_FRAME_RAW) {
-		count = stage_output(f, w, in, 0, buf, (size_t)st.st_size) == -1 ? -1 : 1;
+		count = stage_output(f, w, &st, in, 0, buf,
+		    (size_t)sb.st_size) == -1 ? -1 : 1;
 	} else {
 		int delim = frame == Q_FRAME_LINE ? '\n' : '\0';
-		char *p = buf, *end = buf + st.st_size;
+		char *p = buf, *end = buf + sb.st_size;
 		while (p < end && count != -1) {
 			char *d = memchr(p, delim, (size_t)(end - p));
 			size_t len = (size_t)((d ? d : end) - p);
-			if (stage_output(f, w, in, (size_t)count, p, len) == -1)
+			if (stage_output(f, w, &st, in, (size_t)count, p,
+			    len) == -1)
 				count = -1;
 			else
 				count++;
 			p += len + 1;
 		}
 	}
+	/* the last group; after a failure, only closed (the run's staging
+	 * is discarded whole) */
+	if (count == -1) {
+		int saved = errno;
+		st.sync = false;
+		staged_flush(&st);
+		errno = saved;
+	} else if (staged_flush(&st) == -1) {
+		count = -1;
+	}
 	free(buf);
 	return count;
 }
-
 
 /*
  * CMD succeeded: stage its outputs, commit the batch (or find one

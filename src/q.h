@@ -688,6 +688,8 @@ struct q_topic {
 	char logbucket[32];
 	int logbucketfd;
 	bool logdirty;
+	bool logunsynced;       /* logbucketfd has links not synced yet */
+	int logsyncerr;         /* a bucket's sync failed (errno), this batch */
 	bool loaded;            /* subs has been filled once */
 	size_t full;            /* the subscription found full */
 	int stagefd;            /* a forward's stage: commit by rename from it */

@@ -251,6 +251,10 @@ log_bucket(struct q_topic *t, const char *id, bool fresh, bool create)
 	if (t->logbucketfd != -1 && !fresh &&
 	    strcmp(t->logbucket, bucket) == 0)
 		return t->logbucketfd;
+	/* a batch spanning buckets syncs each as it leaves it */
+	if (t->logunsynced && fsync(t->logbucketfd) == -1 && !t->logsyncerr)
+		t->logsyncerr = errno ? errno : EIO;
+	t->logunsynced = false;
 	if (t->logbucketfd != -1)
 		close(t->logbucketfd);
 	t->logbucket[0] = '\0';
@@ -312,7 +316,8 @@ q_log_parse(const char *name, struct q_logent *e)
 /*
  * The commit: link tmp/ID into log/BUCKET/ID.gGEN...  A forward renames
  * its staged file there instead: the commit and the end of its staging
- * are one step, so a finish run again never publishes it twice.
+ * are one step, so a finish run again never publishes it twice.  Not
+ * synced here: log_sync makes the batch's links durable at once.
  */
 static int
 log_link(struct q_topic *t, const struct q_out *m, uint64_t gen, bool sync)
@@ -334,14 +339,32 @@ log_link(struct q_topic *t, const struct q_out *m, uint64_t gen, bool sync)
 			return q_fail("cannot link %s/tmp/%s into log/",
 			    t->q.operand, id);
 	}
-	/* linked: committed, whatever the sync says (1: not durable) */
-	/* log/ too, always: the bucket may be another publisher's, its
-	 * entry in log/ not synced yet */
-	if (sync && (fsync(fd) == -1 || fsync(t->logfd) == -1)) {
-		q_fail("cannot sync %s/log", t->q.operand);
-		return 1;
-	}
+	if (sync)
+		t->logunsynced = true;
+	return 0;
+}
+
+/*
+ * The links of a batch into log/ made durable: the bucket (each bucket,
+ * if the batch spanned several), then log/ itself, always: the bucket's
+ * entry may be another publisher's, not synced yet.  One sync each per
+ * batch, not per message.  A failure is the batch's: committed, but
+ * none of it durable (never synced again: see A failed sync).
+ */
+static int
+log_sync(struct q_topic *t)
+{
+	if (t->logunsynced && fsync(t->logbucketfd) == -1 && !t->logsyncerr)
+		t->logsyncerr = errno ? errno : EIO;
+	t->logunsynced = false;
+	if (!t->logsyncerr && fsync(t->logfd) == -1)
+		t->logsyncerr = errno ? errno : EIO;
 	t->logdirty = false;
+	if (t->logsyncerr) {
+		errno = t->logsyncerr;
+		t->logsyncerr = 0;
+		return q_fail("cannot sync %s/log", t->q.operand);
+	}
 	return 0;
 }
 
@@ -467,31 +490,46 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 			    t->q.operand, m[i].id, sq->operand);
 			break;
 		}
-		if (r == 0 && !t->subs[s].skip && sync && fsync(sq->tmpfd) == -1)
-			r = q_fail("cannot sync %s/tmp", sq->operand);
 	}
-	/* recovery of a committed publish starts from tmp/ID */
+	/*
+	 * The links into every subscription's tmp/ are durable before the
+	 * commit (a power cut after it finishes them), and so is tmp/ID,
+	 * where recovery starts.  Synced after all are made: the first sync
+	 * commits them all in one journal transaction, not one a sub.
+	 */
+	for (size_t s = 0; s < t->nsubs && r == 0 && sync; s++)
+		if (!t->subs[s].skip && fsync(t->subs[s].q.tmpfd) == -1)
+			r = q_fail("cannot sync %s/tmp", t->subs[s].q.operand);
 	if (r == 0 && sync && fsync(t->q.tmpfd) == -1)
 		r = q_fail("cannot sync %s/tmp", t->q.operand);
 	if (r == -1)
 		goto undo;
 	q_fault("before-publish-commit");
 	for (linked = 0; linked < n; linked++) {
-		int c = log_link(t, &m[linked], gen, sync);
-		if (c == -1) {
+		if (log_link(t, &m[linked], gen, sync) == -1) {
 			r = -1;
+			err = errno;
 			break;
 		}
 		state_add(t, Q_STATE_COUNT, 1);
 		state_add(t, Q_STATE_BYTES, q_alloc_size(&t->q,
 		    (int64_t)m[linked].written));
 		q_fault("after-publish-commit");
-		if (c == 1) {
-			r = -1;         /* committed, but not durable: stop here */
-			linked++;
-			break;
+	}
+	/* what was linked is synced even if a later link failed; a failed
+	 * sync leaves all of it committed but not durable */
+	if (linked > 0 && sync) {
+		int saved = errno;
+		if (log_sync(t) == -1) {
+			if (!err)
+				err = errno;
+			r = -1;
+		} else {
+			synced = linked;
+			errno = saved;
 		}
-		synced = linked + 1;
+	} else {
+		synced = linked;
 	}
 	/* a forward's commits took its outputs out of its stage: that holds
 	 * before they are placed, or a power cut could stage them again */

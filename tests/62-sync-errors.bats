@@ -397,10 +397,11 @@ assert_subs_drain() {
 	run --separate-stderr inject --input "$T/ab" fsync:error=EIO:when=@t/log/* -- \
 		qpub -l -i t
 	assert_io_error qpub 'cannot sync t/log: Input/output error'
-	# a is committed (not durable), b never was
-	assert_equal "$(count_log)" 2
+	# the log is synced once for the batch: a and b are both committed
+	# (not durable), and placed once
+	assert_equal "$(count_log)" 3
 	qpub t y
-	assert_subs_drain a y
+	assert_subs_drain a b y
 }
 
 @test "qpub -l (fsync = batch): the 2nd commit link fails: the 1st id is printed, 74" {
@@ -416,6 +417,82 @@ assert_subs_drain() {
 	assert_equal "$(count_tmp t)" 0
 	qpub t y
 	assert_subs_drain a y
+}
+
+# The syncs (fsync, fdatasync, sync_file_range) in strace -c's summary
+# $T/trace: "CALL=COUNT ..." for each of the three, 0 when absent.
+sync_counts() {
+	local c out=''
+	for c in fsync fdatasync sync_file_range; do
+		out+="$c=$(awk -v c="$c" '$NF == c { print $4 }' "$T/trace" | grep . || echo 0) "
+	done
+	echo "${out% }"
+}
+
+@test "qpub -l (fsync = batch): group commit: a batch's directory syncs do not grow with its messages" {
+	mktopic
+	printf 'fsync = batch\n' >"$QSPOOL/t/q.conf"
+	seq 1 40 >"$T/in"
+	strace -qq -f -c -o "$T/trace" -e trace=fsync,fdatasync,sync_file_range \
+		qpub -l -i t <"$T/in" >"$T/ids"
+	assert_equal "$(wc -l <"$T/ids")" 40
+	# each file: its writeback started, then synced (one journal
+	# commit for all); the directories once for the batch: a/tmp,
+	# b/tmp, t/tmp, the log bucket, log/, a's and b's bucket and new/
+	# (were it split in two batches by a slow run: 18; one per message,
+	# as the log was synced: more than 80)
+	local c n
+	c=$(sync_counts)
+	[[ $c =~ ^fsync=([0-9]+)\ fdatasync=40\ sync_file_range=40$ ]] ||
+		fail "syncs of a batch of 40: $c"
+	n=${BASH_REMATCH[1]}
+	((n >= 9 && n < 40)) || fail "fsyncs for 40 messages: $n"
+	for s in a b; do
+		run --separate-stderr qsub -l -n 100 -s "$s" t
+		assert_success
+		assert_equal "$output" "$(printf 'first\n'; seq 1 40)"
+	done
+}
+
+@test "qpub -l (fsync = batch): the subscriptions' tmp/ are synced after all links, the log after all commits" {
+	mktopic
+	printf 'fsync = batch\n' >"$QSPOOL/t/q.conf"
+	strace -qq -y -o "$T/trace" -e trace=linkat,fsync qpub -l t <<<$'a\nb\nc'
+	# L: a link into a subscription's tmp/, C: a commit link into log/,
+	# T: a sync of a tmp/, G: a sync of log/ or its bucket
+	local order
+	order=$(sed -nE -e '/^linkat\(.*\/subs\/[ab]\/tmp>/s/.*/L/p' \
+		-e '/^linkat\(.*\/log\/[0-9a-f]+>/s/.*/C/p' \
+		-e '/^fsync\(.*\/tmp>/s/.*/T/p' -e '/^fsync\(.*\/log(\/[0-9a-f]+)?>/s/.*/G/p' \
+		"$T/trace" | tr -d '\n')
+	assert_equal "$order" LLLLLLTTTCCCGG
+	assert_subs_drain a b c
+}
+
+@test "qpub -l (fsync = batch): the 2nd file's sync fails: only the 1st published and printed, 74" {
+	mktopic
+	printf 'fsync = batch\nstale = 1s\n' >"$QSPOOL/t/q.conf"
+	run --separate-stderr inject fdatasync:error=EIO:when=2 -- qpub -l -i t <<<$'a\nb\nc'
+	assert_failure 74
+	assert_one_error_line qpub
+	[[ $stderr == 'qpub: cannot sync t/tmp/'*': Input/output error' ]] || fail "$stderr"
+	assert_equal "${#lines[@]}" 1
+	assert_equal "$(count_log)" 2
+	assert_equal "$(count_tmp t)" 0
+	assert_subs_drain a
+}
+
+@test "qpub -l (fsync = batch): the 3rd file's writeback fails to start: the two before are synced and printed, 74" {
+	mktopic
+	printf 'fsync = batch\n' >"$QSPOOL/t/q.conf"
+	run --separate-stderr inject sync_file_range:error=EIO:when=3 -- \
+		qpub -l -i t <<<$'a\nb\nc\nd'
+	assert_failure 74
+	assert_one_error_line qpub
+	assert_equal "${#lines[@]}" 2
+	assert_equal "$(count_log)" 3
+	assert_equal "$(count_tmp t)" 0
+	assert_subs_drain a b
 }
 
 @test "recovery: a subscription's sync fails: the publish is left, and finished later only once" {
@@ -611,6 +688,34 @@ assert_forwarded_once() {
 	assert_failure 74
 	[[ ${stderr_lines[0]} == 'qpop: cannot sync out/new: Input/output error' ]] ||
 		fail "unexpected error: $stderr"
+	assert_equal "$(counts q)" "new=1 cur=0 later=0 dlq=0 tmp=0"
+	assert_forwarded_once
+}
+
+@test "qpop --forward (fsync = batch): group commit: every output written, then every output synced" {
+	mkforward
+	qconf out 'fsync = batch'
+	strace -qq -f -o "$T/trace" -e trace=openat,fdatasync,sync_file_range \
+		qpop --forward=out -l q -- printf 'a\nb\nc\n'
+	# O: an output made in the stage, W: its writeback started, S: its
+	# fdatasync (then the batch record's and the dedup records')
+	local order
+	order=$(sed -nE -e '/openat\(.*, "[0-9a-f]{24}", O_[A-Z|]*O_CREAT/s/.*/O/p' \
+		-e '/sync_file_range\(/s/.*/W/p' -e '/fdatasync\(/s/.*/S/p' "$T/trace" |
+		tr -d '\n')
+	[[ $order == OOOWWWSSS* ]] || fail "order of the outputs' syncs: $order"
+	assert_drains out first a b c
+}
+
+@test "qpop --forward (fsync = batch): the 2nd output's writeback fails to start: nothing forwarded, 74; later once" {
+	mkforward
+	qconf out 'fsync = batch'
+	run --separate-stderr inject sync_file_range:error=EIO:when=2 -- \
+		qpop --forward=out -l q -- printf 'a\nb\nc\n'
+	assert_failure 74
+	[[ ${stderr_lines[0]} == 'qpop: cannot sync out/tmp/'*': Input/output error' ]] ||
+		fail "unexpected error: $stderr"
+	assert_equal "$(count_new out)" 1
 	assert_equal "$(counts q)" "new=1 cur=0 later=0 dlq=0 tmp=0"
 	assert_forwarded_once
 }
