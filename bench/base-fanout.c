@@ -1,0 +1,75 @@
+/*
+ * base-fanout DIR SUBS < LINES: the least a publish to SUBS durable
+ * subscriptions does in qspool's format (q-spool(5), Publish), with no
+ * other logic: for each line, create tmp/ID and write it, link it into
+ * every subscription's tmp/, link it into log/ (the commit), rename each
+ * subscription's link into its new/, unlink tmp/ID.  Nothing is synced.
+ * The floor of the fan-out ratio: its time for 10 over its time for 1.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAXSUBS 64
+
+static int
+dir(int at, const char *name)
+{
+	int fd;
+
+	if (mkdirat(at, name, 0755) == -1 ||
+	    (fd = openat(at, name, O_RDONLY | O_DIRECTORY)) == -1) {
+		perror(name);
+		exit(2);
+	}
+	return fd;
+}
+
+int
+main(int argc, char **argv)
+{
+	int subs = argc == 3 ? atoi(argv[2]) : 0;
+	int stmp[MAXSUBS], snew[MAXSUBS];
+	char line[4096], id[32], name[96], sub[16];
+	unsigned long i = 0;
+
+	if (subs < 1 || subs > MAXSUBS) {
+		fprintf(stderr, "usage: base-fanout DIR SUBS < LINES\n");
+		return 2;
+	}
+	int root = dir(AT_FDCWD, argv[1]), tmp = dir(root, "tmp"),
+	    log = dir(root, "log");
+	for (int s = 0; s < subs; s++) {
+		snprintf(sub, sizeof sub, "s%d", s);
+		int sd = dir(root, sub);
+		stmp[s] = dir(sd, "tmp");
+		snew[s] = dir(sd, "new");
+		close(sd);
+	}
+	while (fgets(line, sizeof line, stdin)) {
+		size_t len = strlen(line);
+		snprintf(id, sizeof id, "%024lx", i++);
+		int fd = openat(tmp, id, O_WRONLY | O_CREAT | O_EXCL, 0644);
+		if (fd == -1 || write(fd, line, len) != (ssize_t)len ||
+		    close(fd) == -1) {
+			perror(id);
+			return 2;
+		}
+		for (int s = 0; s < subs; s++)
+			if (linkat(tmp, id, stmp[s], id, 0) == -1)
+				return perror("link"), 2;
+		snprintf(name, sizeof name, "%016lx.%s", i, id);
+		if (linkat(tmp, id, log, name, 0) == -1)
+			return perror("log"), 2;
+		for (int s = 0; s < subs; s++)
+			if (renameat(stmp[s], id, snew[s], name) == -1)
+				return perror("rename"), 2;
+		if (unlinkat(tmp, id, 0) == -1)
+			return perror("unlink"), 2;
+	}
+	return 0;
+}
