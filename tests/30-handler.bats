@@ -387,16 +387,17 @@ load helper
 }
 
 @test "handler: a lost lease kills the handler's group and exits 75" {
+	# shellcheck disable=SC2034 # f and base are set in wait_for's eval
 	local id pid child f base
 	id=$(qpush -i q a)
 	spawn qpop --lease=1s q -- qt-hold "$T/h.pid" >"$T/out" 2>"$T/err"
 	pid=$(read_pid "$T/h.pid")
 	child=$(read_pid "$T/h.child.pid")
-	# do what a reaper does: move the leased entry back to new/
-	f=$(only_file q cur)
-	base=$(basename "$f")
+	# do what a reaper does: move the leased entry back to new/ (again
+	# if a heartbeat renamed it between our look and the move)
 	mkdir -p "$QSPOOL/q/new/5-000000000000"
-	mv "$f" "$QSPOOL/q/new/5-000000000000/${base%%.d*}"
+	wait_for eval 'f=$(only_file q cur) && base=${f##*/} &&
+		mv "$f" "$QSPOOL/q/new/5-000000000000/${base%%.d*}" 2>/dev/null'
 	bg_wait "$BG_PID" 8
 	assert_equal "$BG_STATUS" 75
 	wait_for dead "$pid"
