@@ -621,6 +621,8 @@ reap_children(struct run *r)
 	siginfo_t si;
 	int status;
 
+	if (!r->njobs)
+		return;         /* print mode starts no process */
 	for (;;) {
 		si.si_pid = 0;
 		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == -1 ||
