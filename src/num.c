@@ -223,9 +223,24 @@ q_fmt_rfc3339(char *buf, size_t len, q_time t)
 	long long m = mp < 10 ? mp + 3 : mp - 9;
 	long long y = yoe + era * 400 + (m <= 2);
 
-	snprintf(buf, len, "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%06lldZ",
-	    y, m, d, sod / 3600, sod / 60 % 60, sod % 60,
-	    (long long)(t % Q_SEC));
+	long long us = (long long)(t % Q_SEC);
+	char s[] = "YYYY-MM-DDThh:mm:ss.uuuuuuZ";
+	/* every push stamps a message: digits by hand, not snprintf */
+	if (y < 0 || y > 9999 || us < 0 || len < sizeof s) {
+		snprintf(buf, len,
+		    "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%06lldZ",
+		    y, m, d, sod / 3600, sod / 60 % 60, sod % 60, us);
+		return;
+	}
+	const struct { int at, width; long long v; } f[] = {
+		{ 0, 4, y }, { 5, 2, m }, { 8, 2, d }, { 11, 2, sod / 3600 },
+		{ 14, 2, sod / 60 % 60 }, { 17, 2, sod % 60 }, { 20, 6, us } };
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+		long long v = f[i].v;
+		for (int k = f[i].width - 1; k >= 0; k--, v /= 10)
+			s[f[i].at + k] = (char)('0' + v % 10);
+	}
+	memcpy(buf, s, sizeof s);
 }
 
 void

@@ -66,8 +66,14 @@ out_add(struct q_out *m, const char *name, const char *value)
 	}
 	if (m->len + need + 1 > OUTBUF && out_flush(m) == -1)
 		return -1;
-	m->len += (size_t)snprintf(m->buf + m->len, OUTBUF - m->len,
-	    "%s: %s\n", name, value);
+	/* fits: checked above (need counts ": " and the newline) */
+	size_t n = strlen(name), v = strlen(value);
+	char *p = m->buf + m->len;
+	memcpy(p, name, n);
+	memcpy(p + n, ": ", 2);
+	memcpy(p + n + 2, value, v);
+	p[n + 2 + v] = '\n';
+	m->len += need;
 	return 0;
 }
 
@@ -78,6 +84,23 @@ env_header(const char *var)
 	const char *v = getenv(var);
 
 	return v && v[0] && !q_header_error("X", v, false) ? v : NULL;
+}
+
+/* The headers a push takes from its environment: the same for every
+ * message of the run, so looked up once. */
+static const char *env_corr, *env_cause, *env_trace;
+
+static void
+env_headers(void)
+{
+	static bool done;
+
+	if (done)
+		return;
+	env_corr = env_header("Q_CORRELATION_ID");
+	env_cause = env_header("QID");
+	env_trace = env_header("TRACEPARENT");
+	done = true;
 }
 
 /* Create tmp/ID, lock it, and write the header block. */
@@ -114,12 +137,13 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	if (flock(m->fd, LOCK_EX | LOCK_NB) == -1)
 		goto fail;
 	q_fault("after-tmp-create");
+	env_headers();
 	corr = o->corr ? o->corr :
 	    o->user ? q_header_get(o->user, "Correlation-Id") : NULL;
 	if (!corr)
-		corr = env_header("Q_CORRELATION_ID");
-	cause = o->cause ? o->cause : env_header("QID");
-	trace = o->trace ? o->trace : env_header("TRACEPARENT");
+		corr = env_corr;
+	cause = o->cause ? o->cause : env_cause;
+	trace = o->trace ? o->trace : env_trace;
 	q_fmt_rfc3339(when, sizeof when, q_now());
 	memcpy(m->buf, placeholder, Q_MSG_V2_LEN);
 	m->len = Q_MSG_V2_LEN;
@@ -191,8 +215,13 @@ q_out_finish(struct q_out *m, bool sync)
 		    m->len - Q_MSG_V2_LEN);
 	else if (out_flush(m) == -1)
 		return -1;
-	snprintf(line, sizeof line, "qspool 2 %016llx %08lx\n",
-	    (unsigned long long)m->size, (unsigned long)m->crc);
+	char *p = line + strlen("qspool 2 ");
+	memcpy(line, "qspool 2 ", strlen("qspool 2 "));
+	p = q_put_hex(p, (uint64_t)m->size, 16);
+	*p++ = ' ';
+	p = q_put_hex(p, m->crc, 8);
+	*p++ = '\n';
+	*p = '\0';
 	if (buffered) {
 		memcpy(m->buf, line, Q_MSG_V2_LEN);
 		if (out_write(m) == -1)

@@ -89,6 +89,8 @@ struct q_name {
 };
 
 void q_new_id(char id[Q_ID_LEN + 1]);
+/* V as at least WIDTH lower-case hex digits at P; the end. */
+char *q_put_hex(char *p, uint64_t v, int width);
 #define Q_HASH64_INIT UINT64_C(14695981039346656037)
 uint64_t q_hash64(const void *p, size_t n, uint64_t h);
 q_time q_id_time(const char *id);
