@@ -167,7 +167,7 @@ bury_corrupt(struct q_queue *q, int dirfd, const char *name,
 		if (!l.n.first)
 			l.n.first = now;
 		l.n.deadline = now + q->cfg.lease;
-		l.n.token = arc4random();
+		l.n.token = q_token();
 		q_name_format(l.name, sizeof l.name, &l.n, Q_CUR);
 		if (q_rename(dirfd, name, q->curfd, l.name) == -1)
 			return q_fail("cannot move %s/%s/%s", q->operand, where,

@@ -221,7 +221,7 @@ claim_stray(struct q_queue *q, struct q_scan *s, const char *name,
 	q_new_id(n.id);
 	n.ready = n.first = now;
 	n.deadline = now + lease;
-	n.token = arc4random();
+	n.token = q_token();
 	q_name_format(l->name, sizeof l->name, &n, Q_CUR);
 	if (q_rename(s->bucketfd, name, q->curfd, l->name) == -1)
 		return -1;
@@ -256,7 +256,7 @@ q_bury_stray(struct q_queue *q, int fromfd, const char *name,
 	q_new_id(n.id);
 	n.ready = n.first = now;
 	n.deadline = now + q->cfg.lease;
-	n.token = arc4random();
+	n.token = q_token();
 	q_name_format(l.name, sizeof l.name, &n, Q_CUR);
 	if (q_rename(fromfd, name, q->curfd, l.name) == -1)
 		return q_fail("cannot move %s/%s/%s", q->operand, where, name);
@@ -294,7 +294,7 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 		if (!n.first)
 			n.first = now;
 		n.deadline = now + lease;
-		n.token = arc4random();
+		n.token = q_token();
 		q_name_format(l->name, sizeof l->name, &n, Q_CUR);
 		if (q_rename(s->bucketfd, name, q->curfd, l->name) == -1) {
 			int saved = errno;

@@ -69,6 +69,31 @@ q_put_hex(char *p, uint64_t v, int width)
 }
 
 /*
+ * A lease's token: random, drawn from a pool filled 64 at a time
+ * (libbsd's arc4random asks getpid(2) on every call, to notice a fork:
+ * one system call of the eight a delivery makes).  A process we fork
+ * that could claim starts with the pool empty (q_token_forget).
+ */
+static uint32_t token_pool[64];
+static int tokens;
+
+uint32_t
+q_token(void)
+{
+	if (tokens == 0) {
+		arc4random_buf(token_pool, sizeof token_pool);
+		tokens = (int)(sizeof token_pool / sizeof token_pool[0]);
+	}
+	return token_pool[--tokens];
+}
+
+void
+q_token_forget(void)
+{
+	tokens = 0;
+}
+
+/*
  * A new id: 13 hex digits of microseconds, then 44 random bits.  Ids
  * made by one process strictly increase even if the clock stands still.
  */

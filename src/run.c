@@ -320,8 +320,10 @@ ward_fork(struct q_ward *wd)
 	atomic_store(&wd->wake_at, 0);  /* it has not looked yet */
 	if ((pid = fork()) == -1)
 		return q_fail("cannot fork");
-	if (pid == 0)
+	if (pid == 0) {
+		q_token_forget();
 		warden(wd, qpop);
+	}
 	wd->pid = pid;  /* by qpop alone: the memory is shared */
 	return 0;
 }
