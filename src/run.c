@@ -68,6 +68,30 @@ env_free(struct env *e)
 	free(e->v);
 }
 
+/* Append S (allocated, now the env's). */
+static void
+env_append(struct env *e, char *s)
+{
+	if (!s || e->nomem) {
+		free(s);
+		e->nomem = true;
+		return;
+	}
+	if (e->n + 2 > e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 64;
+		char **v = reallocarray(e->v, cap, sizeof *v);
+		if (!v) {
+			free(s);
+			e->nomem = true;
+			return;
+		}
+		e->v = v;
+		e->cap = cap;
+	}
+	e->v[e->n++] = s;
+	e->v[e->n] = NULL;
+}
+
 /* Set NAME=VALUE, replacing an entry of that name. */
 static void
 env_put(struct env *e, const char *name, const char *value)
@@ -85,25 +109,13 @@ env_put(struct env *e, const char *name, const char *value)
 			e->v[i] = s;
 			return;
 		}
-	if (e->n + 2 > e->cap) {
-		size_t cap = e->cap ? e->cap * 2 : 64;
-		char **v = reallocarray(e->v, cap, sizeof *v);
-		if (!v) {
-			free(s);
-			e->nomem = true;
-			return;
-		}
-		e->v = v;
-		e->cap = cap;
-	}
-	e->v[e->n++] = s;
-	e->v[e->n] = NULL;
+	env_append(e, s);
 }
 
 /*
- * The inherited environment without our own variables and without any
- * inherited QH_ one.  An entry without '=' (execve allows it) is kept
- * as it is.
+ * The inherited environment, each entry as it is (one without '=', which
+ * execve allows, included), without our own variables and without any
+ * inherited QH_ one.
  */
 static void
 env_inherit(struct env *e)
@@ -119,17 +131,8 @@ env_inherit(struct env *e)
 		for (size_t i = 0; !drop && i < sizeof vars / sizeof vars[0]; i++)
 			drop = strlen(vars[i]) == n &&
 			    strncmp(*p, vars[i], n) == 0;
-		if (!drop && eq) {
-			char name[256];
-			if (n < sizeof name) {
-				memcpy(name, *p, n);
-				name[n] = '\0';
-				env_put(e, name, eq + 1);
-				continue;
-			}
-		}
 		if (!drop)
-			env_put(e, *p, "");     /* kept whole, if odd */
+			env_append(e, strdup(*p));
 	}
 }
 

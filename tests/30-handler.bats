@@ -367,6 +367,16 @@ load helper
 	wait_for dead "$next"
 }
 
+@test "handler: an inherited variable with a long name reaches the handler as it was" {
+	local name
+	name=V$(printf '%0300d' 0)
+	qpush q a
+	run env "$name=x=y" qpop q -- sh -c 'env > "$1"' sh "$T/env"
+	assert_success
+	run grep -cx "$name=x=y" "$T/env"
+	assert_output 1
+}
+
 # --- leases ---------------------------------------------------------------------------------
 
 @test "handler: heartbeats keep the lease of a handler that runs past it" {
