@@ -368,6 +368,16 @@ bucket_fd(struct q_queue *q, enum q_state st, const char *bucket, bool fresh)
 	return *fd;
 }
 
+/* Is new/ (or later/) itself removed: an unsubscribe deleting it? */
+static bool
+parent_removed(struct q_queue *q, enum q_state st)
+{
+	struct stat sb;
+
+	return fstat(st == Q_LATER ? q->laterfd : q->newfd, &sb) == 0 &&
+	    sb.st_nlink == 0;
+}
+
 /*
  * Move a file into new/BUCKET/NAME (or later/BUCKET/NAME), making the
  * bucket again if a consumer has just removed it as empty.  Buckets are
@@ -398,6 +408,10 @@ q_place(struct q_queue *q, int fromfd, const char *from,
 			return -1;
 		if (faccessat(fromfd, from, F_OK, AT_SYMLINK_NOFOLLOW) == -1)
 			return -1;
+		if (fd == -1 && parent_removed(q, st)) {
+			errno = ENOENT;         /* the queue was removed */
+			return -1;
+		}
 		if (tries == 1000) {
 			errno = EAGAIN;
 			return -1;

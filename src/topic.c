@@ -584,6 +584,8 @@ unlock:
 	}
 	for (size_t s = 0; s < t->nsubs; s++)
 		if (!t->subs[s].skip && q_sync_new(&t->subs[s].q) == -1) {
+			if (errno == ENOENT && sub_gone(t, &t->subs[s]))
+				continue;       /* unsubscribed meanwhile */
 			if (!err)
 				err = errno;
 			r = -1;

@@ -4,12 +4,6 @@
 
 load helper
 
-# The process is stopped (job control, or SIGSTOP).
-stopped() {
-	local st
-	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-	[[ $st == T* ]]
-}
 running() { alive "$1" && ! stopped "$1"; }
 
 # A second consumer whose handler records "overlap" in $T/overlap if the

@@ -153,13 +153,6 @@ log_count() { find "$QSPOOL/t/log" -type f | wc -l; }
 	assert_equal "$(log_count)" 240
 }
 
-# The process is stopped (SIGSTOP, from a QSPOOL_STOP_AT point).
-stopped() {
-	local st
-	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-	[[ $st == T* ]]
-}
-
 @test "a recovery that looked before a finisher committed and died decides again under the lock" {
 	need_fault_points
 	mktopic

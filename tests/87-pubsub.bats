@@ -329,6 +329,24 @@ has_ephemeral() { (($(ephemeral_count) == $1)); }
 	assert_equal "$(find "$QSPOOL/t/subs" -path '*/new/*' -type f | wc -l)" 120
 }
 
+@test "subscriptions removed while a publish places its copies: it succeeds" {
+	need_fault_points
+	mksub a
+	mksub b
+	mksub c
+	# stopped after placing the first copy, before the others and the
+	# syncs of the new/ buckets it touched
+	spawn env QSPOOL_STOP_AT=after-publish-deliver qpub -i t m
+	local P=$BG_PID
+	wait_for stopped "$P"
+	qsub -s a --unsubscribe t
+	qsub -s b --unsubscribe t
+	kill -CONT "$P"
+	bg_wait "$P"
+	assert_equal "$BG_STATUS" 0
+	assert_equal "$(count_sub c)" 1
+}
+
 @test "recovery in other tools never fails a live publisher" {
 	mksub a
 	spawn bash -c 'while :; do qsub --list t >/dev/null; done'

@@ -160,6 +160,12 @@ alive() {
 }
 
 dead() { ! alive "$1"; }
+# stopped PID: it is stopped (job control, or SIGSTOP from QSPOOL_STOP_AT).
+stopped() {
+	local st
+	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+	[[ $st == T* ]]
+}
 
 # spawn COMMAND...: run in the background (redirect its input and output at
 # the call), with fd 3 closed so bats does not wait for it; its pid in
