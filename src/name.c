@@ -69,28 +69,35 @@ q_put_hex(char *p, uint64_t v, int width)
 }
 
 /*
- * A lease's token: random, drawn from a pool filled 64 at a time
- * (libbsd's arc4random asks getpid(2) on every call, to notice a fork:
- * one system call of the eight a delivery makes).  A process we fork
- * that could claim starts with the pool empty (q_token_forget).
+ * Random bits, drawn from a pool filled 32 words at a time: libbsd's
+ * arc4random asks getpid(2) on every call, to notice a fork, and a push
+ * or a delivery makes only five or six other system calls.  A process
+ * we fork that could make ids or leases starts with the pool empty
+ * (q_random_forget), or it would repeat its parent's draws.
  */
-static uint32_t token_pool[64];
-static int tokens;
+static uint64_t random_pool[32];
+static int random_left;
+
+uint64_t
+q_random64(void)
+{
+	if (random_left == 0) {
+		arc4random_buf(random_pool, sizeof random_pool);
+		random_left = (int)(sizeof random_pool / sizeof random_pool[0]);
+	}
+	return random_pool[--random_left];
+}
+
+void
+q_random_forget(void)
+{
+	random_left = 0;
+}
 
 uint32_t
 q_token(void)
 {
-	if (tokens == 0) {
-		arc4random_buf(token_pool, sizeof token_pool);
-		tokens = (int)(sizeof token_pool / sizeof token_pool[0]);
-	}
-	return token_pool[--tokens];
-}
-
-void
-q_token_forget(void)
-{
-	tokens = 0;
+	return (uint32_t)q_random64();
 }
 
 /*
@@ -102,10 +109,7 @@ q_new_id(char id[Q_ID_LEN + 1])
 {
 	static q_time last;
 	q_time now = q_now();
-	uint64_t rnd;
-
-	arc4random_buf(&rnd, sizeof rnd);
-	rnd &= (UINT64_C(1) << 44) - 1;
+	uint64_t rnd = q_random64() & ((UINT64_C(1) << 44) - 1);
 
 	if (now <= last)
 		now = last + 1;

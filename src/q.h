@@ -90,7 +90,8 @@ struct q_name {
 
 void q_new_id(char id[Q_ID_LEN + 1]);
 uint32_t q_token(void);          /* a lease's token */
-void q_token_forget(void);       /* in a forked child */
+uint64_t q_random64(void);       /* from a pool: see name.c */
+void q_random_forget(void);      /* in a forked child */
 /* V as at least WIDTH lower-case hex digits at P; the end. */
 char *q_put_hex(char *p, uint64_t v, int width);
 #define Q_HASH64_INIT UINT64_C(14695981039346656037)

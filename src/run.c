@@ -324,7 +324,7 @@ ward_fork(struct q_ward *wd)
 	if ((pid = fork()) == -1)
 		return q_fail("cannot fork");
 	if (pid == 0) {
-		q_token_forget();
+		q_random_forget();
 		warden(wd, qpop);
 	}
 	wd->pid = pid;  /* by qpop alone: the memory is shared */
