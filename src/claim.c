@@ -149,6 +149,7 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 			if (s->progress) {
 				s->after[0] = '\0';
 				s->nblocked = 0;
+				s->listed = false;
 			}
 			else
 				strlcpy(s->after, s->bucket, sizeof s->after);
@@ -158,8 +159,13 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 		}
 		if (!s->after[0])
 			s->from_top = true;     /* this walk sees every bucket */
-		if (q_listdir(q->newfd, &s->buckets, &s->nb, &s->capb) == -1)
+		/* Within one claim, a listing of new/ serves the whole walk:
+		 * a bucket made since is a push that raced this claim, and
+		 * a waiting consumer hears of it from inotify. */
+		if (!s->listed &&
+		    q_listdir(q->newfd, &s->buckets, &s->nb, &s->capb) == -1)
 			return q_fail("cannot read %s/new", q->operand);
+		s->listed = true;
 		size_t b = 0;
 		while (b < s->nb && (strcmp(s->buckets[b], s->after) <= 0 ||
 		    q_new_bucket_parse(s->buckets[b]) == -1))
@@ -199,6 +205,7 @@ next_claimable(struct q_queue *q, struct q_scan *s, const char **name,
 
 	if (r == 1 && !s->from_top && !*again) {
 		*again = true;
+		s->listed = false;
 		r = next_name(q, s, name);
 	}
 	return r;
@@ -278,6 +285,7 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 	int r;
 
 	s->from_top = false;
+	s->listed = false;      /* new/ is listed afresh */
 
 	while ((r = next_claimable(q, s, &name, &again)) == 0) {
 		struct q_name n;
@@ -354,6 +362,7 @@ q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l)
 	int r;
 
 	s->from_top = false;
+	s->listed = false;      /* new/ is listed afresh */
 
 	while ((r = next_claimable(q, s, &name, &again)) == 0) {
 		if (q_name_parse(name, &l->n, &st) == -1 || st != Q_NEW) {

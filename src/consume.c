@@ -732,9 +732,11 @@ sleep_until_event(struct run *r, bool watch)
 	int ms = t ? (int)((t > now ? t - now : 0) / Q_MS) + 1 : -1;
 	if (poll(p, n, ms) > 0) {
 		char buf[64];
-		while (read(sigpipe_fds[0], buf, sizeof buf) > 0)
-			;
-		if (watch)
+		if (p[0].revents)
+			while (read(sigpipe_fds[0], buf, sizeof buf) > 0)
+				;
+		if (watch && n > 1 && p[1].fd == q_wait_fd(&r->w) &&
+		    p[1].revents)
 			woke = q_wait_consume(&r->w);
 	}
 	for (int i = 0; i < r->njobs; i++)

@@ -362,6 +362,7 @@ struct q_scan {
 	char after[32];         /* buckets up to here had nothing for us */
 	bool progress;          /* the current bucket gave us a message */
 	bool from_top;          /* this claim's walk listed every bucket */
+	bool listed;            /* buckets[] is this claim's listing */
 	struct {                /* keys found busy since the last restart: */
 		uint32_t key;   /* no message of it after seq can go */
 		uint64_t seq;

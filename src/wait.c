@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -162,7 +163,12 @@ q_wait_consume(struct q_waiter *w)
 	_Alignas(struct inotify_event) char buf[4096];
 	ssize_t len;
 
-	while ((len = read(w->ifd, buf, sizeof buf)) > 0)
+	/* A read takes every whole event that fits: one that left room
+	 * for the longest event emptied the queue, and poll(2) tells of
+	 * any event after it. */
+	do {
+		if ((len = read(w->ifd, buf, sizeof buf)) <= 0)
+			break;
 		for (ssize_t off = 0; off < len; ) {
 			struct inotify_event *e = (struct inotify_event *)(buf + off);
 			off += (ssize_t)(sizeof *e + e->len);
@@ -174,6 +180,8 @@ q_wait_consume(struct q_waiter *w)
 			if (kind != K_NEW && kind != K_NEW_BUCKET)
 				woke |= Q_WOKE_LATER;
 		}
+	} while ((size_t)len > sizeof buf - sizeof(struct inotify_event) -
+	    NAME_MAX - 1);
 #endif
 	return woke;
 }
