@@ -31,6 +31,7 @@ q_scan_reset(struct q_scan *s)
 	s->bucketfd = -1;
 	q_freelist(s->names, s->n);
 	s->n = s->i = 0;
+	s->more = false;
 	s->bucket[0] = s->after[0] = '\0';
 }
 
@@ -129,6 +130,21 @@ q_remove_idle_bucket(struct q_queue *q, int parentfd, const char *bucket,
 }
 
 /*
+ * The names of the bucket being walked, in the order of delivery, a
+ * batch at a time (after AFTER): a claim that takes one message from a
+ * full bucket copies 64 names, not 1024.
+ */
+#define LIST_BATCH 64
+
+static int
+list_bucket(struct q_scan *s, const char *after)
+{
+	s->i = 0;
+	return q_listdir_next(s->bucketfd, after, LIST_BATCH, &s->names,
+	    &s->n, &s->cap, &s->more);
+}
+
+/*
  * The next candidate name in delivery order, with s->bucketfd its
  * directory.  1 when every bucket after s->after has been walked.
  */
@@ -139,6 +155,14 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 		if (s->i < s->n) {
 			*name = s->names[s->i++];
 			return 0;
+		}
+		if (s->bucketfd != -1 && s->more) {
+			char last[Q_FNAME_MAX];
+			strlcpy(last, s->names[s->n - 1], sizeof last);
+			if (list_bucket(s, last) == -1)
+				return q_fail("cannot read %s/new/%s",
+				    q->operand, s->bucket);
+			continue;
 		}
 		if (s->bucketfd != -1) {
 			if (s->n == 0)
@@ -178,7 +202,7 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 		strlcpy(s->bucket, s->buckets[b], sizeof s->bucket);
 		s->bucketfd = q_open_bucket(q->newfd, s->bucket);
 		if (s->bucketfd == -1 ||
-		    q_listdir(s->bucketfd, &s->names, &s->n, &s->cap) == -1) {
+		    list_bucket(s, NULL) == -1) {
 			if (s->bucketfd == -1 && (errno == ENOENT ||
 			    errno == ELOOP || errno == ENOTDIR)) {
 				/* gone, or a planted symlink: skip it */

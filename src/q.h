@@ -355,8 +355,9 @@ int q_produce_exit(int r);
 struct q_scan {
 	char bucket[32];        /* the bucket being walked */
 	int bucketfd;
-	char **names;           /* its sorted names */
+	char **names;           /* its first names, sorted */
 	size_t n, i, cap;
+	bool more;              /* it has names after these */
 	char **buckets;         /* new/, sorted: delivery order */
 	size_t nb, capb;
 	char after[32];         /* buckets up to here had nothing for us */
@@ -807,6 +808,8 @@ const char *q_holds_name(enum q_holds h);
 
 /* Sorted directory listing (names only, no dot files). */
 int q_listdir(int dirfd, char ***names, size_t *n, size_t *cap);
+int q_listdir_next(int dirfd, const char *after, size_t limit, char ***names,
+    size_t *n, size_t *cap, bool *more);
 void q_freelist(char **names, size_t n);
 
 #endif
