@@ -39,7 +39,8 @@ struct want {
 static void
 trim(char **names, size_t *n, struct want *w)
 {
-	qsort(names, *n, sizeof *names, cmp);
+	if (*n > 1)     /* names is NULL before the first name */
+		qsort(names, *n, sizeof *names, cmp);
 	if (*n > w->limit) {
 		q_freelist(names + w->limit, *n - w->limit);
 		*n = w->limit;
