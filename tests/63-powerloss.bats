@@ -12,6 +12,10 @@
 
 load helper
 
+# --every-sync replays a workload once per sync it makes: under ASan with
+# the rest of the suite beside it, one such test can pass 120 s.
+export BATS_TEST_TIMEOUT=300
+
 PL=${POWERLOSS:-$QSPOOL_BIN/../powerloss/powerloss}
 [[ -x $PL ]] || PL=$QSPOOL_SRCDIR/tests/powerloss/powerloss
 export POWERLOSS=$PL
