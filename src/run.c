@@ -267,9 +267,10 @@ warden(struct q_ward *wd, pid_t qpop)
 	sigset_t set;
 	int fd;
 
+	q_fault("warden-start");
 	setpgid(0, 0);  /* ^C at a terminal is for qpop, not for us */
-	sigfillset(&set);
-	sigprocmask(SIG_BLOCK, &set, NULL);
+	/* every signal is blocked from birth (ward_fork); these two are
+	 * taken by sigtimedwait below */
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);       /* qpop: a nearer deadline */
 	sigaddset(&set, SIGUSR2);       /* qpop is gone */
@@ -316,16 +317,23 @@ warden(struct q_ward *wd, pid_t qpop)
 static int
 ward_fork(struct q_ward *wd)
 {
-	pid_t qpop = getpid();
-
-	pid_t pid;
+	pid_t qpop = getpid(), pid;
+	sigset_t all, mask;
 
 	atomic_store(&wd->wake_at, 0);  /* it has not looked yet */
-	if ((pid = fork()) == -1)
-		return q_fail("cannot fork");
-	if (pid == 0) {
+	/* born with every signal blocked: a SIGUSR1 from q_ward_deadline
+	 * before it has set itself up must wait, not kill it */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &mask);
+	if ((pid = fork()) == 0) {
 		q_random_forget();
 		warden(wd, qpop);
+	}
+	int saved = errno;
+	sigprocmask(SIG_SETMASK, &mask, NULL);
+	if (pid == -1) {
+		errno = saved;
+		return q_fail("cannot fork");
 	}
 	wd->pid = pid;  /* by qpop alone: the memory is shared */
 	return 0;

@@ -367,6 +367,27 @@ load helper
 	wait_for dead "$next"
 }
 
+@test "handler: a deadline told to a warden not yet set up does not kill it" {
+	need_fault_points
+	local pid warden st
+	qpush q a
+	# the warden stops at its first line; qpop then starts the handler
+	# and signals the warden (SIGUSR1) that a deadline is set
+	spawn env QSPOOL_STOP_AT=warden-start qpop --lease=30s q -- qt-hold "$T/h.pid" \
+		>"$T/out" 2>"$T/err"
+	pid=$(read_pid "$T/h.pid")
+	warden=$(pgrep -P "$BG_PID" | grep -vx "$pid")
+	[[ -n $warden ]] || fail "no warden beside the handler"
+	wait_for stopped "$warden"
+	kill -CONT "$warden"
+	# it goes on to wait for deadlines (S), rather than die of the signal
+	wait_for eval 'st=$(ps -o stat= -p "$warden"); [[ $st != T* && $st != R* ]]'
+	[[ $st == S* ]] || fail "the warden died of its wake-up signal ($st)"
+	kill -9 "$BG_PID"
+	bg_wait "$BG_PID"
+	wait_for dead "$pid"
+}
+
 @test "handler: an inherited variable with a long name reaches the handler as it was" {
 	local name
 	name=V$(printf '%0300d' 0)
