@@ -633,10 +633,12 @@ reap_children(struct run *r)
 		for (int i = 0; i < r->njobs; i++)
 			if (r->jobs[i].busy && r->jobs[i].c.pid == pid) {
 				j = &r->jobs[i];
+				/* the delivery is over: so is what it left in its
+				 * group; then the warden forgets the group, before
+				 * the reap frees its id */
+				kill(-pid, SIGTERM);
 				atomic_store(&r->ward->slot[i].group, 0);
 			}
-		if (j)
-			kill(-pid, SIGTERM);    /* the delivery is over */
 		if (waitpid(pid, &status, 0) != pid)
 			continue;
 		if (j)
