@@ -118,14 +118,24 @@ read_names(int dirfd, char ***names, size_t *n, size_t *cap, struct want *w)
 		close(fd);
 		return -1;
 	}
-	errno = 0;
-	while ((e = readdir(d)))
-		if (keep(e->d_name, names, n, cap, w) == -1)
+	int r = 0;
+	/* errno tells readdir's end from its failure; keep's own calls
+	 * may set it, so it is cleared before each */
+	for (;;) {
+		errno = 0;
+		if (!(e = readdir(d))) {
+			r = errno ? -1 : 0;
 			break;
+		}
+		if (keep(e->d_name, names, n, cap, w) == -1) {
+			r = -1;
+			break;
+		}
+	}
 	int saved = errno;
 	closedir(d);
 	errno = saved;
-	return saved ? -1 : 0;
+	return r;
 }
 #endif
 
