@@ -301,7 +301,8 @@ int q_out_begin(struct q_queue *q, const struct q_pushopt *o,
     struct q_out *m);
 int q_out_write(struct q_out *m, const void *p, size_t n);
 int q_out_sync(struct q_out *m, int n);       /* how many are durable */
-/* Flush and sync (per fsync policy) and close: ready for commit. */
+/* Flush, and sync if SYNC: ready for commit (the fd stays open, and
+ * its lock with it). */
 int q_out_finish(struct q_out *m, bool sync);
 /* The commit rename.  dirsync: fsync the target directory now. */
 int q_out_commit(struct q_out *m, bool dirsync);
