@@ -634,16 +634,68 @@ q_topic_find_log(struct q_topic *t, const char *id, struct q_logent *e,
 	return found;
 }
 
+/*
+ * A recovery pass: what it knows of log/ and the publishes it holds
+ * locked for a second look.  A bucket is listed once and searched by
+ * id, not listed again for each message: a crash leaves up to a batch
+ * of publishes, and a log bucket may hold a million entries.
+ */
+#define HELD_MAX Q_BATCH_MAX      /* a dead publisher's batch at once */
+struct pass {
+	struct q_recovery *rec;
+	bool ordered;                   /* holds LOCK_EX on tmp/ */
+	bool listed;                    /* names is BUCKET's listing */
+	char bucket[32];
+	char **names;
+	size_t n, cap;
+	struct held {                   /* old, uncommitted at first look */
+		int fd;
+		struct stat st;
+		char id[Q_ID_LEN + 1];
+	} held[HELD_MAX];
+	int nheld;
+};
+
 /* Is message ID committed: is there a log/BUCKET/ID.g* ?  Its entry. */
 static int
-in_log(struct q_topic *t, const char *id, struct q_logent *e)
+in_log(struct q_topic *t, struct pass *ps, const char *id, struct q_logent *e)
 {
-	char name[Q_ID_LEN + 64];
-	int bfd, found = q_topic_find_log(t, id, e, name, sizeof name, &bfd);
+	char bucket[32];
+	size_t idlen = strlen(id), lo = 0, hi;
 
-	if (found == 1)
-		close(bfd);
-	return found;
+	q_later_bucket(bucket, sizeof bucket, q_id_time(id));
+	if (!ps->listed || strcmp(bucket, ps->bucket) != 0) {
+		int fd = q_subdir(&t->q, t->logfd, bucket, false);
+		q_fault("recover-list-log");
+		int r = fd == -1 ? -1 : q_listdir(fd, &ps->names, &ps->n, &ps->cap);
+		int err = errno;
+		if (fd != -1)
+			close(fd);
+		ps->listed = false;
+		if (r == -1 && err != ENOENT) {
+			errno = err;
+			return -1;
+		}
+		if (r == -1) {          /* no bucket: nothing in it */
+			q_freelist(ps->names, ps->n);
+			ps->n = 0;
+		}
+		strlcpy(ps->bucket, bucket, sizeof ps->bucket);
+		ps->listed = true;
+	}
+	/* the listing is sorted: find the first name not below ID */
+	for (hi = ps->n; lo < hi; ) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(ps->names[mid], id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < ps->n && strncmp(ps->names[lo], id, idlen) == 0; lo++)
+		if (ps->names[lo][idlen] == '.' &&
+		    q_log_parse(ps->names[lo], e) == 0)
+			return 1;
+	return 0;
 }
 
 bool
@@ -740,72 +792,31 @@ lock_message(int fd, bool wait)
 }
 
 /*
- * A publish whose publisher is gone (its flock is free): finish it if
- * it was committed, else take back its links once it is older than
- * `grace` (a publisher creates its file a moment before locking it).
+ * Finish publish ID, committed as E, locked by us: place it in every
+ * subscription still holding its link, in turn (under LOCK_EX on tmp/).
  */
 static void
-recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec,
-    bool *ordered)
+finish_publish(struct q_topic *t, struct pass *ps, const char *id,
+    const struct stat *st, const struct q_logent *e)
 {
-	int fd = openat(t->q.tmpfd, id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-	    O_CLOEXEC);
-	struct stat st;
-	struct q_logent e;
-	int committed;
-
-	if (fd == -1)
-		return;
-	/* a young file not in log/ may be a publisher's between its create
-	 * and its lock: do not even take the lock (it would fail theirs) */
-	if (fstat(fd, &st) == -1 || (committed = in_log(t, id, &e)) == -1 ||
-	    (!committed && q_mtime(&st) + t->q.cfg.grace > q_now()))
-		goto out;
-	/* placements in turn (q_topic_recover), before the message's lock:
-	 * a recoverer waiting with one would make the other skip it */
-	if (committed && !*ordered && take_order(t, ordered) == -1)
-		goto out;
-	q_fault("before-recover-lock");
-	if (!lock_message(fd, committed && rec && rec->wait)) {
-		if (committed && rec)
-			rec->left++;
-		goto out;
-	}
-	/*
-	 * Decide under the lock: a publisher or a forward's finisher that
-	 * held it may have committed since the look above, then died.
-	 */
-	if (!committed && (committed = in_log(t, id, &e)) != 0) {
-		flock(fd, LOCK_UN);
-		if (committed == -1 || take_order(t, ordered) == -1 ||
-		    !lock_message(fd, rec && rec->wait)) {
-			if (committed == 1 && rec)
-				rec->left++;
-			goto out;
-		}
-	}
-	if (!committed) {
-		if (q_topic_unlink_copies(t, id, &st) == 0 &&
-		    unlinkat(t->q.tmpfd, id, 0) == 0 && rec)
-			rec->undone++;
-		goto out;
-	}
-	if (reload_subs(t) == -1)
-		goto out;
+	struct q_recovery *rec = ps->rec;
 	bool left = false;
+
+	if (reload_subs(t) == -1)
+		return;
 	for (size_t s = 0; s < t->nsubs; s++) {
 		struct q_queue *sq = &t->subs[s].q;
 		struct stat lst;
 		uint64_t seq;
 		if (fstatat(sq->tmpfd, id, &lst, AT_SYMLINK_NOFOLLOW) == -1 ||
-		    lst.st_ino != st.st_ino || lst.st_dev != st.st_dev)
+		    lst.st_ino != st->st_ino || lst.st_dev != st->st_dev)
 			continue;
 		/* a replay running into it places its own generations */
-		if (q_sub_replay_gen(sq) >= (int64_t)e.gen)
+		if (q_sub_replay_gen(sq) >= (int64_t)e->gen)
 			continue;
-		if (!e.has_key || !q_key_find(sq, e.key, id, sq->tmpfd, id, &seq))
+		if (!e->has_key || !q_key_find(sq, e->key, id, sq->tmpfd, id, &seq))
 			seq = q_next_seq(sq);
-		if (q_sub_deliver(sq, &e, seq, 0) == -1)
+		if (q_sub_deliver(sq, e, seq, 0) == -1)
 			left = true;
 	}
 	/* finished once the placements are synced; after a failed sync
@@ -818,6 +829,87 @@ recover_publish(struct q_topic *t, const char *id, struct q_recovery *rec,
 		rec->finished++;
 	if (left && rec)
 		rec->left++;
+}
+
+/* Take back publish ID, never committed, locked by us. */
+static void
+undo_publish(struct q_topic *t, struct pass *ps, const char *id,
+    const struct stat *st)
+{
+	if (q_topic_unlink_copies(t, id, st) == 0 &&
+	    unlinkat(t->q.tmpfd, id, 0) == 0 && ps->rec)
+		ps->rec->undone++;
+}
+
+/*
+ * The second look at the publishes held: a publisher or a forward's
+ * finisher that held one's lock may have committed it after the first
+ * look, then died.  So log/ is listed again, after all their locks
+ * were taken; nothing can commit them now.  The pass holds tmp/ (see
+ * recover_publish): the ones it finishes are placed in turn.
+ */
+static void
+settle_held(struct q_topic *t, struct pass *ps)
+{
+	ps->listed = false;
+	for (int i = 0; i < ps->nheld; i++) {
+		struct held *h = &ps->held[i];
+		struct q_logent e;
+		int committed = in_log(t, ps, h->id, &e);
+		if (committed == 0)
+			undo_publish(t, ps, h->id, &h->st);
+		else if (committed == 1)
+			finish_publish(t, ps, h->id, &h->st, &e);
+		close(h->fd);
+	}
+	ps->nheld = 0;
+}
+
+/*
+ * A publish whose publisher is gone (its flock is free): finish it if
+ * it was committed, else take back its links once it is older than
+ * `grace` (a publisher creates its file a moment before locking it).
+ */
+static void
+recover_publish(struct q_topic *t, struct pass *ps, const char *id)
+{
+	int fd = openat(t->q.tmpfd, id, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
+	struct q_recovery *rec = ps->rec;
+	struct stat st;
+	struct q_logent e;
+	int committed;
+
+	if (fd == -1)
+		return;
+	/* a young file not in log/ may be a publisher's between its create
+	 * and its lock: do not even take the lock (it would fail theirs) */
+	if (fstat(fd, &st) == -1 || (committed = in_log(t, ps, id, &e)) == -1 ||
+	    (!committed && q_mtime(&st) + t->q.cfg.grace > q_now()))
+		goto out;
+	/* in turn (q_topic_recover), before the message's lock: a
+	 * recoverer waiting with one would make the other skip it, and
+	 * one holding locks (settle_held) must never wait for tmp/ */
+	if (take_order(t, &ps->ordered) == -1)
+		goto out;
+	q_fault("before-recover-lock");
+	if (!lock_message(fd, committed && rec && rec->wait)) {
+		if (committed && rec)
+			rec->left++;
+		goto out;
+	}
+	if (committed) {
+		finish_publish(t, ps, id, &st, &e);
+		goto out;
+	}
+	/* decided under the lock, with the others held (settle_held) */
+	struct held *h = &ps->held[ps->nheld++];
+	h->fd = fd;
+	h->st = st;
+	strlcpy(h->id, id, sizeof h->id);
+	if (ps->nheld == HELD_MAX)
+		settle_held(t, ps);
+	return;
 out:
 	close(fd);
 }
@@ -901,13 +993,20 @@ q_topic_recover(struct q_topic *t, struct q_recovery *rec)
 	 * interleave them.  So the first committed one found takes
 	 * LOCK_EX on tmp/ itself, held to the end of the pass.
 	 */
-	bool ordered = false;
-	if (nids > 1)
-		qsort(ids, nids, sizeof *ids, cmp_id);
-	for (size_t i = 0; i < nids; i++)
-		recover_publish(t, ids[i], rec, &ordered);
-	if (ordered)
-		flock(t->q.tmpfd, LOCK_UN);
+	struct pass *ps = calloc(1, sizeof *ps);
+	if (ps) {
+		ps->rec = rec;
+		if (nids > 1)
+			qsort(ids, nids, sizeof *ids, cmp_id);
+		for (size_t i = 0; i < nids; i++)
+			recover_publish(t, ps, ids[i]);
+		settle_held(t, ps);
+		if (ps->ordered)
+			flock(t->q.tmpfd, LOCK_UN);
+		q_freelist(ps->names, ps->n);
+		free(ps->names);
+		free(ps);
+	}
 	q_freelist(ids, nids);
 	free(ids);
 

@@ -461,6 +461,29 @@ assert_all_or_nothing() {
 	assert_equal "$(count_files "$QSPOOL/t/tmp" "$QSPOOL/t/subs/a/tmp" "$QSPOOL/t/subs/b/tmp")" 0
 }
 
+@test "recovery of a crash-cut batch lists the log bucket once, not once a message" {
+	need_fault_points
+	mksub a
+	printf 'grace = 0\n' >"$QSPOOL/t/q.conf"
+	seq 1 200 >"$T/in"
+	# a batch written, not committed: taken back after a second look
+	run env QSPOOL_CRASH_AT=before-publish-commit qpub -l t <"$T/in"
+	assert_failure 137
+	(($(count_files "$QSPOOL/t/tmp") > 2)) || fail "no batch left to recover"
+	run env QSPOOL_CRASH_AT=recover-list-log:3 qsub --list t
+	assert_success
+	assert_equal "$(count_files "$QSPOOL/t/tmp" "$QSPOOL/t/subs/a/tmp")" 0
+	assert_equal "$(count_sub a)" 0
+	# a batch committed, one placed: the tail finished from one listing
+	run env QSPOOL_CRASH_AT=after-publish-deliver qpub -l t <"$T/in"
+	assert_failure 137
+	(($(count_files "$QSPOOL/t/tmp") > 2)) || fail "no tail left to recover"
+	run env QSPOOL_CRASH_AT=recover-list-log:2 qsub --list t
+	assert_success
+	assert_equal "$(count_files "$QSPOOL/t/tmp")" 0
+	assert_equal "$(count_sub a)" "$(count_log)"
+}
+
 @test "crash after-publish-commit and after-publish-deliver: every subscription gets it" {
 	need_fault_points
 	mksub a
