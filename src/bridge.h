@@ -1,0 +1,77 @@
+/*
+ * bridge.h - qbridge: store-and-forward between a local spool and NATS
+ * JetStream.  qbridge.c parses the command line; each subcommand lives
+ * in its own file (bridge_setup.c, bridge_out.c, bridge_in.c) and uses
+ * the connection (bridge_conn.c) and header (bridge_hdr.c) helpers.
+ * Only this tool links libnats; the spool is reached through q.h alone.
+ */
+#ifndef BRIDGE_H
+#define BRIDGE_H
+
+#include "q.h"
+
+#define B_MAX_SERVERS 16
+#define B_MAX_SUBJECTS 16
+
+struct bridge_args {
+	const char *cmd;                /* setup, out, in */
+	const char *spool;              /* -d */
+	const char *sub;                /* -s: a topic's subscription (out) */
+	const char *servers[B_MAX_SERVERS];
+	int nservers;
+	const char *stream;
+	const char *subject;            /* out: where to publish */
+	const char *subjects[B_MAX_SUBJECTS];   /* setup: the stream's */
+	int nsubjects;
+	const char *consumer;           /* the durable */
+	long long replicas;
+	q_time dedup_window;
+	q_time ack_wait;                /* setup: 0: from the lease */
+	bool drain, follow;
+	q_time lease;                   /* 0: the queue's */
+	long long window;               /* out: publishes in flight */
+	long long batch;                /* in: messages a fetch */
+	const char *operand;            /* QUEUE|TOPIC */
+};
+
+/* Defaults. */
+#define B_DEDUP_WINDOW (60 * 60 * Q_SEC)
+#define B_WINDOW 256
+#define B_BATCH 100
+
+/* bridge_conn.c: a connection and its JetStream context. */
+struct natsConnection;
+struct __jsCtx;
+struct bridge_conn {
+	struct __natsConnection *nc;
+	struct __jsCtx *js;
+};
+struct jsOptions;
+/* Connect to the servers; -1 with q_what() and *status (69: none up). */
+int b_connect(struct bridge_conn *c, const struct bridge_args *a,
+    struct jsOptions *jo, int *status);
+void b_close(struct bridge_conn *c);
+/* q_fail for a libnats status S: "what: why (text)"; returns -1. */
+int b_fail(int s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The exit status for a libnats status. */
+int b_status(int s);
+
+/* bridge_hdr.c: qspool headers <-> NATS headers (qbridge(1), HEADERS). */
+struct __natsMsg;
+int b_hdr_encode(struct __natsMsg *nm, const struct q_headers *hs);
+/* NATS headers of NM into HS (strings kept in BUF); the Nats-Msg-Id in
+ * *ID.  -1 with q_what() when they cannot be decoded (bad-headers). */
+struct b_hdrbuf {
+	char *p[Q_MAX_HEADERS * 2];
+	int n;
+};
+int b_hdr_decode(struct __natsMsg *nm, struct q_headers *hs,
+    struct b_hdrbuf *buf, const char **id);
+void b_hdrbuf_free(struct b_hdrbuf *buf);
+
+/* The subcommands: each returns the exit status, having printed. */
+int b_setup(const struct bridge_args *a);
+int b_out(const struct bridge_args *a);
+int b_in(const struct bridge_args *a);
+
+#endif
