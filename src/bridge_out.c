@@ -1,16 +1,362 @@
 /*
- * bridge_out.c - qbridge out.
+ * bridge_out.c - qbridge out: claim local messages as qpop does and
+ * publish them to JetStream, a window of them at a time, asynchronously.
+ *
+ * Each message is claimed (the lease, as for qpop), published with its
+ * stable id as Nats-Msg-Id, and acked locally only once the broker's
+ * PubAck for it has come back (Duplicate counts: the stream has it).
+ * A message without a PubAck (an error, or none within half the lease)
+ * is released, to be claimed and published again with the same id; the
+ * stream's duplicate window makes that harmless.  So a crash anywhere
+ * can only cause a publish to be repeated, never a message to be lost.
  */
 #include "config.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sysexits.h>
 
+#include <nats/nats.h>
+
 #include "bridge.h"
+
+enum { PENDING, ACKED, FAILED };
+
+struct slot {
+	struct q_lease l;
+	int state;
+	int err;                /* its natsStatus, when FAILED */
+	char why[160];
+};
+
+struct out {
+	const struct bridge_args *a;
+	struct q_queue *q;
+	struct q_scan scan;
+	struct bridge_conn c;
+	pthread_mutex_t mu;
+	struct slot *slots;
+	int n;                  /* in this window */
+	long long sent, acked, dups;
+	int status;             /* exit status so far */
+};
+
+/* The PubAck (or the error) of one message, on libnats' thread. */
+static void
+on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
+    void *closure)
+{
+	struct out *o = closure;
+	const char *id = NULL;
+
+	(void)js;
+	if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK || !id)
+		return;
+	pthread_mutex_lock(&o->mu);
+	for (int i = 0; i < o->n; i++) {
+		struct slot *s = &o->slots[i];
+		if (s->state != PENDING || strcmp(s->l.n.id, id) != 0)
+			continue;
+		if (pa) {
+			s->state = ACKED;
+			if (pa->Duplicate)
+				o->dups++;
+		} else {
+			s->state = FAILED;
+			s->err = pae ? (int)pae->Err : NATS_ERR;
+			snprintf(s->why, sizeof s->why, "%s", pae && pae->ErrText ?
+			    pae->ErrText : natsStatus_GetText(s->err));
+		}
+		break;
+	}
+	pthread_mutex_unlock(&o->mu);
+}
+
+static void
+fail(struct out *o, int status)
+{
+	q_warnq();
+	if (!o->status || o->status == EX_TEMPFAIL)
+		o->status = status;
+}
+
+/* Dead-letter a claimed message that cannot go (corrupt, too large). */
+static void
+bury(struct out *o, struct q_lease *l, const char *reason, const char *why)
+{
+	struct q_diag d = { .reason = reason, .status = why };
+
+	if (q_bury(o->q, l, &d) == -1)
+		fail(o, errno == ENOENT ? EX_TEMPFAIL : EX_IOERR);
+	else
+		q_warnx("%s: %s: %s, dead-lettered (%s)", o->q->operand,
+		    l->n.id, why, reason);
+	q_lease_done(l);
+}
+
+/* The message's body: in the first chunk read, or read now. */
+static const char *
+body_of(struct q_msg *m, size_t *len, char **freeme)
+{
+	*len = (size_t)(m->size - (off_t)m->body_off);
+	*freeme = NULL;
+	if ((off_t)m->buflen >= m->size)
+		return m->buf + m->body_off;
+	if (!(*freeme = malloc(*len ? *len : 1)))
+		return NULL;
+	if (q_pread_full(m->fd, *freeme, *len, (off_t)m->body_off) == -1) {
+		free(*freeme);
+		*freeme = NULL;
+		return NULL;
+	}
+	return *freeme;
+}
+
+/* Publish the claimed message of slot S: 0 sent, 1 buried, -1 error. */
+static int
+publish(struct out *o, struct slot *s)
+{
+	struct q_lease *l = &s->l;
+	natsMsg *nm = NULL;
+	size_t len;
+	char *freeme;
+	const char *body = body_of(&l->m, &len, &freeme);
+	natsStatus st;
+
+	if (!body)
+		return q_fail("%s: %s: cannot read", o->q->operand, l->n.id);
+	st = natsMsg_Create(&nm, o->a->subject, NULL, body, (int)len);
+	free(freeme);
+	if (st != NATS_OK)
+		return b_fail(st, "%s: %s: cannot make message", o->q->operand,
+		    l->n.id);
+	if ((st = natsMsgHeader_Set(nm, "Nats-Msg-Id", l->n.id)) != NATS_OK) {
+		natsMsg_Destroy(nm);
+		return b_fail(st, "%s: %s: cannot set its id", o->q->operand,
+		    l->n.id);
+	}
+	if (b_hdr_encode(nm, &l->m.hs) == -1) {
+		natsMsg_Destroy(nm);
+		return -1;
+	}
+	st = js_PublishMsgAsync(o->c.js, &nm, NULL);
+	if (st == NATS_MAX_PAYLOAD) {
+		natsMsg_Destroy(nm);
+		char why[96];
+		snprintf(why, sizeof why, "headers and body over the server's"
+		    " max_payload (%lld bytes)", (long long)
+		    natsConnection_GetMaxPayload(o->c.nc));
+		bury(o, l, "too-large", why);
+		return 1;
+	}
+	if (st != NATS_OK) {
+		natsMsg_Destroy(nm);
+		return b_fail(st, "%s: %s: cannot publish", o->q->operand,
+		    l->n.id);
+	}
+	o->sent++;
+	return 0;
+}
+
+/* Claim and publish up to a window; how many are in flight. */
+static int
+fill(struct out *o)
+{
+	o->n = 0;
+	while (o->n < o->a->window) {
+		struct slot *s = &o->slots[o->n];
+		q_time lease = o->a->lease ? o->a->lease : o->q->cfg.lease;
+		int r = q_claim(o->q, &o->scan, lease, &s->l);
+		if (r == 1)
+			break;
+		if (r == -1) {
+			fail(o, q_exit_for_errno(errno));
+			break;
+		}
+		if (s->l.corrupt) {
+			char why[256];
+			strlcpy(why, q_what(), sizeof why);
+			bury(o, &s->l, s->l.unreadable ? "unreadable" : "corrupt",
+			    why);
+			continue;
+		}
+		if (s->l.expired) {
+			if (o->q->cfg.on_expiry == Q_EXPIRY_DLQ)
+				bury(o, &s->l, "expired", "time to live passed");
+			else if (q_expire(o->q, &s->l) == -1)
+				fail(o, EX_IOERR);
+			continue;
+		}
+		pthread_mutex_lock(&o->mu);
+		s->state = PENDING;
+		o->n++;         /* visible to on_ack before it is sent */
+		pthread_mutex_unlock(&o->mu);
+		if ((r = publish(o, s)) == 0)
+			continue;
+		pthread_mutex_lock(&o->mu);
+		o->n--;
+		pthread_mutex_unlock(&o->mu);
+		if (r == -1) {
+			fail(o, natsConnection_Status(o->c.nc) ==
+			    NATS_CONN_STATUS_CONNECTED ? EX_TEMPFAIL :
+			    EX_UNAVAILABLE);
+			if (q_release(o->q, &s->l) == -1)
+				fail(o, EX_IOERR);
+			q_lease_done(&s->l);
+			break;
+		}
+	}
+	return o->n;
+}
+
+/* NATS_NO_RESPONDERS on a publish: tell the likely causes apart. */
+static const char *
+no_responders(struct out *o)
+{
+	static char buf[600];
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus st = js_GetStreamInfo(&si, o->c.js, o->a->stream, NULL, &jerr);
+
+	if (st == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr)
+		snprintf(buf, sizeof buf, "no such stream %s (make it with"
+		    " qbridge setup)", o->a->stream);
+	else if (st == NATS_OK)
+		snprintf(buf, sizeof buf, "stream %s does not take subject %s,"
+		    " or has no leader right now", o->a->stream, o->a->subject);
+	else
+		snprintf(buf, sizeof buf, "no responders (no such stream, or"
+		    " no leader right now)");
+	jsStreamInfo_Destroy(si);
+	return buf;
+}
+
+/* Wait for the window's PubAcks; ack what the broker has, release the rest. */
+static void
+settle(struct out *o)
+{
+	jsPubOptions po;
+	natsMsgList pending = { 0 };
+	q_time lease = o->a->lease ? o->a->lease : o->q->cfg.lease;
+	natsStatus st;
+	int failed = 0, lasterr = NATS_OK;
+	char why[160] = "";
+
+	jsPubOptions_Init(&po);
+	po.MaxWait = lease / 2 / Q_MS;
+	st = js_PublishAsyncComplete(o->c.js, &po);
+	if (st != NATS_OK && js_PublishAsyncGetPendingList(&pending, o->c.js) ==
+	    NATS_OK)
+		natsMsgList_Destroy(&pending);  /* no PubAck: released below */
+	pthread_mutex_lock(&o->mu);
+	for (int i = 0; i < o->n; i++) {
+		struct slot *s = &o->slots[i];
+		if (s->state == ACKED) {
+			if (q_ack(o->q, &s->l) == -1)
+				fail(o, errno == ENOENT ? EX_TEMPFAIL : EX_IOERR);
+			else
+				o->acked++;
+		} else {
+			failed++;
+			if (s->state == FAILED) {
+				lasterr = s->err;
+				strlcpy(why, s->why, sizeof why);
+			}
+			if (q_release(o->q, &s->l) == -1)
+				fail(o, EX_IOERR);
+		}
+		q_lease_done(&s->l);
+	}
+	o->n = 0;
+	pthread_mutex_unlock(&o->mu);
+	if (!failed)
+		return;
+	q_scan_restart(&o->scan);
+	errno = 0;
+	if (lasterr == NATS_NO_RESPONDERS)
+		q_fail("%s: %d message%s released for another try: %s",
+		    o->q->operand, failed, failed == 1 ? "" : "s",
+		    no_responders(o));
+	else if (lasterr != NATS_OK)
+		q_fail("%s: %d message%s not taken by the broker, released for"
+		    " another try: %s", o->q->operand, failed, failed == 1 ?
+		    "" : "s", why);
+	else
+		b_fail(st, "%s: %d message%s without a PubAck, released for"
+		    " another try", o->q->operand, failed, failed == 1 ? "" :
+		    "s");
+	fail(o, natsConnection_Status(o->c.nc) == NATS_CONN_STATUS_CONNECTED &&
+	    lasterr != NATS_NO_RESPONDERS ? EX_TEMPFAIL : EX_UNAVAILABLE);
+}
+
+static int
+open_operand(const struct bridge_args *a, struct q_config *cfg,
+    struct q_queue *q)
+{
+	if (a->sub)
+		return q_sub_open(q, cfg, a->operand, a->sub, Q_OPEN_EXISTING);
+	if (q_operand_kind(cfg, a->operand) == Q_KIND_TOPIC) {
+		errno = 0;
+		q_set_open_status(EX_USAGE);
+		return q_fail("%s: a topic: give its subscription with -s",
+		    a->operand);
+	}
+	return q_queue_open(q, cfg, a->operand, Q_OPEN_EXISTING);
+}
 
 int
 b_out(const struct bridge_args *a)
 {
-	(void)a;
-	q_warnx("out: not implemented yet");
-	return EX_SOFTWARE;
+	static struct q_queue q;
+	struct q_config cfg;
+	struct q_upkeep u = { 0 };
+	struct out o = { .a = a, .q = &q };
+	jsOptions jo;
+
+	if (a->follow) {
+		q_warnx("-f: not implemented yet; use --drain");
+		return EX_SOFTWARE;
+	}
+	if (q_config_load(&cfg, a->spool) == -1)
+		q_exitq(q_config_status());
+	if (open_operand(a, &cfg, &q) == -1)
+		q_exitq(q_open_status());
+	if (!(o.slots = calloc((size_t)a->window, sizeof *o.slots))) {
+		q_warn("out of memory");
+		return EX_OSERR;
+	}
+	for (int i = 0; i < a->window; i++)
+		o.slots[i].l.m.fd = o.slots[i].l.keyfd = -1;
+	pthread_mutex_init(&o.mu, NULL);
+	jsOptions_Init(&jo);
+	jo.PublishAsync.MaxPending = a->window;
+	jo.PublishAsync.AckHandler = on_ack;
+	jo.PublishAsync.AckHandlerClosure = &o;
+	int status;
+	if (b_connect(&o.c, a, &jo, &status) == -1) {
+		q_warnq();
+		return status;
+	}
+	q_scan_init(&o.scan);
+	q_clean_tmp(&q, &u);
+	if (q_reap(&q, &u) == -1 || q_promote(&q, &u) == -1)
+		q_warnq();
+	/* --drain: until nothing is claimable, or a window fails */
+	for (;;) {
+		int n = fill(&o);
+		if (n)
+			settle(&o);
+		if (n == 0 || o.status)
+			break;
+	}
+	b_close(&o.c);
+	q_scan_free(&o.scan);
+	for (int i = 0; i < a->window; i++)
+		q_msg_free(&o.slots[i].l.m);
+	free(o.slots);
+	q_queue_close(&q);
+	return o.status;
 }

@@ -98,3 +98,77 @@ teardown() {
 	[[ $stderr == "qbridge: cannot connect to nats://127.0.0.1:$port: "* ]]
 	[[ $(wc -l <<<"$stderr") -eq 1 ]]
 }
+
+# The stream JOBS on subject jobs, with its durable hostb.
+make_stream() {
+	qbridge setup --server "$NATS_URL" --stream JOBS --subjects jobs \
+		--consumer hostb --dedup-window 10m >/dev/null
+}
+
+@test "qbridge out --drain: every message once in the stream, acked locally" {
+	nats_start
+	make_stream
+	seq 1 300 | qpush -l jobs
+	qpush -H 'X-Empty:' -H 'Nats-Expected-Stream: nope' jobs last
+	run --separate-stderr qbridge out --server "$NATS_URL" --stream JOBS \
+		--subject jobs --drain --window 16 jobs
+	assert_success
+	[[ $(nats_stream_msgs JOBS) -eq 301 ]]
+	[[ $(count_new jobs) -eq 0 && $(count_cur jobs) -eq 0 ]]
+	# again, with nothing left: nothing more
+	run qbridge out --server "$NATS_URL" --stream JOBS --subject jobs --drain jobs
+	assert_success
+	[[ $(nats_stream_msgs JOBS) -eq 301 ]]
+}
+
+@test "qbridge out: a message published again (same id) is no duplicate, and is acked" {
+	nats_start
+	make_stream
+	seq 1 50 | qpush -l jobs
+	cp -a "$QSPOOL/jobs/new" "$T/copy"
+	qbridge out --server "$NATS_URL" --stream JOBS --subject jobs --drain jobs
+	[[ $(nats_stream_msgs JOBS) -eq 50 ]]
+	# the same 50 back, as if the acks had been lost in a crash
+	cp -a "$T/copy/." "$QSPOOL/jobs/new/"
+	[[ $(count_new jobs) -eq 50 ]]
+	run --separate-stderr qbridge out --server "$NATS_URL" --stream JOBS \
+		--subject jobs --drain jobs
+	assert_success
+	[[ $(nats_stream_msgs JOBS) -eq 50 ]]
+	[[ $(count_new jobs) -eq 0 && $(count_cur jobs) -eq 0 ]]
+}
+
+@test "qbridge out: no server is exit 69 and every message stays ready" {
+	port=$(nats_free_port)
+	seq 1 5 | qpush -l jobs
+	run --separate-stderr qbridge out --server "nats://127.0.0.1:$port" \
+		--stream JOBS --subject jobs --drain jobs
+	assert_failure 69
+	[[ $(count_new jobs) -eq 5 && $(count_cur jobs) -eq 0 ]]
+}
+
+@test "qbridge out: no such stream is exit 69, messages released with their attempts" {
+	nats_start
+	seq 1 3 | qpush -l jobs
+	run --separate-stderr qbridge out --server "$NATS_URL" --stream JOBS \
+		--subject nowhere --drain jobs
+	assert_failure 69
+	[[ $stderr == *"no such stream JOBS"* ]]
+	[[ $(count_new jobs) -eq 3 && $(count_cur jobs) -eq 0 ]]
+	# a release is no attempt
+	[[ $(find "$QSPOOL/jobs/new" -type f -name '*.a0.*' | wc -l) -eq 3 ]]
+}
+
+@test "qbridge out: a message over the server's max_payload is dead-lettered too-large" {
+	nats_start
+	make_stream
+	head -c 1100000 /dev/zero | qpush jobs
+	qpush jobs small
+	run --separate-stderr qbridge out --server "$NATS_URL" --stream JOBS \
+		--subject jobs --drain jobs
+	assert_success
+	[[ $stderr == *"dead-lettered (too-large)"* ]]
+	[[ $(count_dlq jobs) -eq 1 ]]
+	ls "$QSPOOL/jobs/dlq" | grep -q 'too-large'
+	[[ $(nats_stream_msgs JOBS) -eq 1 ]]
+}

@@ -8,6 +8,8 @@
 #                         temporary directory; sets NATS_URL
 #   nats_stop [NAME]      stop it by its pid (TERM, then KILL)
 #   nats_kill [NAME]      kill -9 it
+#   nats_stream_msgs STREAM  how many messages the stream holds (from the
+#                         monitoring endpoint /jsz of the last one started)
 #
 # Each server writes its own config file, pid file and log in
 # $BATS_TEST_TMPDIR/nats-NAME/ and is stopped in teardown by pid.
@@ -31,17 +33,21 @@ s.close()'
 }
 
 nats_start() {
-	local name=${1:-n1} dir port
+	local name=${1:-n1} dir port mport
 	dir=$BATS_TEST_TMPDIR/nats-$name
 	mkdir -p "$dir/store"
 	if [[ -f $dir/port ]]; then
-		port=$(<"$dir/port")      # a restart keeps its port and store
+		port=$(<"$dir/port")      # a restart keeps its ports and store
+		mport=$(<"$dir/mport")
 	else
 		port=$(nats_free_port)
+		mport=$(nats_free_port)
 		echo "$port" >"$dir/port"
+		echo "$mport" >"$dir/mport"
 	fi
 	cat >"$dir/server.conf" <<-EOF
 		listen: 127.0.0.1:$port
+		http: 127.0.0.1:$mport
 		server_name: $name
 		pid_file: "$dir/pid"
 		jetstream {
@@ -54,7 +60,8 @@ nats_start() {
 	"$NATS_SERVER" -c "$dir/server.conf" >>"$dir/log" 2>&1 </dev/null &
 	echo $! >"$dir/spawned"
 	NATS_URL=nats://127.0.0.1:$port
-	export NATS_URL
+	NATS_MONITOR=http://127.0.0.1:$mport
+	export NATS_URL NATS_MONITOR
 	# up when it listens and JetStream answers (its log says so)
 	wait_for -t 30 nats_ready "$dir"
 }
@@ -106,4 +113,10 @@ nats_stop_all() {
 		d=${d%/}
 		nats_stop "${d##*/nats-}"
 	done
+}
+
+nats_stream_msgs() {
+	curl -fsS "$NATS_MONITOR/jsz?accounts=true&streams=true" |
+		jq -r --arg s "$1" '[.account_details[]?.stream_detail[]? |
+			select(.name == $s) | .state.messages] | first // 0'
 }
