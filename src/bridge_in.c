@@ -1,16 +1,377 @@
 /*
- * bridge_in.c - qbridge in.
+ * bridge_in.c - qbridge in: fetch from the durable consumer that setup
+ * made, commit each message into the local queue (or topic), then ack.
+ *
+ * A batch: fetch; under the lock of the operand's dedup/ directory,
+ * skip the messages already committed (a record "nats:ID" in dedup/,
+ * ID the Nats-Msg-Id), write the others into tmp/, make them durable
+ * together at the queue's fsync level (group commit), commit them (the
+ * renames, and the directory sync), record them; only then ack the
+ * broker.  A crash before the commit leaves the broker to deliver the
+ * batch again; one after it, the records make the redelivery a no-op
+ * (only a crash between a commit and its record can make a second copy).
+ *
+ * The subscription is bound to the existing durable (jsSubOptions.Stream
+ * and .Consumer) and only ever destroyed: natsSubscription_Unsubscribe
+ * would delete the durable.
  */
 #include "config.h"
 
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
 #include <sysexits.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
 
 #include "bridge.h"
+
+/* Records of what came in live at least this long (or the dedup_window). */
+#define B_IN_WINDOW (24 * 3600 * Q_SEC)
+#define FETCH_WAIT_MS 1000
+
+struct in {
+	const struct bridge_args *a;
+	struct q_queue *q;              /* the queue, or the topic's */
+	struct q_topic *t;              /* or NULL */
+	struct q_seen seen;
+	struct bridge_conn c;
+	natsSubscription *sub;
+	int64_t created;                /* the stream's creation time */
+	long long committed, skipped;
+	int status;
+};
+
+/* One fetched message on its way in. */
+struct item {
+	natsMsg *nm;
+	char key[Q_KEY_MAX + 32];       /* its dedup record: nats:ID */
+	bool skip;                      /* already committed earlier */
+	bool staged;
+	int out;                        /* its index in outs[], if staged */
+};
+
+static void
+fail(struct in *in, int status)
+{
+	q_warnq();
+	if (!in->status)
+		in->status = status;
+}
+
+/* The dedup record of NM: its Nats-Msg-Id, else the stream position. */
+static void
+record_key(struct in *in, natsMsg *nm, const char *id, char *key, size_t len)
+{
+	jsMsgMetaData *md = NULL;
+
+	if (id && *id) {
+		snprintf(key, len, "nats:%s", id);
+		return;
+	}
+	/* sequences restart when a stream is made again: its creation
+	 * time tells the incarnations apart */
+	if (natsMsg_GetMetaData(&md, nm) == NATS_OK) {
+		snprintf(key, len, "nats-seq:%" PRId64 ":%" PRIu64, in->created,
+		    md->Sequence.Stream);
+		jsMsgMetaData_Destroy(md);
+	} else {
+		snprintf(key, len, "nats-none:%08x%08x", arc4random(),
+		    arc4random());
+	}
+}
+
+/* Write the message of IT into tmp/ as M, its headers and body kept. */
+static int
+stage(struct in *in, struct item *it, const struct q_headers *hs,
+    const char *id, struct q_out *m)
+{
+	struct q_headers user = { .n = 0 };
+	struct q_pushopt o = { .prio = Q_PRIO_DEFAULT };
+	const char *v;
+
+	if (id && q_is_id(id))
+		o.id = id;      /* the same message, here too */
+	for (int i = 0; i < hs->n; i++) {
+		const char *name = hs->h[i].name;
+		v = hs->h[i].value;
+		if (strcasecmp(name, "Correlation-Id") == 0)
+			o.corr = v;
+		else if (strcasecmp(name, "Causation-Id") == 0)
+			o.cause = v;
+		else if (strcasecmp(name, "traceparent") == 0)
+			o.trace = v;
+		else if (strcasecmp(name, "Key") == 0 && !q_key_error(v))
+			o.key = v;
+		else if (!q_header_error(name, v, true) &&
+		    user.n < Q_MAX_USER_HEADERS)
+			q_header_add(&user, name, v);
+		/* Id, Enqueued-At, Dedup-Id: this host's own */
+	}
+	o.user = &user;
+	if (q_out_begin(in->q, &o, m) == -1)
+		return -1;
+	int len = natsMsg_GetDataLength(it->nm);
+	const char *data = natsMsg_GetData(it->nm);
+	if ((len > 0 && q_out_write(m, data, (size_t)len) == -1) ||
+	    q_out_finish(m, false) == -1) {
+		q_out_abort(m);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+commit(struct in *in, struct q_out *outs, int n, int *committed)
+{
+	if (in->t)
+		return q_topic_commit(in->t, outs, n, committed);
+	return q_queue_commit(in->q, outs, n, committed);
+}
+
+/* Bring one fetched batch in; ack what is safely here. */
+static void
+batch(struct in *in, natsMsgList *list)
+{
+	static struct q_out outs[Q_BATCH_MAX];
+	struct item *items = calloc((size_t)list->Count, sizeof *items);
+	int nouts = 0, durable = 0, committed = 0;
+	bool locked = false;
+
+	if (!items) {
+		q_warn("out of memory");
+		in->status = EX_OSERR;
+		return;
+	}
+	while (flock(in->seen.fd, LOCK_EX) == -1)
+		if (errno != EINTR) {
+			q_fail("cannot lock %s/dedup", in->q->operand);
+			fail(in, EX_IOERR);
+			goto out;
+		}
+	locked = true;
+	for (int i = 0; i < list->Count && i < Q_BATCH_MAX; i++) {
+		struct item *it = &items[i];
+		struct q_headers hs;
+		struct b_hdrbuf buf = { .n = 0 };
+		const char *id;
+		char orig[Q_ID_LEN + 1];
+		int r;
+
+		it->nm = list->Msgs[i];
+		it->out = -1;
+		if (b_hdr_decode(it->nm, &hs, &buf, &id) == -1) {
+			/* left unacked, for now: delivered again later */
+			q_warnx("%s: a message with bad headers left on the"
+			    " broker: %s", in->q->operand, q_what());
+			if (!in->status)
+				in->status = EX_DATAERR;
+			it->nm = NULL;
+			b_hdrbuf_free(&buf);
+			continue;
+		}
+		record_key(in, it->nm, id, it->key, sizeof it->key);
+		if ((r = q_seen_get(&in->seen, it->key, orig, sizeof orig)) ==
+		    -1) {
+			fail(in, EX_IOERR);
+			b_hdrbuf_free(&buf);
+			break;
+		}
+		if (r == 1) {
+			it->skip = true;        /* here already: just ack */
+			b_hdrbuf_free(&buf);
+			continue;
+		}
+		if (stage(in, it, &hs, id, &outs[nouts]) == -1) {
+			fail(in, q_exit_for_errno(errno));
+			b_hdrbuf_free(&buf);
+			break;
+		}
+		b_hdrbuf_free(&buf);
+		it->staged = true;
+		it->out = nouts++;
+	}
+	/* the group commit: the files together, then the renames */
+	durable = in->q->cfg.fsync == Q_FSYNC_NEVER ? nouts :
+	    q_out_sync(outs, nouts);
+	if (durable < nouts)
+		fail(in, EX_IOERR);
+	if (durable > 0 && commit(in, outs, durable, &committed) == -1)
+		fail(in, q_exit_for_errno(errno));
+	for (int k = committed; k < nouts; k++)
+		q_out_abort(&outs[k]);
+	in->committed += committed;
+	for (int i = 0; i < list->Count && i < Q_BATCH_MAX; i++) {
+		struct item *it = &items[i];
+		if (!it->nm)
+			continue;
+		if (it->staged && it->out >= committed) {
+			it->nm = NULL;  /* not here: the broker keeps it */
+			continue;
+		}
+		if (it->staged) {
+			q_fault("before-bridge-record");
+			if (q_seen_put(&in->seen, it->key, outs[it->out].id) ==
+			    -1)
+				fail(in, EX_IOERR);  /* here all the same */
+		} else if (!it->skip) {
+			it->nm = NULL;
+		} else {
+			in->skipped++;
+		}
+	}
+	flock(in->seen.fd, LOCK_UN);
+	locked = false;
+	q_fault("before-bridge-ack");
+	for (int i = 0; i < list->Count && i < Q_BATCH_MAX; i++) {
+		natsStatus st;
+		if (items[i].nm && (st = natsMsg_Ack(items[i].nm, NULL)) !=
+		    NATS_OK) {
+			/* it is here: the broker will deliver it again, and
+			 * the record makes that a no-op */
+			b_fail(st, "%s: cannot ack", in->q->operand);
+			fail(in, b_status(st));
+			break;
+		}
+	}
+out:
+	if (locked)
+		flock(in->seen.fd, LOCK_UN);
+	free(items);
+}
+
+static int
+open_operand(const struct bridge_args *a, struct q_config *cfg,
+    struct in *in)
+{
+	static struct q_queue queue;
+	static struct q_topic topic;
+
+	if (q_operand_kind(cfg, a->operand) == Q_KIND_TOPIC) {
+		if (q_topic_open(&topic, cfg, a->operand, 0) == -1)
+			return -1;
+		in->t = &topic;
+		in->q = &topic.q;
+	} else {
+		if (q_queue_open(&queue, cfg, a->operand, Q_OPEN_CREATE) == -1)
+			return -1;
+		in->q = &queue;
+	}
+	in->q->producer = true;
+	return 0;
+}
+
+static int
+subscribe(struct in *in)
+{
+	jsSubOptions so;
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus st;
+
+	st = js_GetStreamInfo(&si, in->c.js, in->a->stream, NULL, &jerr);
+	if (st == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+		errno = 0;
+		q_fail("no such stream %s (make it with qbridge setup)",
+		    in->a->stream);
+		return EX_UNAVAILABLE;
+	}
+	if (st != NATS_OK) {
+		b_fail(st, "cannot look up stream %s", in->a->stream);
+		return b_status(st);
+	}
+	in->created = si->Created;
+	jsStreamInfo_Destroy(si);
+	jsSubOptions_Init(&so);
+	so.Stream = in->a->stream;
+	so.Consumer = in->a->consumer;
+	st = js_PullSubscribe(&in->sub, in->c.js, NULL, NULL, NULL, &so, &jerr);
+	if (st != NATS_OK) {
+		if (st == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) {
+			errno = 0;
+			q_fail("no such consumer %s/%s (make it with qbridge"
+			    " setup --consumer)", in->a->stream, in->a->consumer);
+			return EX_UNAVAILABLE;
+		}
+		b_fail(st, "cannot bind to consumer %s/%s", in->a->stream,
+		    in->a->consumer);
+		return b_status(st);
+	}
+	return 0;
+}
 
 int
 b_in(const struct bridge_args *a)
 {
-	(void)a;
-	q_warnx("in: not implemented yet");
-	return EX_SOFTWARE;
+	struct q_config cfg;
+	struct in in = { .a = a };
+	int status;
+
+	if (a->follow) {
+		q_warnx("-f: not implemented yet; use --drain");
+		return EX_SOFTWARE;
+	}
+	if (q_config_load(&cfg, a->spool) == -1)
+		q_exitq(q_config_status());
+	if (open_operand(a, &cfg, &in) == -1)
+		q_exitq(q_open_status());
+	q_time window = in.q->cfg.dedup_window > B_IN_WINDOW ?
+	    in.q->cfg.dedup_window : B_IN_WINDOW;
+	if (q_seen_open(in.q, "dedup", window, &in.seen) == -1) {
+		q_warnq();
+		return q_exit_for_errno(errno);
+	}
+	/* a record lost with the power can only let a redelivery in as a
+	 * second copy: not worth a sync each */
+	in.seen.nosync = true;
+	q_seen_clean(&in.seen);
+	if (b_connect(&in.c, a, NULL, &status) == -1) {
+		q_warnq();
+		return status;
+	}
+	if ((status = subscribe(&in)) != 0) {
+		q_warnq();
+		b_close(&in.c);
+		return status;
+	}
+	long long want = a->batch < Q_BATCH_MAX ? a->batch : Q_BATCH_MAX;
+	while (!in.status || in.status == EX_DATAERR) {
+		natsMsgList list = { 0 };
+		jsErrCode jerr = 0;
+		natsStatus st = natsSubscription_Fetch(&list, in.sub, (int)want,
+		    FETCH_WAIT_MS, &jerr);
+		if (st == NATS_TIMEOUT && list.Count == 0) {
+			/* idle, or cut off: only the status tells */
+			if (natsConnection_Status(in.c.nc) !=
+			    NATS_CONN_STATUS_CONNECTED) {
+				errno = 0;
+				q_fail("lost the connection to the server");
+				fail(&in, EX_UNAVAILABLE);
+			}
+			break;  /* --drain: nothing more */
+		}
+		if (st != NATS_OK && list.Count == 0) {
+			b_fail(st, "cannot fetch from %s/%s", a->stream,
+			    a->consumer);
+			fail(&in, b_status(st));
+			break;
+		}
+		batch(&in, &list);
+		natsMsgList_Destroy(&list);
+		if (in.status == EX_DATAERR)
+			break;  /* left on the broker: do not fetch it again */
+	}
+	natsSubscription_Destroy(in.sub);       /* never Unsubscribe */
+	b_close(&in.c);
+	q_seen_close(&in.seen);
+	if (in.t)
+		q_topic_close(in.t);
+	else
+		q_queue_close(in.q);
+	return in.status;
 }

@@ -562,6 +562,7 @@ struct q_seen {
 	char dir[16];
 	q_time window;
 	int fd, idsfd, timefd;
+	bool nosync;            /* records need not be durable (qbridge in) */
 };
 int q_seen_open(struct q_queue *q, const char *dir, q_time window,
     struct q_seen *s);

@@ -231,7 +231,7 @@ options(int argc, char *argv[], int cmd, struct bridge_args *a)
 			a->window = count("window", optarg, 1, 65536);
 			break;
 		case O_BATCH:
-			a->batch = count("batch size", optarg, 1, 10000);
+			a->batch = count("batch size", optarg, 1, Q_BATCH_MAX);
 			break;
 		case 'h':
 			fputs(USAGE, stdout);

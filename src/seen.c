@@ -151,7 +151,8 @@ q_seen_put(struct q_seen *s, const char *name, const char *value)
 	if (fd == -1)
 		return q_fail("cannot create %s/%s/ids/%s", s->q->operand, s->dir, tmp);
 	if (dprintf(fd, "%s\n%s\n", name, value ? value : "") < 0 ||
-	    (s->q->cfg.fsync != Q_FSYNC_NEVER && fdatasync(fd) == -1)) {
+	    (s->q->cfg.fsync != Q_FSYNC_NEVER && !s->nosync &&
+	    fdatasync(fd) == -1)) {
 		close(fd);
 		unlinkat(s->idsfd, tmp, 0);
 		return q_fail("cannot write %s/%s/ids/%s", s->q->operand, s->dir, tmp);
@@ -176,7 +177,8 @@ q_seen_put(struct q_seen *s, const char *name, const char *value)
 	}
 	/* recorded, but maybe not durable: a failure (never retried) is
 	 * the caller's error */
-	if (s->q->cfg.fsync == Q_FSYNC_ALWAYS && fsync(s->idsfd) == -1)
+	if (s->q->cfg.fsync == Q_FSYNC_ALWAYS && !s->nosync &&
+	    fsync(s->idsfd) == -1)
 		return q_fail("cannot sync %s/%s/ids", s->q->operand, s->dir);
 	return 0;
 }

@@ -172,3 +172,70 @@ make_stream() {
 	ls "$QSPOOL/jobs/dlq" | grep -q 'too-large'
 	[[ $(nats_stream_msgs JOBS) -eq 1 ]]
 }
+
+# What a spool's queue holds, as JSON lines sorted by id, without what
+# each host sets for itself (Enqueued-At, the attempt, the times).
+held() {
+	qpop -d "$1" --peek --json --drain jobs |
+		jq -cS 'del(.enqueued, .attempt, .headers["Enqueued-At"])' | sort
+}
+
+@test "qbridge: a round trip host A -> JetStream -> host B keeps ids, bodies and headers" {
+	nats_start
+	make_stream
+	A=$T/a B=$T/b
+	printf 'a\0b\0' | TRACEPARENT=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 \
+		qpush -d "$A" -H 'X-Empty:' -H 'Sp:  lead ' -H 'Nats-Evil: x' \
+		-H 'Q-Thing: b64:not' -H 'Correlation-Id: corr-1' jobs
+	: | QID=661d13f96fc5c5dd7a9017b2 qpush -d "$A" jobs
+	printf '\377\376 binary' | qpush -d "$A" -k order-1 jobs
+	head -c 200000 /dev/urandom | qpush -d "$A" jobs
+	seq 1 500 | qpush -d "$A" -l jobs
+	held "$A" >"$T/sent"
+	[[ $(wc -l <"$T/sent") -eq 504 ]]
+	run --separate-stderr qbridge out -d "$A" --server "$NATS_URL" \
+		--stream JOBS --subject jobs --drain jobs
+	assert_success
+	run --separate-stderr qbridge in -d "$B" --server "$NATS_URL" \
+		--stream JOBS --consumer hostb --drain --batch 64 jobs
+	assert_success
+	held "$B" >"$T/got"
+	diff "$T/sent" "$T/got"
+	# the awkward ones, spelled out
+	grep -q '"Nats-Evil":"x","Q-Thing":"b64:not","Sp":"lead ","X-Empty":""' "$T/got"
+	grep -q '"Causation-Id":"661d13f96fc5c5dd7a9017b2"' "$T/got"
+	grep -q '"body":"a\\u0000b\\u0000"' "$T/got"
+	# everything delivered again (a second durable, from the start, as a
+	# redelivery would): no second copy
+	qbridge setup --server "$NATS_URL" --stream JOBS --subjects jobs \
+		--dedup-window 10m --consumer again >/dev/null
+	run --separate-stderr qbridge in -d "$B" --server "$NATS_URL" \
+		--stream JOBS --consumer again --drain jobs
+	assert_success
+	held "$B" >"$T/again"
+	diff "$T/sent" "$T/again"
+}
+
+@test "qbridge in: no such stream or durable is exit 69, and the durable is never removed" {
+	nats_start
+	run --separate-stderr qbridge in --server "$NATS_URL" --stream JOBS \
+		--consumer hostb --drain jobs
+	assert_failure 69
+	[[ $stderr == *"no such stream JOBS"* ]]
+	qbridge setup --server "$NATS_URL" --stream JOBS --subjects jobs \
+		--dedup-window 10m >/dev/null
+	run --separate-stderr qbridge in --server "$NATS_URL" --stream JOBS \
+		--consumer hostb --drain jobs
+	assert_failure 69
+	[[ $stderr == *"no such consumer JOBS/hostb"* ]]
+	make_stream
+	qpush -d "$T/a" jobs one
+	qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain jobs
+	qbridge in --server "$NATS_URL" --stream JOBS --consumer hostb --drain jobs
+	# bound, fetched, let go: the durable is still there, as it was
+	run qbridge setup --server "$NATS_URL" --stream JOBS --subjects jobs \
+		--consumer hostb --dedup-window 10m
+	assert_success
+	assert_line "consumer JOBS/hostb: as wanted"
+	[[ $(count_new jobs) -eq 1 ]]
+}
