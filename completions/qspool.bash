@@ -1,4 +1,4 @@
-# bash completion for qpush, qpop, qdlq, qpub, qsub and qstat   -*- shell-script -*-
+# bash completion for qpush, qpop, qdlq, qpub, qsub, qstat and qbridge   -*- shell-script -*-
 #
 # One file serves every qspool tool.  It is installed as qspool.bash, and
 # the tools' names are symlinks to it, so bash-completion's on-demand
@@ -440,6 +440,66 @@ _qspool_qstat()
 	fi
 }
 
+# qbridge COMMAND [OPTION...] [QUEUE|TOPIC]: called by _qspool with its
+# words, cword, cur and curpart.  The command first (setup, out, in),
+# then its options; out takes a queue (with -s, a topic), in a queue or
+# a topic.
+_qspool_qbridge()
+{
+	local i w dir='' sub=0 want='' operand=0 opts
+
+	if ((cword == 1)); then
+		mapfile -t COMPREPLY < <(compgen -W "setup out in -h --help -V --version" -- "$cur")
+		return
+	fi
+	case ${words[1]} in
+	setup)
+		opts='--server= --stream= --subjects= --replicas= --dedup-window= --consumer= --ack-wait= -h --help' ;;
+	out)
+		opts='-d -s --server= --stream= --subject= -f --follow --drain --lease= --window= -h --help' ;;
+	in)
+		opts='-d --server= --stream= --consumer= -f --follow --drain --batch= -h --help' ;;
+	*) return ;;
+	esac
+	for ((i = 2; i < cword; i++)); do
+		w=${words[i]}
+		if [[ -n $want ]]; then
+			[[ $want == -d ]] && dir=$w
+			want=
+			continue
+		fi
+		case $w in
+		-d | -s) want=$w; [[ $w == -s ]] && sub=1 ;;
+		-d?*) dir=${w#-d} ;;
+		-s?*) sub=1 ;;
+		--server | --stream | --subject | --subjects | --replicas | --dedup-window | --consumer | --ack-wait | --lease | --window | --batch) want=$w ;;
+		-*) ;;
+		*) operand=1 ;;
+		esac
+	done
+	[[ -n $want && $want != -d ]] && return   # a value: nothing to offer
+	if [[ $want == -d ]]; then
+		compopt -o filenames 2>/dev/null
+		mapfile -t COMPREPLY < <(compgen -d -- "$cur")
+		return
+	fi
+	if [[ $cur == -* || ${words[1]} == setup ]]; then
+		mapfile -t COMPREPLY < <(compgen -W "$opts" -- "$curpart")
+		[[ ${COMPREPLY[0]-} == *= ]] && compopt -o nospace 2>/dev/null
+		return
+	fi
+	((operand)) && return
+	local root
+	root=$(_qspool_root "$dir")
+	if [[ ${words[1]} == in ]]; then
+		mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$root")" -- "$cur")
+	elif ((sub)); then
+		mapfile -t COMPREPLY < <(compgen -W "$(_qspool_topics "$root")" -- "$cur")
+	else
+		mapfile -t COMPREPLY < <(compgen -W "$(_qspool_queues "$root" plain)" -- "$cur")
+	fi
+}
+
 _qspool()
 {
 	local tool=${1##*/}
@@ -469,6 +529,10 @@ _qspool()
 	fi
 	if [[ $tool == qstat ]]; then
 		_qspool_qstat
+		return
+	fi
+	if [[ $tool == qbridge ]]; then
+		_qspool_qbridge
 		return
 	fi
 
@@ -716,4 +780,4 @@ _qspool()
 	esac
 }
 
-complete -F _qspool qpush qpop qdlq qpub qsub qstat
+complete -F _qspool qpush qpop qdlq qpub qsub qstat qbridge

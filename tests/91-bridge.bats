@@ -239,3 +239,29 @@ held() {
 	assert_line "consumer JOBS/hostb: as wanted"
 	[[ $(count_new jobs) -eq 1 ]]
 }
+
+# What the bash completion offers for `qbridge CMD --'.
+bridge_offers() {
+	bash -c '
+		source "$1/completions/qspool.bash"
+		COMP_WORDS=(qbridge "$2" --); COMP_CWORD=2
+		_qspool qbridge -- qbridge
+		printf "%s\n" "${COMPREPLY[@]}"' _ "$QSPOOL_SRCDIR" "$1" |
+		sed -n 's/^--\([a-z][a-z-]*\)=\{0,1\}$/\1/p' | sort -u
+}
+
+@test "completion: qbridge's commands are offered every long option qbridge(1) gives them" {
+	local cmd o missing=''
+	for cmd in setup out in; do
+		# the options whose entry names the command: "(setup, in)"
+		for o in $(awk -v c="$cmd" '
+			/^\.It Fl \\-/ { opt = $3; sub(/^\\-/, "", opt); next }
+			opt != "" { if ($0 !~ /^\.Pq/ || index($0, c)) print opt; opt = "" }' \
+			"$QSPOOL_SRCDIR/man/qbridge.1" | sort -u); do
+			bridge_offers "$cmd" | grep -qx -- "$o" || missing+=" bash:$cmd:--$o"
+			grep -qE -- "--$o(\[|=)" "$QSPOOL_SRCDIR/completions/_qspool" ||
+				missing+=" zsh:--$o"
+		done
+	done
+	[[ -z $missing ]] || fail "not completed:$missing"
+}
