@@ -215,7 +215,7 @@ batch(struct in *in, natsMsgList *list)
 			continue;
 		}
 		if (it->staged) {
-			q_fault("before-bridge-record");
+			q_fault("bridge-after-commit");
 			if (q_seen_put(&in->seen, it->key, outs[it->out].id) ==
 			    -1)
 				fail(in, EX_IOERR);  /* here all the same */
@@ -227,7 +227,7 @@ batch(struct in *in, natsMsgList *list)
 	}
 	flock(in->seen.fd, LOCK_UN);
 	locked = false;
-	q_fault("before-bridge-ack");
+	q_fault("bridge-before-ack");
 	for (int i = 0; i < list->Count && i < Q_BATCH_MAX; i++) {
 		natsStatus st;
 		if (items[i].nm && (st = natsMsg_Ack(items[i].nm, NULL)) !=

@@ -245,9 +245,11 @@ settle(struct out *o)
 	int failed = 0, lasterr = NATS_OK;
 	char why[160] = "";
 
+	q_fault("bridge-after-publish");
 	jsPubOptions_Init(&po);
 	po.MaxWait = lease / 2 / Q_MS;
 	st = js_PublishAsyncComplete(o->c.js, &po);
+	q_fault("bridge-after-pubacks");
 	if (st != NATS_OK && js_PublishAsyncGetPendingList(&pending, o->c.js) ==
 	    NATS_OK)
 		natsMsgList_Destroy(&pending);  /* no PubAck: released below */
