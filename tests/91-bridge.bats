@@ -169,7 +169,7 @@ make_stream() {
 	assert_success
 	[[ $stderr == *"dead-lettered (too-large)"* ]]
 	[[ $(count_dlq jobs) -eq 1 ]]
-	ls "$QSPOOL/jobs/dlq" | grep -q 'too-large'
+	[[ -n $(find "$QSPOOL/jobs/dlq" -name '*too-large*' ! -name '*.diag') ]]
 	[[ $(nats_stream_msgs JOBS) -eq 1 ]]
 }
 
