@@ -320,3 +320,21 @@ out_until_empty() {
 	qpop -d "$T/b" -l --drain jobs | sort -n >"$T/got"
 	seq 1 100 | diff - "$T/got"
 }
+
+@test "qbridge: a topic's subscription out, into a topic on the far side" {
+	nats_start
+	make_stream
+	qsub -d "$T/a" -s bridge --create events
+	qsub -d "$T/b" -s reader --create events
+	qpub -d "$T/a" events one two three
+	run qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain events
+	assert_failure 64
+	assert_output --partial "a topic: give its subscription with -s"
+	qbridge out -d "$T/a" -s bridge --server "$NATS_URL" --stream JOBS \
+		--subject jobs --drain events
+	qbridge in -d "$T/b" --server "$NATS_URL" --stream JOBS --consumer hostb \
+		--drain events
+	run qsub -d "$T/b" -s reader -l --drain events
+	assert_success
+	assert_output $'one\ntwo\nthree'
+}
