@@ -114,8 +114,13 @@ stage(struct in *in, struct item *it, const struct q_headers *hs,
 		/* Id, Enqueued-At, Dedup-Id: this host's own */
 	}
 	o.user = &user;
-	if (q_out_begin(in->q, &o, m) == -1)
-		return -1;
+	if (q_out_begin(in->q, &o, m) == -1) {
+		/* tmp/ID of a run that died while it wrote this message */
+		if (errno != EEXIST || !o.id ||
+		    q_tmp_reclaim(in->q, o.id) != 1 ||
+		    q_out_begin(in->q, &o, m) == -1)
+			return -1;
+	}
 	int len = natsMsg_GetDataLength(it->nm);
 	const char *data = natsMsg_GetData(it->nm);
 	if ((len > 0 && q_out_write(m, data, (size_t)len) == -1) ||
@@ -176,6 +181,12 @@ batch(struct in *in, natsMsgList *list)
 			continue;
 		}
 		record_key(in, it->nm, id, it->key, sizeof it->key);
+		for (int k = 0; k < i && !it->skip; k++)
+			it->skip = items[k].nm && strcmp(items[k].key, it->key) == 0;
+		if (it->skip) {         /* the same message twice in a batch */
+			b_hdrbuf_free(&buf);
+			continue;
+		}
 		if ((r = q_seen_get(&in->seen, it->key, orig, sizeof orig)) ==
 		    -1) {
 			fail(in, EX_IOERR);

@@ -425,6 +425,7 @@ struct q_upkeep {
 int q_reap(struct q_queue *q, struct q_upkeep *u);
 int q_promote(struct q_queue *q, struct q_upkeep *u);
 int q_clean_tmp(struct q_queue *q, struct q_upkeep *u);
+int q_tmp_reclaim(struct q_queue *q, const char *name);
 
 /* wait.c: sleep until the queue may have changed. */
 struct q_wd {

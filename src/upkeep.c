@@ -164,3 +164,31 @@ q_clean_tmp(struct q_queue *q, struct q_upkeep *u)
 	free(names);
 	return 0;
 }
+
+/*
+ * tmp/NAME, left by a writer that died (unlocked, one link: no topic's
+ * publish): remove it now, whatever its age, so NAME can be written
+ * again (qbridge in keeps a message's id).  1 removed, 0 not there or
+ * still someone's, -1 error.
+ */
+int
+q_tmp_reclaim(struct q_queue *q, const char *name)
+{
+	struct stat st;
+	int fd, r = 0;
+
+	fd = openat(q->tmpfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
+	if (fd == -1)
+		return errno == ENOENT ? 0 : q_fail("cannot open %s/tmp/%s",
+		    q->operand, name);
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+	    flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		if (unlinkat(q->tmpfd, name, 0) == 0)
+			r = 1;
+		else if (errno != ENOENT)
+			r = q_fail("cannot remove %s/tmp/%s", q->operand, name);
+	}
+	close(fd);
+	return r;
+}

@@ -338,3 +338,21 @@ out_until_empty() {
 	assert_success
 	assert_output $'one\ntwo\nthree'
 }
+
+@test "qbridge in: killed while it wrote a batch into tmp/: the redelivery comes in, once" {
+	need_fault_points
+	nats_start
+	qbridge setup --server "$NATS_URL" --stream JOBS --subjects jobs \
+		--consumer hostb --dedup-window 10m --ack-wait 1s >/dev/null
+	seq 1 20 | qpush -d "$T/a" -l jobs
+	qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain jobs
+	QSPOOL_CRASH_AT=after-tmp-write run qbridge in -d "$T/b" \
+		--server "$NATS_URL" --stream JOBS --consumer hostb --drain jobs
+	assert_failure 137
+	[[ $(count_tmp "$T/b/jobs") -eq 1 && $(count_new "$T/b/jobs") -eq 0 ]]
+	# the message keeps its id: the dead run's tmp/ID is no obstacle
+	wait_for -t 60 in_until_acked "$T/b"
+	[[ $(count_new "$T/b/jobs") -eq 20 && $(count_tmp "$T/b/jobs") -eq 0 ]]
+	qpop -d "$T/b" -l --drain jobs | sort -n >"$T/got"
+	seq 1 20 | diff - "$T/got"
+}
