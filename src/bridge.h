@@ -8,6 +8,8 @@
 #ifndef BRIDGE_H
 #define BRIDGE_H
 
+#include <signal.h>
+
 #include "q.h"
 
 #define B_MAX_SERVERS 16
@@ -51,6 +53,14 @@ struct jsOptions;
 int b_connect(struct bridge_conn *c, const struct bridge_args *a,
     struct jsOptions *jo, int *status);
 void b_close(struct bridge_conn *c);
+/* -f: connected (waiting for it); false once a stop was asked for. */
+bool b_connected(struct bridge_conn *c);
+
+/* -f: a stop asked for (SIGTERM, SIGINT, SIGHUP), its handlers, waits. */
+extern volatile sig_atomic_t b_stopping;
+void b_signals(bool block);
+bool b_pause(q_time d);
+q_time b_backoff(q_time *d);
 /* q_fail for a libnats status S: "what: why (text)"; returns -1. */
 int b_fail(int s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The exit status for a libnats status. */

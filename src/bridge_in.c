@@ -323,10 +323,6 @@ b_in(const struct bridge_args *a)
 	struct in in = { .a = a };
 	int status;
 
-	if (a->follow) {
-		q_warnx("-f: not implemented yet; use --drain");
-		return EX_SOFTWARE;
-	}
 	if (q_config_load(&cfg, a->spool) == -1)
 		q_exitq(q_config_status());
 	if (open_operand(a, &cfg, &in) == -1)
@@ -345,21 +341,32 @@ b_in(const struct bridge_args *a)
 		q_warnq();
 		return status;
 	}
-	if ((status = subscribe(&in)) != 0) {
+	q_time backoff = 0;
+	while ((status = subscribe(&in)) != 0) {
 		q_warnq();
-		b_close(&in.c);
-		return status;
+		/* -f: the server may be away, or the stream not made yet */
+		if (!a->follow || !b_connected(&in.c) ||
+		    !b_pause(b_backoff(&backoff))) {
+			b_close(&in.c);
+			return a->follow && b_stopping ? 0 : status;
+		}
 	}
+	backoff = 0;
 	long long want = a->batch < Q_BATCH_MAX ? a->batch : Q_BATCH_MAX;
 	while (!in.status || in.status == EX_DATAERR) {
 		natsMsgList list = { 0 };
 		jsErrCode jerr = 0;
+		if (a->follow && !b_connected(&in.c))
+			break;          /* asked to stop */
 		natsStatus st = natsSubscription_Fetch(&list, in.sub, (int)want,
 		    FETCH_WAIT_MS, &jerr);
 		if (st == NATS_TIMEOUT && list.Count == 0) {
 			/* idle, or cut off: only the status tells */
-			if (natsConnection_Status(in.c.nc) !=
-			    NATS_CONN_STATUS_CONNECTED) {
+			bool up = natsConnection_Status(in.c.nc) ==
+			    NATS_CONN_STATUS_CONNECTED;
+			if (a->follow)
+				continue;       /* -f: wait for more, or for it */
+			if (!up) {
 				errno = 0;
 				q_fail("lost the connection to the server");
 				fail(&in, EX_UNAVAILABLE);
@@ -370,11 +377,24 @@ b_in(const struct bridge_args *a)
 			b_fail(st, "cannot fetch from %s/%s", a->stream,
 			    a->consumer);
 			fail(&in, b_status(st));
+			if (a->follow) {        /* the broker's: try again */
+				in.status = 0;
+				b_pause(b_backoff(&backoff));
+				continue;
+			}
 			break;
 		}
+		backoff = 0;
 		batch(&in, &list);
 		natsMsgList_Destroy(&list);
-		if (in.status == EX_DATAERR)
+		if (a->follow && (in.status == EX_TEMPFAIL ||
+		    in.status == EX_UNAVAILABLE || in.status == EX_PROTOCOL)) {
+			in.status = 0;  /* an ack lost: delivered again */
+			b_pause(b_backoff(&backoff));
+		}
+		if (a->follow && in.status == EX_DATAERR)
+			in.status = 0;  /* said; the rest goes on */
+		if (in.status == EX_DATAERR && !a->follow)
 			break;  /* left on the broker: do not fetch it again */
 	}
 	natsSubscription_Destroy(in.sub);       /* never Unsubscribe */

@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -294,6 +295,60 @@ settle(struct out *o)
 	    lasterr != NATS_NO_RESPONDERS ? EX_TEMPFAIL : EX_UNAVAILABLE);
 }
 
+/* -f: a status the next try may not meet (the broker's, a moment's);
+ * the spool's own (EX_IOERR, EX_OSERR...) end the run. */
+static bool
+passing(int status)
+{
+	return status == EX_TEMPFAIL || status == EX_UNAVAILABLE ||
+	    status == EX_PROTOCOL;
+}
+
+/*
+ * -f: publish what comes, for ever: wait for the broker while it is
+ * away (nothing is claimed meanwhile), back off after a failed window,
+ * wait for the queue while it has nothing claimable, and stop cleanly
+ * on SIGTERM, SIGINT or SIGHUP, once the window in flight is settled.
+ */
+static void
+follow(struct out *o, struct q_upkeep *u)
+{
+	struct q_waiter w;
+	q_time backoff = 0, upkept = q_now();
+
+	q_wait_init(&w, o->q);
+	q_wait_watch(&w, o->q, false);
+	while (b_connected(&o->c)) {
+		int n = fill(o);
+		if (n)
+			settle(o);
+		if (o->status && !passing(o->status))
+			break;
+		if (o->status) {        /* said; try again in a while */
+			o->status = 0;
+			b_pause(b_backoff(&backoff));
+			continue;
+		}
+		if (n) {
+			backoff = 0;
+			continue;
+		}
+		/* nothing claimable: wait for news, a second at most (the
+		 * leases that expire and the delayed that fall due) */
+		struct pollfd p = { q_wait_fd(&w), POLLIN, 0 };
+		if (!b_stopping && poll(&p, p.fd == -1 ? 0 : 1, 1000) > 0)
+			q_wait_consume(&w);
+		q_wait_watch(&w, o->q, false);
+		if (q_now() - upkept >= Q_SEC) {
+			if (q_reap(o->q, u) == -1 || q_promote(o->q, u) == -1)
+				q_warnq();
+			upkept = q_now();
+		}
+		q_scan_restart(&o->scan);
+	}
+	q_wait_close(&w);
+}
+
 static int
 open_operand(const struct bridge_args *a, struct q_config *cfg,
     struct q_queue *q)
@@ -318,12 +373,11 @@ b_out(const struct bridge_args *a)
 	struct out o = { .a = a, .q = &q };
 	jsOptions jo;
 
-	if (a->follow) {
-		q_warnx("-f: not implemented yet; use --drain");
-		return EX_SOFTWARE;
-	}
 	if (q_config_load(&cfg, a->spool) == -1)
 		q_exitq(q_config_status());
+	/* -f: a queue not made yet is waited for, as by qpop -f */
+	if (a->follow && q_operand_kind(&cfg, a->operand) == Q_KIND_NONE)
+		q_await_operand(&cfg, a->operand, 0);
 	if (open_operand(a, &cfg, &q) == -1)
 		q_exitq(q_open_status());
 	if (!(o.slots = calloc((size_t)a->window, sizeof *o.slots))) {
@@ -346,14 +400,16 @@ b_out(const struct bridge_args *a)
 	q_clean_tmp(&q, &u);
 	if (q_reap(&q, &u) == -1 || q_promote(&q, &u) == -1)
 		q_warnq();
-	/* --drain: until nothing is claimable, or a window fails */
-	for (;;) {
-		int n = fill(&o);
-		if (n)
-			settle(&o);
-		if (n == 0 || o.status)
-			break;
-	}
+	if (a->follow)
+		follow(&o, &u);
+	else    /* --drain: until nothing is claimable, or a window fails */
+		for (;;) {
+			int n = fill(&o);
+			if (n)
+				settle(&o);
+			if (n == 0 || o.status)
+				break;
+		}
 	b_close(&o.c);
 	q_scan_free(&o.scan);
 	for (int i = 0; i < a->window; i++)

@@ -12,6 +12,9 @@ setup() {
 }
 
 teardown() {
+	# what a failed test left running (-f)
+	[[ -z ${OUT-} ]] || kill -9 "$OUT" 2>/dev/null || true
+	[[ -z ${IN-} ]] || kill -9 "$IN" 2>/dev/null || true
 	nats_stop_all
 	common_teardown
 }
@@ -355,4 +358,144 @@ out_until_empty() {
 	[[ $(count_new "$T/b/jobs") -eq 20 && $(count_tmp "$T/b/jobs") -eq 0 ]]
 	qpop -d "$T/b" -l --drain jobs | sort -n >"$T/got"
 	seq 1 20 | diff - "$T/got"
+}
+
+# --- -f: following, through outages and kills ------------------------------
+
+# follow_out A: qbridge out -f from spool A's jobs, in the background.
+follow_out() {
+	qbridge out -d "$1" --server "$NATS_URL" --stream JOBS --subject jobs \
+		-f --lease 5s jobs 2>>"$T/out.err" 3>&- &
+	OUT=$!
+}
+
+# follow_in B: qbridge in -f into spool B's jobs, in the background.
+follow_in() {
+	qbridge in -d "$1" --server "$NATS_URL" --stream JOBS --consumer hostb \
+		-f jobs 2>>"$T/in.err" 3>&- &
+	IN=$!
+}
+
+# B's jobs hold at least N messages.
+arrived() { (($(count_new "$1/jobs") >= $2)); }
+
+# Stop PID with SIGTERM: it must exit 0.
+stop_clean() {
+	kill -TERM "$1"
+	wait "$1"
+}
+
+# Every line of seq 1 N in B's jobs exactly once; A's jobs empty.
+exactly_once() {
+	qpop -d "$2" -l --drain jobs | sort -n >"$T/got"
+	seq 1 "$3" | diff - "$T/got"
+	[[ $(count_new "$1/jobs") -eq 0 && $(count_cur "$1/jobs") -eq 0 ]]
+}
+
+# Every line of seq 1 N in B's jobs at least once (none missing).
+none_missing() {
+	qpop -d "$2" -l --drain jobs | sort -n | uniq >"$T/got"
+	seq 1 "$3" | diff - "$T/got"
+	[[ $(count_new "$1/jobs") -eq 0 && $(count_cur "$1/jobs") -eq 0 ]]
+}
+
+@test "qbridge -f: started before the broker, they wait for it, then carry everything" {
+	A=$T/a B=$T/b
+	nats_start
+	make_stream
+	nats_stop
+	seq 1 200 | qpush -d "$A" -l jobs
+	follow_out "$A"
+	follow_in "$B"
+	wait_for grep -q "cannot connect to .* yet; retrying" "$T/out.err"
+	wait_for grep -q "cannot connect to .* yet; retrying" "$T/in.err"
+	[[ $(count_new "$A/jobs") -eq 200 ]]    # nothing claimed meanwhile
+	nats_start
+	wait_for -t 60 arrived "$B" 200
+	stop_clean "$OUT"
+	stop_clean "$IN"
+	exactly_once "$A" "$B" 200
+	[[ $(nats_stream_msgs JOBS) -eq 200 ]]
+}
+
+@test "qbridge -f: the broker stopped for 10 s while qpush goes on: everything drains after it returns" {
+	A=$T/a B=$T/b
+	nats_start
+	make_stream
+	follow_out "$A"
+	follow_in "$B"
+	seq 1 500 | qpush -d "$A" -l jobs
+	wait_for -t 60 arrived "$B" 500
+	nats_stop
+	local i deadline=$((SECONDS + 10))
+	for ((i = 501; SECONDS < deadline || i <= 600; i++)); do
+		qpush -d "$A" jobs "$i"
+	done
+	n=$((i - 1))
+	wait_for grep -q "lost the connection to the server; reconnecting" "$T/out.err"
+	nats_start
+	wait_for -t 60 arrived "$B" "$n"
+	stop_clean "$OUT"
+	stop_clean "$IN"
+	grep -q "connected again to" "$T/out.err"
+	exactly_once "$A" "$B" "$n"
+	[[ $(nats_stream_msgs JOBS) -eq $n ]]
+}
+
+@test "qbridge -f: SIGTERM while idle ends both at once with status 0" {
+	nats_start
+	make_stream
+	follow_out "$T/a"
+	follow_in "$T/b"
+	qpush -d "$T/a" jobs one
+	wait_for -t 30 arrived "$T/b" 1
+	stop_clean "$OUT"
+	stop_clean "$IN"
+	[[ ! -s $T/out.err && ! -s $T/in.err ]]
+}
+
+@test "qbridge: kill -9 of the broker, 5 times during 10 000 messages: none missing, no duplicate in the stream" {
+	A=$T/a B=$T/b
+	nats_start
+	make_stream
+	seq 1 10000 | qpush -d "$A" -l jobs
+	follow_out "$A"
+	local k
+	for k in 1 2 3 4 5; do
+		sleep "0.$((RANDOM % 5))$((RANDOM % 10))"
+		nats_kill
+		nats_start
+	done
+	wait_for -t 120 eval '(($(count_new "$A/jobs") + $(count_cur "$A/jobs") == 0))'
+	stop_clean "$OUT"
+	[[ $(nats_stream_msgs JOBS) -eq 10000 ]]
+	follow_in "$B"
+	wait_for -t 120 arrived "$B" 10000
+	stop_clean "$IN"
+	exactly_once "$A" "$B" 10000
+}
+
+@test "qbridge: kill -9 of out and of in, 5 times each: none missing on host B" {
+	A=$T/a B=$T/b
+	nats_start
+	qbridge setup --server "$NATS_URL" --stream JOBS --subjects jobs \
+		--consumer hostb --dedup-window 10m --ack-wait 2s >/dev/null
+	seq 1 5000 | qpush -d "$A" -l jobs
+	local k
+	for k in 1 2 3 4 5; do
+		follow_out "$A"
+		follow_in "$B"
+		sleep "0.$((RANDOM % 5))$((RANDOM % 10))"
+		kill -9 "$OUT" "$IN"
+		wait "$OUT" "$IN" 2>/dev/null || true
+	done
+	# the last leases and the broker's ack wait run out; then all of it
+	follow_out "$A"
+	follow_in "$B"
+	wait_for -t 120 arrived "$B" 5000
+	wait_for -t 60 eval '(($(count_new "$A/jobs") + $(count_cur "$A/jobs") == 0))'
+	stop_clean "$OUT"
+	stop_clean "$IN"
+	[[ $(nats_stream_msgs JOBS) -eq 5000 ]]
+	none_missing "$A" "$B" 5000
 }
