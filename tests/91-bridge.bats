@@ -460,8 +460,9 @@ none_missing() {
 	make_stream
 	seq 1 10000 | qpush -d "$A" -l jobs
 	follow_out "$A"
-	local k
-	for k in 1 2 3 4 5; do
+	local round
+	for round in 1 2 3 4 5; do
+		: "round $round"
 		sleep "0.$((RANDOM % 5))$((RANDOM % 10))"
 		nats_kill
 		nats_start
@@ -481,8 +482,9 @@ none_missing() {
 	qbridge setup --server "$NATS_URL" --stream JOBS --subjects jobs \
 		--consumer hostb --dedup-window 10m --ack-wait 2s >/dev/null
 	seq 1 5000 | qpush -d "$A" -l jobs
-	local k
-	for k in 1 2 3 4 5; do
+	local round
+	for round in 1 2 3 4 5; do
+		: "round $round"
 		follow_out "$A"
 		follow_in "$B"
 		sleep "0.$((RANDOM % 5))$((RANDOM % 10))"
