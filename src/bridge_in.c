@@ -52,6 +52,8 @@ struct item {
 	natsMsg *nm;
 	char key[Q_KEY_MAX + 32];       /* its dedup record: nats:ID */
 	bool skip;                      /* already committed earlier */
+	bool term;                      /* dead-lettered here: Term, not Ack */
+	char dead[Q_ID_LEN + 1];        /* its id in dlq/ */
 	bool staged;
 	int out;                        /* its index in outs[], if staged */
 };
@@ -131,6 +133,53 @@ stage(struct in *in, struct item *it, const struct q_headers *hs,
 	return 0;
 }
 
+/* How many times the broker has delivered NM (1 if it does not say). */
+static unsigned
+deliveries(natsMsg *nm)
+{
+	jsMsgMetaData *md = NULL;
+	unsigned n = 1;
+
+	if (natsMsg_GetMetaData(&md, nm) == NATS_OK) {
+		n = md->NumDelivered > 0 ? (unsigned)md->NumDelivered : 1;
+		jsMsgMetaData_Destroy(md);
+	}
+	return n;
+}
+
+/*
+ * IT cannot come in as it is: into dlq/ (REASON, WHY), with the headers
+ * HS (NULL: none) and ID if it has them, durable before the broker is
+ * told to drop it.  A topic has no dlq/: left on the broker, said.
+ */
+static int
+dead_letter(struct in *in, struct item *it, const struct q_headers *hs,
+    const char *id, unsigned attempts, const char *reason, const char *why)
+{
+	struct q_headers none = { .n = 0 };
+	struct q_diag d = { .reason = reason, .status = why };
+	struct q_out m = { .fd = -1 };
+
+	if (in->t) {
+		q_warnx("%s: a message left on the broker: %s (a topic has no"
+		    " dlq/)", in->q->operand, why);
+		return -1;
+	}
+	if (stage(in, it, hs ? hs : &none, id, &m) == -1 ||
+	    (in->q->cfg.fsync != Q_FSYNC_NEVER && q_out_sync(&m, 1) != 1) ||
+	    q_bury_staged(in->q, &m, attempts, &d) == -1) {
+		if (m.fd != -1)
+			q_out_abort(&m);
+		q_warnq();
+		return -1;
+	}
+	q_warnx("%s: %s: %s, dead-lettered (%s)", in->q->operand, m.id, why,
+	    reason);
+	it->term = true;
+	strlcpy(it->dead, m.id, sizeof it->dead);
+	return 0;
+}
+
 static int
 commit(struct in *in, struct q_out *outs, int n, int *committed)
 {
@@ -171,13 +220,15 @@ batch(struct in *in, natsMsgList *list)
 		it->nm = list->Msgs[i];
 		it->out = -1;
 		if (b_hdr_decode(it->nm, &hs, &buf, &id) == -1) {
-			/* left unacked, for now: delivered again later */
-			q_warnx("%s: a message with bad headers left on the"
-			    " broker: %s", in->q->operand, q_what());
-			if (!in->status)
-				in->status = EX_DATAERR;
-			it->nm = NULL;
+			char why[256];
+			snprintf(why, sizeof why, "headers: %s", q_what());
 			b_hdrbuf_free(&buf);
+			if (dead_letter(in, it, NULL, NULL, deliveries(it->nm),
+			    "bad-headers", why) == -1) {
+				it->nm = NULL;  /* delivered again later */
+				if (!in->status)
+					in->status = EX_DATAERR;
+			}
 			continue;
 		}
 		record_key(in, it->nm, id, it->key, sizeof it->key);
@@ -195,6 +246,22 @@ batch(struct in *in, natsMsgList *list)
 		}
 		if (r == 1) {
 			it->skip = true;        /* here already: just ack */
+			b_hdrbuf_free(&buf);
+			continue;
+		}
+		/* delivered too often, never here: a poison message */
+		unsigned n = deliveries(it->nm);
+		if (in->q->cfg.max_attempts > 0 &&
+		    n > (unsigned long long)in->q->cfg.max_attempts) {
+			char why[96];
+			snprintf(why, sizeof why, "delivered %u times by the"
+			    " broker", n);
+			if (dead_letter(in, it, &hs, id, n, "max-attempts", why) ==
+			    -1) {
+				it->nm = NULL;
+				if (!in->status)
+					in->status = EX_DATAERR;
+			}
 			b_hdrbuf_free(&buf);
 			continue;
 		}
@@ -230,6 +297,12 @@ batch(struct in *in, natsMsgList *list)
 			if (q_seen_put(&in->seen, it->key, outs[it->out].id) ==
 			    -1)
 				fail(in, EX_IOERR);  /* here all the same */
+		} else if (it->term) {
+			/* in dlq/: the broker drops it, or (if the Term is
+			 * lost) the record makes its redelivery a no-op */
+			if (it->key[0] && q_seen_put(&in->seen, it->key,
+			    it->dead) == -1)
+				fail(in, EX_IOERR);
 		} else if (!it->skip) {
 			it->nm = NULL;
 		} else {
@@ -241,8 +314,9 @@ batch(struct in *in, natsMsgList *list)
 	q_fault("bridge-before-ack");
 	for (int i = 0; i < list->Count && i < Q_BATCH_MAX; i++) {
 		natsStatus st;
-		if (items[i].nm && (st = natsMsg_Ack(items[i].nm, NULL)) !=
-		    NATS_OK) {
+		if (items[i].nm && (st = items[i].term ?
+		    natsMsg_Term(items[i].nm, NULL) :
+		    natsMsg_Ack(items[i].nm, NULL)) != NATS_OK) {
 			/* it is here: the broker will deliver it again, and
 			 * the record makes that a no-op */
 			b_fail(st, "%s: cannot ack", in->q->operand);

@@ -299,6 +299,42 @@ q_bury_stray(struct q_queue *q, int fromfd, const char *name,
 	return q_bury(q, &l, &d);
 }
 
+/*
+ * A message a producer staged (M, written and finished in tmp/) sent to
+ * dlq/ at once, as its ATTEMPTS-th attempt: through cur/ under a lease
+ * name, then q_bury.  dlq/ is synced at the queue's fsync level: the
+ * caller (qbridge in) is about to drop the only other copy.
+ */
+int
+q_bury_staged(struct q_queue *q, struct q_out *m, unsigned attempts,
+    const struct q_diag *d)
+{
+	struct q_lease l = { .m.fd = -1, .keyfd = -1 };
+	struct q_name n = { .prio = m->prio, .attempts = attempts ? attempts : 1,
+	    .expires = m->expires };
+	q_time now = q_now();
+
+	strlcpy(n.id, m->id, sizeof n.id);
+	n.ready = n.first = now;
+	n.deadline = now + q->cfg.lease;
+	n.token = q_token();
+	q_name_format(l.name, sizeof l.name, &n, Q_CUR);
+	if (q_rename(q->tmpfd, m->id, q->curfd, l.name) == -1)
+		return q_fail("cannot move %s/tmp/%s", q->operand, m->id);
+	close(m->fd);
+	m->fd = -1;
+	/* in, then out: the counts of what a queue holds stay right */
+	q_count(q, Q_C_PUSHED, 1);
+	q_count(q, Q_C_BYTES_IN, m->written);
+	l.n = n;
+	l.claimed = now;
+	if (q_bury(q, &l, d) == -1)
+		return -1;
+	if (q->cfg.fsync != Q_FSYNC_NEVER && fsync(q->dlqfd) == -1)
+		return q_fail("cannot sync %s/dlq", q->operand);
+	return 0;
+}
+
 /* Claim the next message: rename new/B/X to cur/X' (the commit). */
 int
 q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)

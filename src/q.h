@@ -414,6 +414,9 @@ struct q_diag {
 int q_bury(struct q_queue *q, struct q_lease *l, const struct q_diag *d);
 int q_bury_stray(struct q_queue *q, int fromfd, const char *name,
     const char *where);
+struct q_out;
+int q_bury_staged(struct q_queue *q, struct q_out *m, unsigned attempts,
+    const struct q_diag *d);
 void q_lease_done(struct q_lease *l);
 q_time q_backoff(const struct q_config *c, unsigned attempt);
 

@@ -501,3 +501,76 @@ none_missing() {
 	[[ $(nats_stream_msgs JOBS) -eq 5000 ]]
 	none_missing "$A" "$B" 5000
 }
+
+# --- dead letters on the way in ---------------------------------------------
+
+# natspub SUBJECT BODY [NAME VALUE]...: a raw NATS message, as another
+# publisher than qbridge may send it.
+natspub() {
+	local p
+	for p in "${QSPOOL_BIN%/fault}/natspub" "$QSPOOL_SRCDIR/tests/natspub"; do
+		[[ -x $p ]] && break
+	done
+	"$p" "$NATS_URL" "$@"
+}
+
+@test "qbridge in: a message with headers it cannot decode goes to dlq/ as bad-headers; the rest comes in" {
+	nats_start
+	make_stream
+	natspub jobs first
+	natspub jobs broken Q-Thing 'b64:!!not base64!!'
+	natspub jobs last
+	run --separate-stderr qbridge in -d "$T/b" --server "$NATS_URL" \
+		--stream JOBS --consumer hostb --drain jobs
+	assert_success
+	[[ $stderr == *"header Thing: bad encoded value, dead-lettered (bad-headers)"* ]]
+	[[ $(count_new "$T/b/jobs") -eq 2 && $(count_dlq "$T/b/jobs") -eq 1 ]]
+	run qdlq -d "$T/b" ls jobs
+	assert_output --partial "bad-headers"
+	qdlq -d "$T/b" replay jobs --all
+	qpop -d "$T/b" -l --drain jobs | sort >"$T/got"
+	printf '%s\n' broken first last | diff - "$T/got"
+	# terminated on the broker: never delivered again
+	run --separate-stderr qbridge in -d "$T/b" --server "$NATS_URL" \
+		--stream JOBS --consumer hostb --drain jobs
+	assert_success
+	[[ $(count_dlq "$T/b/jobs") -eq 0 && $(count_new "$T/b/jobs") -eq 0 ]]
+}
+
+# A run of qbridge in --drain into B that got a message and was killed
+# while it wrote it.
+in_killed() {
+	local st=0
+	QSPOOL_CRASH_AT=after-tmp-write qbridge in -d "$1" --server "$NATS_URL" \
+		--stream JOBS --consumer hostb --drain jobs 2>/dev/null || st=$?
+	((st == 137))
+}
+
+# A run of qbridge in --drain into B after which B's dlq/ holds one.
+in_dead_lettered() {
+	qbridge in -d "$1" --server "$NATS_URL" --stream JOBS \
+		--consumer hostb --drain jobs 2>>"$T/in.err" &&
+		(($(count_dlq "$1/jobs") == 1))
+}
+
+@test "qbridge in: a message the broker delivered more than max_attempts times goes to dlq/ with that count" {
+	need_fault_points
+	nats_start
+	qbridge setup --server "$NATS_URL" --stream JOBS --subjects jobs \
+		--consumer hostb --dedup-window 10m --ack-wait 1s >/dev/null
+	qpush -d "$T/b" jobs seed
+	qpop -d "$T/b" jobs >/dev/null
+	printf 'max_attempts = 2\n' >"$T/b/jobs/q.conf"
+	qpush -d "$T/a" jobs poison
+	qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain jobs
+	# two deliveries that never get it in (killed while writing it);
+	# each comes once the broker's ack wait (1 s) is over
+	wait_for -t 30 in_killed "$T/b"
+	wait_for -t 30 in_killed "$T/b"
+	[[ $(count_new "$T/b/jobs") -eq 0 ]]
+	wait_for -t 30 in_dead_lettered "$T/b"
+	grep -q "delivered 3 times by the broker, dead-lettered (max-attempts)" "$T/in.err"
+	[[ $(count_new "$T/b/jobs") -eq 0 && $(count_dlq "$T/b/jobs") -eq 1 ]]
+	[[ -n $(find "$T/b/jobs/dlq" -name '*.a3.*xmax-attempts*') ]]
+	[[ $(qdlq -d "$T/b" ls jobs) == *max-attempts* ]]
+}
