@@ -574,3 +574,34 @@ in_dead_lettered() {
 	[[ -n $(find "$T/b/jobs/dlq" -name '*.a3.*xmax-attempts*') ]]
 	[[ $(qdlq -d "$T/b" ls jobs) == *max-attempts* ]]
 }
+
+# --- the example ---------------------------------------------------------------
+
+@test "examples/two-hosts.sh: host B gets every job from host A exactly once, and cleans up" {
+	export TMPDIR=$T/tmp
+	mkdir -p "$TMPDIR"
+	run "$QSPOOL_SRCDIR/examples/two-hosts.sh"
+	assert_success
+	assert_line "== Done: host B got all 100 jobs from host A exactly once, through JetStream."
+	refute_output --partial "qbridge:"      # no error from a bridge
+	run find "$TMPDIR" -mindepth 1 -maxdepth 1
+	assert_output ""
+	run pgrep -f "qspool-two-hosts"
+	assert_failure 1
+}
+
+@test "examples/two-hosts.sh fails when host B loses a job" {
+	export TMPDIR=$T/tmp
+	mkdir -p "$TMPDIR" "$T/wrap"
+	local t
+	for t in "$QSPOOL_BIN"/*; do
+		ln -s "$t" "$T/wrap/${t##*/}"
+	done
+	rm "$T/wrap/qpop"
+	# a worker that drops the first job it gets
+	printf '#!/bin/sh\n"%s/qpop" "$@" | sed 1d\n' "$QSPOOL_BIN" >"$T/wrap/qpop"
+	chmod +x "$T/wrap/qpop"
+	QSPOOL_BIN=$T/wrap run "$QSPOOL_SRCDIR/examples/two-hosts.sh"
+	assert_failure 1
+	assert_output --partial "two-hosts: FAILED: host B did not get every job exactly once"
+}
