@@ -188,9 +188,10 @@ commit(struct in *in, struct q_out *outs, int n, int *committed)
 	return q_queue_commit(in->q, outs, n, committed);
 }
 
-/* Bring one fetched batch in; ack what is safely here. */
+/* Bring one fetched batch in; ack what is safely here (the last ack
+ * waited for, if SYNC_LAST). */
 static void
-batch(struct in *in, natsMsgList *list)
+batch(struct in *in, natsMsgList *list, bool sync_last)
 {
 	static struct q_out outs[Q_BATCH_MAX];
 	struct item *items = calloc((size_t)list->Count, sizeof *items);
@@ -312,10 +313,17 @@ batch(struct in *in, natsMsgList *list)
 	flock(in->seen.fd, LOCK_UN);
 	locked = false;
 	q_fault("bridge-before-ack");
+	int last = -1;
+	for (int i = 0; i < list->Count && i < Q_BATCH_MAX; i++)
+		if (items[i].nm && !items[i].term)
+			last = i;
 	for (int i = 0; i < list->Count && i < Q_BATCH_MAX; i++) {
 		natsStatus st;
+		/* a short batch's last ack waits for the server: acks are
+		 * taken in order, so --drain then sees none pending */
 		if (items[i].nm && (st = items[i].term ?
-		    natsMsg_Term(items[i].nm, NULL) :
+		    natsMsg_Term(items[i].nm, NULL) : i == last && sync_last ?
+		    natsMsg_AckSync(items[i].nm, NULL, NULL) :
 		    natsMsg_Ack(items[i].nm, NULL)) != NATS_OK) {
 			/* it is here: the broker will deliver it again, and
 			 * the record makes that a no-op */
@@ -390,6 +398,22 @@ subscribe(struct in *in)
 	return 0;
 }
 
+/* The durable has no message left to deliver (redeliveries aside). */
+static bool
+nothing_pending(struct in *in)
+{
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	bool none = false;
+
+	if (natsSubscription_GetConsumerInfo(&ci, in->sub, NULL, &jerr) ==
+	    NATS_OK) {
+		none = ci->NumPending == 0 && ci->NumAckPending == 0;
+		jsConsumerInfo_Destroy(ci);
+	}
+	return none;
+}
+
 int
 b_in(const struct bridge_args *a)
 {
@@ -427,11 +451,16 @@ b_in(const struct bridge_args *a)
 	}
 	backoff = 0;
 	long long want = a->batch < Q_BATCH_MAX ? a->batch : Q_BATCH_MAX;
+	bool short_batch = true;
 	while (!in.status || in.status == EX_DATAERR) {
 		natsMsgList list = { 0 };
 		jsErrCode jerr = 0;
 		if (a->follow && !b_connected(&in.c))
 			break;          /* asked to stop */
+		/* --drain: done as soon as the durable has nothing more to
+		 * deliver, without a fetch that waits a second to find out */
+		if (a->drain && short_batch && nothing_pending(&in))
+			break;
 		natsStatus st = natsSubscription_Fetch(&list, in.sub, (int)want,
 		    FETCH_WAIT_MS, &jerr);
 		if (st == NATS_TIMEOUT && list.Count == 0) {
@@ -459,7 +488,8 @@ b_in(const struct bridge_args *a)
 			break;
 		}
 		backoff = 0;
-		batch(&in, &list);
+		short_batch = list.Count < want;
+		batch(&in, &list, a->drain && short_batch);
 		natsMsgList_Destroy(&list);
 		if (a->follow && (in.status == EX_TEMPFAIL ||
 		    in.status == EX_UNAVAILABLE || in.status == EX_PROTOCOL)) {
