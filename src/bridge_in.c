@@ -398,6 +398,21 @@ subscribe(struct in *in)
 	return 0;
 }
 
+/* The last message of LIST says none is left after it to deliver. */
+static bool
+last_of_them(natsMsgList *list)
+{
+	jsMsgMetaData *md = NULL;
+	bool last = false;
+
+	if (list->Count > 0 && natsMsg_GetMetaData(&md,
+	    list->Msgs[list->Count - 1]) == NATS_OK) {
+		last = md->NumPending == 0;
+		jsMsgMetaData_Destroy(md);
+	}
+	return last;
+}
+
 /* The durable has no message left to deliver (redeliveries aside). */
 static bool
 nothing_pending(struct in *in)
@@ -458,7 +473,8 @@ b_in(const struct bridge_args *a)
 		if (a->follow && !b_connected(&in.c))
 			break;          /* asked to stop */
 		/* --drain: done as soon as the durable has nothing more to
-		 * deliver, without a fetch that waits a second to find out */
+		 * deliver, without a fetch that waits a second to find out
+		 * (asked after a batch that came back short or last) */
 		if (a->drain && short_batch && nothing_pending(&in))
 			break;
 		natsStatus st = natsSubscription_Fetch(&list, in.sub, (int)want,
@@ -488,7 +504,7 @@ b_in(const struct bridge_args *a)
 			break;
 		}
 		backoff = 0;
-		short_batch = list.Count < want;
+		short_batch = list.Count < want || last_of_them(&list);
 		batch(&in, &list, a->drain && short_batch);
 		natsMsgList_Destroy(&list);
 		if (a->follow && (in.status == EX_TEMPFAIL ||
