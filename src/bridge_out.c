@@ -9,6 +9,10 @@
  * is released, to be claimed and published again with the same id; the
  * stream's duplicate window makes that harmless.  So a crash anywhere
  * can only cause a publish to be repeated, never a message to be lost.
+ *
+ * The window slides: a slot freed by an answer is filled by the next
+ * claim at once, so the broker always has up to --window publishes to
+ * answer and the local acks overlap the round trips.
  */
 #include "config.h"
 
@@ -18,17 +22,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sysexits.h>
 
 #include <nats/nats.h>
 
 #include "bridge.h"
 
-enum { PENDING, ACKED, FAILED };
+enum { FREE, CLAIMED, PENDING, ACKED, FAILED };
 
 struct slot {
 	struct q_lease l;
 	int state;
+	const natsMsg *nm;      /* what was published, while PENDING */
 	int err;                /* its natsStatus, when FAILED */
 	char why[160];
 };
@@ -39,28 +45,32 @@ struct out {
 	struct q_scan scan;
 	struct bridge_conn c;
 	pthread_mutex_t mu;
+	pthread_cond_t answered;        /* enough answers to be worth a look */
+	int answers;                    /* answered since the last look */
 	struct slot *slots;
-	int n;                  /* in this window */
+	int inflight;                   /* PENDING slots */
 	long long sent, acked, dups;
-	int status;             /* exit status so far */
+	int failed, lasterr;            /* answers that were not PubAcks */
+	char why[160];                  /* the last one's, said once */
+	int status;                     /* exit status so far */
 };
 
-/* The PubAck (or the error) of one message, on libnats' thread. */
+/* The PubAck (or the error, or the timeout) of one message, on libnats'
+ * thread: the slot that published it (by the message itself). */
 static void
 on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
     void *closure)
 {
 	struct out *o = closure;
-	const char *id = NULL;
 
 	(void)js;
-	if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK || !id)
-		return;
 	pthread_mutex_lock(&o->mu);
-	for (int i = 0; i < o->n; i++) {
+	for (int i = 0; i < o->a->window; i++) {
 		struct slot *s = &o->slots[i];
-		if (s->state != PENDING || strcmp(s->l.n.id, id) != 0)
+		if (s->state != PENDING || s->nm != msg)
 			continue;
+		s->nm = NULL;
+		o->inflight--;
 		if (pa) {
 			s->state = ACKED;
 			if (pa->Duplicate)
@@ -71,9 +81,20 @@ on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
 			snprintf(s->why, sizeof s->why, "%s", pae && pae->ErrText ?
 			    pae->ErrText : natsStatus_GetText(s->err));
 		}
+		/* wake the main thread for a quarter of the window at a
+		 * time (or the last one), not for each answer */
+		if (++o->answers >= o->a->window / 4 || o->inflight == 0)
+			pthread_cond_signal(&o->answered);
 		break;
 	}
 	pthread_mutex_unlock(&o->mu);
+}
+
+/* The lease of each claim: --lease, or the queue's. */
+static q_time
+lease_of(const struct out *o)
+{
+	return o->a->lease ? o->a->lease : o->q->cfg.lease;
 }
 
 static void
@@ -125,6 +146,7 @@ publish(struct out *o, struct slot *s)
 	size_t len;
 	char *freeme;
 	const char *body = body_of(&l->m, &len, &freeme);
+	jsPubOptions po;
 	natsStatus st;
 
 	if (!body)
@@ -143,39 +165,70 @@ publish(struct out *o, struct slot *s)
 		natsMsg_Destroy(nm);
 		return -1;
 	}
-	st = js_PublishMsgAsync(o->c.js, &nm, NULL);
-	if (st == NATS_MAX_PAYLOAD) {
+	/* no answer within half the lease: libnats answers "timeout" */
+	jsPubOptions_Init(&po);
+	po.MaxWait = lease_of(o) / 2 / Q_MS;
+	/* PENDING before it is sent: the answer may come at once */
+	pthread_mutex_lock(&o->mu);
+	s->state = PENDING;
+	s->nm = nm;
+	o->inflight++;
+	pthread_mutex_unlock(&o->mu);
+	st = js_PublishMsgAsync(o->c.js, &nm, &po);
+	if (st != NATS_OK) {
+		pthread_mutex_lock(&o->mu);
+		if (s->state == PENDING) {      /* not taken: no answer comes */
+			s->state = CLAIMED;
+			s->nm = NULL;
+			o->inflight--;
+		}
+		pthread_mutex_unlock(&o->mu);
 		natsMsg_Destroy(nm);
+	}
+	if (st == NATS_MAX_PAYLOAD) {
 		char why[96];
 		snprintf(why, sizeof why, "headers and body over the server's"
 		    " max_payload (%lld bytes)", (long long)
 		    natsConnection_GetMaxPayload(o->c.nc));
 		bury(o, l, "too-large", why);
+		s->state = FREE;
 		return 1;
 	}
-	if (st != NATS_OK) {
-		natsMsg_Destroy(nm);
+	if (st != NATS_OK)
 		return b_fail(st, "%s: %s: cannot publish", o->q->operand,
 		    l->n.id);
-	}
 	o->sent++;
+	q_fault("bridge-after-publish");
 	return 0;
 }
 
-/* Claim and publish up to a window; how many are in flight. */
+/* A FREE slot, or NULL when the window is full. */
+static struct slot *
+free_slot(struct out *o)
+{
+	for (int i = 0; i < o->a->window; i++)
+		if (o->slots[i].state == FREE)
+			return &o->slots[i];
+	return NULL;
+}
+
+/*
+ * Claim and publish into the free slots of the window: 1 when the queue
+ * had nothing more to claim, 0 when the window is full or a publish
+ * failed (its message released).
+ */
 static int
 fill(struct out *o)
 {
-	o->n = 0;
-	while (o->n < o->a->window) {
-		struct slot *s = &o->slots[o->n];
-		q_time lease = o->a->lease ? o->a->lease : o->q->cfg.lease;
-		int r = q_claim(o->q, &o->scan, lease, &s->l);
+	struct slot *s;
+
+	while ((s = free_slot(o))) {
+		int r = q_claim(o->q, &o->scan, lease_of(o), &s->l);
 		if (r == 1)
-			break;
+			return 1;
 		if (r == -1) {
 			fail(o, q_exit_for_errno(errno));
-			break;
+			return 0;
 		}
 		if (s->l.corrupt) {
 			char why[256];
@@ -191,26 +244,18 @@ fill(struct out *o)
 				fail(o, EX_IOERR);
 			continue;
 		}
-		pthread_mutex_lock(&o->mu);
-		s->state = PENDING;
-		o->n++;         /* visible to on_ack before it is sent */
-		pthread_mutex_unlock(&o->mu);
-		if ((r = publish(o, s)) == 0)
+		s->state = CLAIMED;
+		if ((r = publish(o, s)) != -1)
 			continue;
-		pthread_mutex_lock(&o->mu);
-		o->n--;
-		pthread_mutex_unlock(&o->mu);
-		if (r == -1) {
-			fail(o, natsConnection_Status(o->c.nc) ==
-			    NATS_CONN_STATUS_CONNECTED ? EX_TEMPFAIL :
-			    EX_UNAVAILABLE);
-			if (q_release(o->q, &s->l) == -1)
-				fail(o, EX_IOERR);
-			q_lease_done(&s->l);
-			break;
-		}
+		fail(o, natsConnection_Status(o->c.nc) ==
+		    NATS_CONN_STATUS_CONNECTED ? EX_TEMPFAIL : EX_UNAVAILABLE);
+		if (q_release(o->q, &s->l) == -1)
+			fail(o, EX_IOERR);
+		q_lease_done(&s->l);
+		s->state = FREE;
+		return 0;
 	}
-	return o->n;
+	return 0;
 }
 
 /* NATS_NO_RESPONDERS on a publish: tell the likely causes apart. */
@@ -235,64 +280,85 @@ no_responders(struct out *o)
 	return buf;
 }
 
-/* Wait for the window's PubAcks; ack what the broker has, release the rest. */
-static void
+/*
+ * The answered slots: ack locally what the broker has, release the
+ * rest (said once per run of failures, by report).  How many.
+ */
+static int
 settle(struct out *o)
 {
-	jsPubOptions po;
-	natsMsgList pending = { 0 };
-	q_time lease = o->a->lease ? o->a->lease : o->q->cfg.lease;
-	natsStatus st;
-	int failed = 0, lasterr = NATS_OK;
-	char why[160] = "";
+	int n = 0;
 
-	q_fault("bridge-after-publish");
-	jsPubOptions_Init(&po);
-	po.MaxWait = lease / 2 / Q_MS;
-	st = js_PublishAsyncComplete(o->c.js, &po);
-	q_fault("bridge-after-pubacks");
-	if (st != NATS_OK && js_PublishAsyncGetPendingList(&pending, o->c.js) ==
-	    NATS_OK)
-		natsMsgList_Destroy(&pending);  /* no PubAck: released below */
-	pthread_mutex_lock(&o->mu);
-	for (int i = 0; i < o->n; i++) {
+	for (int i = 0; i < o->a->window; i++) {
 		struct slot *s = &o->slots[i];
-		if (s->state == ACKED) {
+		pthread_mutex_lock(&o->mu);
+		int state = s->state;
+		pthread_mutex_unlock(&o->mu);
+		if (state != ACKED && state != FAILED)
+			continue;
+		if (n++ == 0)
+			q_fault("bridge-after-pubacks");
+		if (state == ACKED) {
 			if (q_ack(o->q, &s->l) == -1)
 				fail(o, errno == ENOENT ? EX_TEMPFAIL : EX_IOERR);
 			else
 				o->acked++;
 		} else {
-			failed++;
-			if (s->state == FAILED) {
-				lasterr = s->err;
-				strlcpy(why, s->why, sizeof why);
-			}
+			o->failed++;
+			o->lasterr = s->err;
+			strlcpy(o->why, s->why, sizeof o->why);
 			if (q_release(o->q, &s->l) == -1)
 				fail(o, EX_IOERR);
 		}
 		q_lease_done(&s->l);
+		s->state = FREE;
 	}
-	o->n = 0;
-	pthread_mutex_unlock(&o->mu);
+	return n;
+}
+
+/* The failures settled since the last report, in one line. */
+static void
+report(struct out *o)
+{
+	int failed = o->failed;
+
 	if (!failed)
 		return;
+	o->failed = 0;
 	q_scan_restart(&o->scan);
 	errno = 0;
-	if (lasterr == NATS_NO_RESPONDERS)
+	if (o->lasterr == NATS_NO_RESPONDERS)
 		q_fail("%s: %d message%s released for another try: %s",
 		    o->q->operand, failed, failed == 1 ? "" : "s",
 		    no_responders(o));
-	else if (lasterr != NATS_OK)
-		q_fail("%s: %d message%s not taken by the broker, released for"
-		    " another try: %s", o->q->operand, failed, failed == 1 ?
-		    "" : "s", why);
-	else
-		b_fail(st, "%s: %d message%s without a PubAck, released for"
+	else if (o->lasterr == NATS_TIMEOUT)
+		q_fail("%s: %d message%s without a PubAck, released for"
 		    " another try", o->q->operand, failed, failed == 1 ? "" :
 		    "s");
+	else
+		q_fail("%s: %d message%s not taken by the broker, released for"
+		    " another try: %s", o->q->operand, failed, failed == 1 ?
+		    "" : "s", o->why);
 	fail(o, natsConnection_Status(o->c.nc) == NATS_CONN_STATUS_CONNECTED &&
-	    lasterr != NATS_NO_RESPONDERS ? EX_TEMPFAIL : EX_UNAVAILABLE);
+	    o->lasterr != NATS_NO_RESPONDERS ? EX_TEMPFAIL : EX_UNAVAILABLE);
+}
+
+/* Wait up to D for answers to what is in flight: a quarter of the
+ * window, or all of it. */
+static void
+await_answer(struct out *o, q_time d)
+{
+	struct timespec ts;
+	q_time until = q_now() + d;
+
+	ts.tv_sec = (time_t)(until / Q_SEC);
+	ts.tv_nsec = (long)(until % Q_SEC * (1000000000 / Q_SEC));
+	pthread_mutex_lock(&o->mu);
+	while (o->inflight > 0 && o->answers < o->a->window / 4 &&
+	    pthread_cond_timedwait(&o->answered, &o->mu, &ts) == 0)
+		;
+	o->answers = 0;
+	pthread_mutex_unlock(&o->mu);
 }
 
 /* -f: a status the next try may not meet (the broker's, a moment's);
@@ -305,36 +371,62 @@ passing(int status)
 }
 
 /*
- * -f: publish what comes, for ever: wait for the broker while it is
- * away (nothing is claimed meanwhile), back off after a failed window,
- * wait for the queue while it has nothing claimable, and stop cleanly
- * on SIGTERM, SIGINT or SIGHUP, once the window in flight is settled.
+ * Publish what the queue holds, the window sliding: settle what was
+ * answered, fill the free slots, wait for an answer when the window is
+ * full.  --drain: until nothing is claimable and nothing in flight, or
+ * a failure (what is in flight is settled first).  -f: for ever; wait
+ * for the broker while it is away (nothing is claimed meanwhile), back
+ * off after failures, wait for the queue when it has nothing claimable,
+ * and stop cleanly on SIGTERM, SIGINT or SIGHUP once what is in flight
+ * is settled.
  */
 static void
-follow(struct out *o, struct q_upkeep *u)
+pump(struct out *o, struct q_upkeep *u)
 {
+	const struct bridge_args *a = o->a;
 	struct q_waiter w;
 	q_time backoff = 0, upkept = q_now();
+	bool empty = false;     /* the last fill found nothing to claim */
 
-	q_wait_init(&w, o->q);
-	q_wait_watch(&w, o->q, false);
-	while (b_connected(&o->c)) {
-		int n = fill(o);
-		if (n)
-			settle(o);
-		if (o->status && !passing(o->status))
-			break;
-		if (o->status) {        /* said; try again in a while */
+	if (a->follow) {
+		q_wait_init(&w, o->q);
+		q_wait_watch(&w, o->q, false);
+	}
+	bool cooling = false;   /* -f: a failure said; pause once settled */
+	for (;;) {
+		settle(o);
+		report(o);
+		bool stopping = b_stopping || (o->status && (!a->follow ||
+		    !passing(o->status)));
+		if (!stopping && o->status) {   /* -f: try again, later */
 			o->status = 0;
+			cooling = true;
+		}
+		if (!stopping && cooling && o->inflight == 0) {
 			b_pause(b_backoff(&backoff));
+			cooling = empty = false;
+		}
+		/* -f: while the connection is away, claim nothing; wait for
+		 * it once nothing is in flight */
+		bool up = !a->follow || natsConnection_Status(o->c.nc) ==
+		    NATS_CONN_STATUS_CONNECTED ||
+		    (o->inflight == 0 && b_connected(&o->c));
+		if (!stopping && !cooling && up) {
+			int r = fill(o);
+			empty = r == 1;
+			if (r == 1 && o->inflight == 0)
+				backoff = 0;
+		}
+		if (o->inflight > 0) {
+			await_answer(o, 100 * Q_MS);
 			continue;
 		}
-		if (n) {
-			backoff = 0;
+		if (stopping || b_stopping || (empty && a->drain))
+			break;
+		if (!empty || o->status)
 			continue;
-		}
-		/* nothing claimable: wait for news, a second at most (the
-		 * leases that expire and the delayed that fall due) */
+		/* -f, nothing claimable: wait for news, a second at most
+		 * (the leases that expire and the delayed that fall due) */
 		struct pollfd p = { q_wait_fd(&w), POLLIN, 0 };
 		if (!b_stopping && poll(&p, p.fd == -1 ? 0 : 1, 1000) > 0)
 			q_wait_consume(&w);
@@ -345,8 +437,10 @@ follow(struct out *o, struct q_upkeep *u)
 			upkept = q_now();
 		}
 		q_scan_restart(&o->scan);
+		empty = false;
 	}
-	q_wait_close(&w);
+	if (a->follow)
+		q_wait_close(&w);
 }
 
 static int
@@ -387,6 +481,7 @@ b_out(const struct bridge_args *a)
 	for (int i = 0; i < a->window; i++)
 		o.slots[i].l.m.fd = o.slots[i].l.keyfd = -1;
 	pthread_mutex_init(&o.mu, NULL);
+	pthread_cond_init(&o.answered, NULL);
 	jsOptions_Init(&jo);
 	jo.PublishAsync.MaxPending = a->window;
 	jo.PublishAsync.AckHandler = on_ack;
@@ -400,16 +495,14 @@ b_out(const struct bridge_args *a)
 	q_clean_tmp(&q, &u);
 	if (q_reap(&q, &u) == -1 || q_promote(&q, &u) == -1)
 		q_warnq();
-	if (a->follow)
-		follow(&o, &u);
-	else    /* --drain: until nothing is claimable, or a window fails */
-		for (;;) {
-			int n = fill(&o);
-			if (n)
-				settle(&o);
-			if (n == 0 || o.status)
-				break;
-		}
+	pump(&o, &u);
+	/* what a failure left in flight, or a stop: answered or timed out */
+	while (o.inflight > 0) {
+		await_answer(&o, 100 * Q_MS);
+		settle(&o);
+	}
+	settle(&o);
+	report(&o);
 	b_close(&o.c);
 	q_scan_free(&o.scan);
 	for (int i = 0; i < a->window; i++)
