@@ -88,6 +88,7 @@ on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
 		break;
 	}
 	pthread_mutex_unlock(&o->mu);
+	natsMsg_Destroy(msg);   /* ours again, with AckHandler: js.c */
 }
 
 /* The lease of each claim: --lease, or the queue's. */
