@@ -487,10 +487,9 @@ b_out(const struct bridge_args *a)
 	jo.PublishAsync.MaxPending = a->window;
 	jo.PublishAsync.AckHandler = on_ack;
 	jo.PublishAsync.AckHandlerClosure = &o;
-	int status;
-	if (b_connect(&o.c, a, &jo, &status) == -1) {
+	if (b_connect(&o.c, a, &jo, &o.status) == -1) {
 		q_warnq();
-		return status;
+		goto out;
 	}
 	q_scan_init(&o.scan);
 	q_clean_tmp(&q, &u);
@@ -506,6 +505,7 @@ b_out(const struct bridge_args *a)
 	report(&o);
 	b_close(&o.c);
 	q_scan_free(&o.scan);
+out:
 	for (int i = 0; i < a->window; i++)
 		q_msg_free(&o.slots[i].l.m);
 	free(o.slots);
