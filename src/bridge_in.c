@@ -452,7 +452,8 @@ b_in(const struct bridge_args *a)
 	q_seen_clean(&in.seen);
 	if (b_connect(&in.c, a, NULL, &status) == -1) {
 		q_warnq();
-		return status;
+		in.status = status;
+		goto out;
 	}
 	q_time backoff = 0;
 	while ((status = subscribe(&in)) != 0) {
@@ -461,7 +462,8 @@ b_in(const struct bridge_args *a)
 		if (!a->follow || !b_connected(&in.c) ||
 		    !b_pause(b_backoff(&backoff))) {
 			b_close(&in.c);
-			return a->follow && b_stopping ? 0 : status;
+			in.status = a->follow && b_stopping ? 0 : status;
+			goto out;
 		}
 	}
 	backoff = 0;
@@ -519,6 +521,7 @@ b_in(const struct bridge_args *a)
 	}
 	natsSubscription_Destroy(in.sub);       /* never Unsubscribe */
 	b_close(&in.c);
+out:
 	q_seen_close(&in.seen);
 	if (in.t)
 		q_topic_close(in.t);
