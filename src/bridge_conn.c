@@ -22,7 +22,7 @@ int
 b_fail(int s, const char *fmt, ...)
 {
 	char what[512];
-	const char *last;
+	const char *last, *p;
 	natsStatus ls;
 	va_list ap;
 
@@ -30,6 +30,9 @@ b_fail(int s, const char *fmt, ...)
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
 	last = nats_GetLastError(&ls);
+	/* "(conn.c:2088): text": where in libnats is not for the user */
+	if (last && last[0] == '(' && (p = strstr(last, "): ")))
+		last = p + 3;
 	errno = 0;      /* the reason is libnats', not an errno */
 	if (s == NATS_NO_RESPONDERS)
 		return q_fail("%s: no responders (no such stream, or no"

@@ -100,6 +100,8 @@ teardown() {
 	assert_failure 69
 	[[ $stderr == "qbridge: cannot connect to nats://127.0.0.1:$port: "* ]]
 	[[ $(wc -l <<<"$stderr") -eq 1 ]]
+	# said once, without libnats' source file and line
+	assert_equal "${stderr#*: *: }" "No server available for connection"
 }
 
 # The stream JOBS on subject jobs, with its durable hostb.
