@@ -456,7 +456,7 @@ _qspool_qbridge()
 	setup)
 		opts='--server= --stream= --subjects= --replicas= --dedup-window= --consumer= --ack-wait= -h --help' ;;
 	out)
-		opts='-d -s --server= --stream= --subject= -f --follow --drain --lease= --window= -h --help' ;;
+		opts='-d -s --server= --stream= --subject= -f --follow --drain --lease= --window= --confirm= -h --help' ;;
 	in)
 		opts='-d --server= --stream= --consumer= -f --follow --drain --batch= -h --help' ;;
 	*) return ;;
@@ -472,7 +472,7 @@ _qspool_qbridge()
 		-d | -s) want=$w; [[ $w == -s ]] && sub=1 ;;
 		-d?*) dir=${w#-d} ;;
 		-s?*) sub=1 ;;
-		--server | --stream | --subject | --subjects | --replicas | --dedup-window | --consumer | --ack-wait | --lease | --window | --batch) want=$w ;;
+		--server | --stream | --subject | --subjects | --replicas | --dedup-window | --consumer | --ack-wait | --lease | --window | --confirm | --batch) want=$w ;;
 		-*) ;;
 		*) operand=1 ;;
 		esac

@@ -32,6 +32,7 @@ struct bridge_args {
 	bool drain, follow;
 	q_time lease;                   /* 0: the queue's */
 	long long window;               /* out: publishes in flight */
+	q_time confirm;                 /* out: hold and verify; 0: off */
 	long long batch;                /* in: messages a fetch */
 	const char *operand;            /* QUEUE|TOPIC */
 };
@@ -40,6 +41,10 @@ struct bridge_args {
 #define B_DEDUP_WINDOW (60 * 60 * Q_SEC)
 #define B_WINDOW 256
 #define B_BATCH 100
+/* Twice the store's sync interval: nats-server 2.9 syncs every minute. */
+#define B_CONFIRM (2 * 60 * Q_SEC)
+/* At most this many held at once; claiming waits while it is reached. */
+#define B_HOLD_MAX (1 << 20)
 
 /* bridge_conn.c: a connection and its JetStream context. */
 struct natsConnection;
@@ -78,6 +83,35 @@ struct b_hdrbuf {
 int b_hdr_decode(struct __natsMsg *nm, struct q_headers *hs,
     struct b_hdrbuf *buf, const char **id);
 void b_hdrbuf_free(struct b_hdrbuf *buf);
+
+/* bridge_hold.c: out --confirm, the published copies kept until the
+ * stream is seen to have them (qbridge(1), GUARANTEES). */
+struct b_held {
+	char *name;             /* in cur/ */
+	uint64_t seq;           /* in the stream, from the PubAck */
+	q_time due;             /* when to check it */
+	q_time deadline;        /* of its lease */
+	off_t size;
+};
+struct b_hold {
+	struct b_held *v;       /* [head, n): held, in PubAck order */
+	size_t head, n, cap;
+	q_time confirm, lease;
+	long long confirmed, lost;
+};
+/* Hold claimed message L, which the stream has at SEQ. */
+int b_hold_add(struct b_hold *h, struct q_queue *q, struct q_lease *l,
+    uint64_t seq);
+size_t b_hold_count(const struct b_hold *h);
+/* When the oldest is due to be checked; 0: none held. */
+q_time b_hold_due(const struct b_hold *h);
+/* Check a group that is due: ack what the stream has, release what it
+ * lost.  -1 with q_what() when the stream cannot be asked now. */
+int b_hold_check(struct b_hold *h, struct q_queue *q, struct __jsCtx *js,
+    const char *stream);
+/* Extend the leases of the held that are due but not yet checked. */
+int b_hold_extend(struct b_hold *h, struct q_queue *q);
+void b_hold_free(struct b_hold *h);
 
 /* The subcommands: each returns the exit status, having printed. */
 int b_setup(const struct bridge_args *a);

@@ -13,6 +13,9 @@
  * The window slides: a slot freed by an answer is filled by the next
  * claim at once, so the broker always has up to --window publishes to
  * answer and the local acks overlap the round trips.
+ *
+ * With --confirm (the default) the local ack waits longer: the message
+ * is held until the stream is seen to still have it (bridge_hold.c).
  */
 #include "config.h"
 
@@ -35,6 +38,7 @@ struct slot {
 	struct q_lease l;
 	int state;
 	const natsMsg *nm;      /* what was published, while PENDING */
+	uint64_t seq;           /* where the stream has it, once ACKED */
 	int err;                /* its natsStatus, when FAILED */
 	char why[160];
 };
@@ -53,6 +57,8 @@ struct out {
 	int failed, lasterr;            /* answers that were not PubAcks */
 	char why[160];                  /* the last one's, said once */
 	int status;                     /* exit status so far */
+	struct b_hold hold;             /* --confirm: acked by the broker */
+	q_time check_after;             /* a failed check: not before */
 };
 
 /* The PubAck (or the error, or the timeout) of one message, on libnats'
@@ -73,6 +79,7 @@ on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
 		o->inflight--;
 		if (pa) {
 			s->state = ACKED;
+			s->seq = pa->Sequence;
 			if (pa->Duplicate)
 				o->dups++;
 		} else {
@@ -169,6 +176,8 @@ publish(struct out *o, struct slot *s)
 	/* no answer within half the lease: libnats answers "timeout" */
 	jsPubOptions_Init(&po);
 	po.MaxWait = lease_of(o) / 2 / Q_MS;
+	/* the stream --confirm will ask, or no PubAck */
+	po.ExpectStream = o->a->stream;
 	/* PENDING before it is sent: the answer may come at once */
 	pthread_mutex_lock(&o->mu);
 	s->state = PENDING;
@@ -300,7 +309,8 @@ settle(struct out *o)
 		if (n++ == 0)
 			q_fault("bridge-after-pubacks");
 		if (state == ACKED) {
-			if (q_ack(o->q, &s->l) == -1)
+			if ((o->a->confirm ? b_hold_add(&o->hold, o->q, &s->l,
+			    s->seq) : q_ack(o->q, &s->l)) == -1)
 				fail(o, errno == ENOENT ? EX_TEMPFAIL : EX_IOERR);
 			else
 				o->acked++;
@@ -362,6 +372,54 @@ await_answer(struct out *o, q_time d)
 	pthread_mutex_unlock(&o->mu);
 }
 
+/*
+ * --confirm: check the held that are due, when the broker is UP; keep
+ * the leases of those that cannot be checked yet.  A failed check is
+ * said once a run of them and tried again a second later.
+ */
+static void
+confirm(struct out *o, bool up)
+{
+	long long lost = o->hold.lost;
+	q_time now = q_now();
+
+	if (!b_hold_count(&o->hold))
+		return;
+	if (up && now >= b_hold_due(&o->hold) && now >= o->check_after) {
+		if (b_hold_check(&o->hold, o->q, o->c.js, o->a->stream) == -1) {
+			if (!o->check_after)
+				q_warnq();
+			o->check_after = now + Q_SEC;
+		} else {
+			o->check_after = 0;
+		}
+	}
+	if (o->hold.lost > lost) {
+		long long n = o->hold.lost - lost;
+		q_warnx("%s: %lld message%s acknowledged by the broker but not"
+		    " in stream %s after --confirm: published again",
+		    o->q->operand, n, n == 1 ? "" : "s", o->a->stream);
+		q_scan_restart(&o->scan);
+	}
+	if (b_hold_extend(&o->hold, o->q) == -1)
+		fail(o, EX_IOERR);
+}
+
+/* How long an idle pump may wait: a second, or until a check is due. */
+static int
+idle_ms(const struct out *o)
+{
+	q_time next = b_hold_due(&o->hold), now = q_now();
+
+	if (!next)
+		return 1000;
+	if (o->check_after > next)
+		next = o->check_after;
+	if (next <= now)
+		return 1;
+	return next - now >= Q_SEC ? 1000 : (int)((next - now) / Q_MS) + 1;
+}
+
 /* -f: a status the next try may not meet (the broker's, a moment's);
  * the spool's own (EX_IOERR, EX_OSERR...) end the run. */
 static bool
@@ -373,9 +431,10 @@ passing(int status)
 
 /*
  * Publish what the queue holds, the window sliding: settle what was
- * answered, fill the free slots, wait for an answer when the window is
- * full.  --drain: until nothing is claimable and nothing in flight, or
- * a failure (what is in flight is settled first).  -f: for ever; wait
+ * answered, check what is held, fill the free slots, wait for an answer
+ * when the window is full.  --drain: until nothing is claimable, in
+ * flight or held, or a failure (what is in flight is settled first; what
+ * is held stays leased).  -f: for ever; wait
  * for the broker while it is away (nothing is claimed meanwhile), back
  * off after failures, wait for the queue when it has nothing claimable,
  * and stop cleanly on SIGTERM, SIGINT or SIGHUP once what is in flight
@@ -412,7 +471,10 @@ pump(struct out *o, struct q_upkeep *u)
 		bool up = !a->follow || natsConnection_Status(o->c.nc) ==
 		    NATS_CONN_STATUS_CONNECTED ||
 		    (o->inflight == 0 && b_connected(&o->c));
-		if (!stopping && !cooling && up) {
+		if (!stopping)
+			confirm(o, up);
+		bool full = b_hold_count(&o->hold) >= B_HOLD_MAX;
+		if (!stopping && !cooling && up && !full) {
 			int r = fill(o);
 			empty = r == 1;
 			if (r == 1 && o->inflight == 0)
@@ -422,16 +484,23 @@ pump(struct out *o, struct q_upkeep *u)
 			await_answer(o, 100 * Q_MS);
 			continue;
 		}
-		if (stopping || b_stopping || (empty && a->drain))
+		if (stopping || b_stopping || (empty && a->drain &&
+		    !b_hold_count(&o->hold)))
 			break;
-		if (!empty || o->status)
+		if ((!empty && !full) || o->status)
 			continue;
-		/* -f, nothing claimable: wait for news, a second at most
-		 * (the leases that expire and the delayed that fall due) */
-		struct pollfd p = { q_wait_fd(&w), POLLIN, 0 };
-		if (!b_stopping && poll(&p, p.fd == -1 ? 0 : 1, 1000) > 0)
-			q_wait_consume(&w);
-		q_wait_watch(&w, o->q, false);
+		/* nothing claimable (or no room to hold more): wait for news,
+		 * a second at most (the leases that expire and the delayed
+		 * that fall due), or until a check of the held is due */
+		if (a->follow) {
+			struct pollfd p = { q_wait_fd(&w), POLLIN, 0 };
+			if (!b_stopping && poll(&p, p.fd == -1 ? 0 : 1,
+			    idle_ms(o)) > 0)
+				q_wait_consume(&w);
+			q_wait_watch(&w, o->q, false);
+		} else {
+			b_pause(idle_ms(o) * Q_MS);
+		}
 		if (q_now() - upkept >= Q_SEC) {
 			if (q_reap(o->q, u) == -1 || q_promote(o->q, u) == -1)
 				q_warnq();
@@ -465,7 +534,8 @@ b_out(const struct bridge_args *a)
 	static struct q_queue q;
 	struct q_config cfg;
 	struct q_upkeep u = { 0 };
-	struct out o = { .a = a, .q = &q };
+	struct out o = { .a = a, .q = &q,
+		.hold = { .confirm = a->confirm } };
 	jsOptions jo;
 
 	if (q_config_load(&cfg, a->spool) == -1)
@@ -491,6 +561,7 @@ b_out(const struct bridge_args *a)
 		q_warnq();
 		goto out;
 	}
+	o.hold.lease = lease_of(&o);
 	q_scan_init(&o.scan);
 	q_clean_tmp(&q, &u);
 	if (q_reap(&q, &u) == -1 || q_promote(&q, &u) == -1)
@@ -505,6 +576,7 @@ b_out(const struct bridge_args *a)
 	report(&o);
 	b_close(&o.c);
 	q_scan_free(&o.scan);
+	b_hold_free(&o.hold);
 out:
 	for (int i = 0; i < a->window; i++)
 		q_msg_free(&o.slots[i].l.m);

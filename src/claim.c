@@ -571,6 +571,15 @@ q_heartbeat(struct q_queue *q, struct q_lease *l, q_time lease)
 	return 0;
 }
 
+int
+q_hold(struct q_queue *q, struct q_lease *l, q_time d)
+{
+	if (q_heartbeat(q, l, d) == -1)
+		return -1;
+	q_key_done(q, &l->n);   /* under its slot lock, still held */
+	return 0;
+}
+
 /* Give the message back without using an attempt: qpop's own doing. */
 int
 q_release(struct q_queue *q, struct q_lease *l)

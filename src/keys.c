@@ -251,6 +251,11 @@ q_key_ack(struct q_queue *q, const struct q_name *n, int fromfd,
 		return unlinkat(fromfd, from, 0);
 	}
 	int r = q_rename(fromfd, from, fd, acked);
+	/* the directory removed as empty meanwhile: a held message's entry
+	 * went at q_hold, and its ack holds no slot lock */
+	if (r == -1 && errno == ENOENT &&
+	    faccessat(fromfd, from, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+		r = unlinkat(fromfd, from, 0);
 	int saved = errno;
 	close(fd);
 	errno = saved;

@@ -401,6 +401,10 @@ int q_ack(struct q_queue *q, struct q_lease *l);
 /* A claimed message past its TTL: to dlq/ or gone, by on_expiry. */
 int q_expire(struct q_queue *q, struct q_lease *l);
 int q_heartbeat(struct q_queue *q, struct q_lease *l, q_time lease);
+/* Keep a claimed message leased for D more, its key freed for the next:
+ * handed on in order, its copy kept until confirmed (qbridge --confirm).
+ * Settle it later with q_ack or q_release on a lease from its name. */
+int q_hold(struct q_queue *q, struct q_lease *l, q_time d);
 int q_release(struct q_queue *q, struct q_lease *l);
 int q_retry(struct q_queue *q, struct q_lease *l, q_time due);
 

@@ -6,7 +6,7 @@
  *	        [--ack-wait duration]
  *	qbridge out [-d spool] [-s sub] --server url[,url...] --stream name
  *	        --subject subj [-f | --drain] [--lease duration]
- *	        [--window n] queue|topic
+ *	        [--window n] [--confirm duration] queue|topic
  *	qbridge in [-d spool] --server url[,url...] --stream name
  *	        --consumer durable [-f | --drain] [--batch n] queue|topic
  */
@@ -29,13 +29,14 @@
 	"--stream name\n" \
 	"               --subject subj [-f | --drain] [--lease duration] " \
 	"[--window n]\n" \
-	"               queue|topic\n" \
+	"               [--confirm duration] queue|topic\n" \
 	"       qbridge in [-d spool] --server url[,url...] --stream name\n" \
 	"               --consumer durable [-f | --drain] [--batch n] " \
 	"queue|topic\n"
 
 enum { O_SERVER = 256, O_STREAM, O_SUBJECT, O_SUBJECTS, O_CONSUMER,
-	O_REPLICAS, O_DEDUP, O_ACKWAIT, O_DRAIN, O_LEASE, O_WINDOW, O_BATCH };
+	O_REPLICAS, O_DEDUP, O_ACKWAIT, O_DRAIN, O_LEASE, O_WINDOW, O_BATCH,
+	O_CONFIRM };
 
 /* Which subcommand takes which option: a bit each. */
 enum { C_SETUP = 1, C_OUT = 2, C_IN = 4 };
@@ -153,6 +154,7 @@ options(int argc, char *argv[], int cmd, struct bridge_args *a)
 		{ "lease", required_argument, NULL, O_LEASE },
 		{ "window", required_argument, NULL, O_WINDOW },
 		{ "batch", required_argument, NULL, O_BATCH },
+		{ "confirm", required_argument, NULL, O_CONFIRM },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -163,7 +165,7 @@ options(int argc, char *argv[], int cmd, struct bridge_args *a)
 		{ O_SUBJECTS, C_SETUP }, { O_CONSUMER, C_SETUP | C_IN },
 		{ O_REPLICAS, C_SETUP }, { O_DEDUP, C_SETUP },
 		{ O_ACKWAIT, C_SETUP }, { O_LEASE, C_OUT },
-		{ O_WINDOW, C_OUT }, { O_BATCH, C_IN },
+		{ O_WINDOW, C_OUT }, { O_BATCH, C_IN }, { O_CONFIRM, C_OUT },
 	};
 	int c;
 
@@ -230,6 +232,9 @@ options(int argc, char *argv[], int cmd, struct bridge_args *a)
 		case O_WINDOW:
 			a->window = count("window", optarg, 1, 65536);
 			break;
+		case O_CONFIRM:
+			a->confirm = duration("duration", optarg);
+			break;
 		case O_BATCH:
 			a->batch = count("batch size", optarg, 1, Q_BATCH_MAX);
 			break;
@@ -278,7 +283,7 @@ main(int argc, char *argv[])
 {
 	struct bridge_args a = {
 		.replicas = 1, .dedup_window = B_DEDUP_WINDOW,
-		.window = B_WINDOW, .batch = B_BATCH,
+		.window = B_WINDOW, .batch = B_BATCH, .confirm = B_CONFIRM,
 	};
 	int cmd;
 

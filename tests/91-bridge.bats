@@ -116,12 +116,12 @@ make_stream() {
 	seq 1 300 | qpush -l jobs
 	qpush -H 'X-Empty:' -H 'Nats-Expected-Stream: nope' jobs last
 	run --separate-stderr qbridge out --server "$NATS_URL" --stream JOBS \
-		--subject jobs --drain --window 16 jobs
+		--subject jobs --drain --window 16 --confirm 1s jobs
 	assert_success
 	[[ $(nats_stream_msgs JOBS) -eq 301 ]]
 	[[ $(count_new jobs) -eq 0 && $(count_cur jobs) -eq 0 ]]
 	# again, with nothing left: nothing more
-	run qbridge out --server "$NATS_URL" --stream JOBS --subject jobs --drain jobs
+	run qbridge out --server "$NATS_URL" --stream JOBS --subject jobs --drain --confirm 0 jobs
 	assert_success
 	[[ $(nats_stream_msgs JOBS) -eq 301 ]]
 }
@@ -131,13 +131,13 @@ make_stream() {
 	make_stream
 	seq 1 50 | qpush -l jobs
 	cp -a "$QSPOOL/jobs/new" "$T/copy"
-	qbridge out --server "$NATS_URL" --stream JOBS --subject jobs --drain jobs
+	qbridge out --server "$NATS_URL" --stream JOBS --subject jobs --drain --confirm 0 jobs
 	[[ $(nats_stream_msgs JOBS) -eq 50 ]]
 	# the same 50 back, as if the acks had been lost in a crash
 	cp -a "$T/copy/." "$QSPOOL/jobs/new/"
 	[[ $(count_new jobs) -eq 50 ]]
 	run --separate-stderr qbridge out --server "$NATS_URL" --stream JOBS \
-		--subject jobs --drain jobs
+		--subject jobs --drain --confirm 0 jobs
 	assert_success
 	[[ $(nats_stream_msgs JOBS) -eq 50 ]]
 	[[ $(count_new jobs) -eq 0 && $(count_cur jobs) -eq 0 ]]
@@ -170,7 +170,7 @@ make_stream() {
 	head -c 1100000 /dev/zero | qpush jobs
 	qpush jobs small
 	run --separate-stderr qbridge out --server "$NATS_URL" --stream JOBS \
-		--subject jobs --drain jobs
+		--subject jobs --drain --confirm 0 jobs
 	assert_success
 	[[ $stderr == *"dead-lettered (too-large)"* ]]
 	[[ $(count_dlq jobs) -eq 1 ]]
@@ -199,7 +199,7 @@ held() {
 	held "$A" >"$T/sent"
 	[[ $(wc -l <"$T/sent") -eq 504 ]]
 	run --separate-stderr qbridge out -d "$A" --server "$NATS_URL" \
-		--stream JOBS --subject jobs --drain jobs
+		--stream JOBS --subject jobs --drain --confirm 1s jobs
 	assert_success
 	run --separate-stderr qbridge in -d "$B" --server "$NATS_URL" \
 		--stream JOBS --consumer hostb --drain --batch 64 jobs
@@ -235,7 +235,7 @@ held() {
 	[[ $stderr == *"no such consumer JOBS/hostb"* ]]
 	make_stream
 	qpush -d "$T/a" jobs one
-	qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain jobs
+	qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain --confirm 0 jobs
 	qbridge in --server "$NATS_URL" --stream JOBS --consumer hostb --drain jobs
 	# bound, fetched, let go: the durable is still there, as it was
 	run qbridge setup --server "$NATS_URL" --stream JOBS --subjects jobs \
@@ -286,9 +286,10 @@ in_until_acked() {
 		[[ $(ack_pending JOBS hostb) -eq 0 ]]
 }
 
-# Run `qbridge out` until the queue is empty.
+# Run `qbridge out` (--confirm C, default 0) until the queue is empty.
 out_until_empty() {
-	qbridge out --server "$NATS_URL" --stream JOBS --subject jobs --drain jobs &&
+	qbridge out --server "$NATS_URL" --stream JOBS --subject jobs --drain \
+		--confirm "${1:-0}" jobs &&
 		[[ $(count_cur jobs) -eq 0 && $(count_new jobs) -eq 0 ]]
 }
 
@@ -309,13 +310,82 @@ out_until_empty() {
 	[[ $(nats_stream_msgs JOBS) -eq 100 ]]
 }
 
+@test "qbridge out: killed while it holds what the broker acknowledged: held again, no duplicate" {
+	need_fault_points
+	nats_start
+	make_stream
+	seq 1 100 | qpush -l jobs
+	QSPOOL_CRASH_AT=bridge-after-hold run qbridge out --server "$NATS_URL" \
+		--stream JOBS --subject jobs --drain --lease 1s --confirm 1s jobs
+	assert_failure 137
+	[[ $(count_cur jobs) -eq 100 ]]
+	# the leases run out (the held one's after --confirm and --lease):
+	# published again under the same ids, held, checked, acked
+	wait_for -t 30 out_until_empty 1s
+	[[ $(nats_stream_msgs JOBS) -eq 100 ]]
+}
+
+@test "qbridge out --confirm: what the broker lost after its PubAck is published again" {
+	A=$T/a B=$T/b
+	local store=$BATS_TEST_TMPDIR/nats-n1/store
+	nats_start
+	make_stream
+	seq 1 50 | qpush -d "$A" -l jobs
+	qbridge out -d "$A" --server "$NATS_URL" --stream JOBS --subject jobs \
+		--drain --confirm 0 jobs
+	# the store as far as it was synced: a copy while the server is down
+	nats_stop
+	cp -a "$store" "$T/synced"
+	nats_start
+	seq 51 100 | qpush -d "$A" -l jobs
+	qbridge out -d "$A" --server "$NATS_URL" --stream JOBS --subject jobs \
+		-f --confirm 3s jobs 2>"$T/out.err" 3>&- &
+	OUT=$!
+	wait_for -t 30 eval '(($(nats_stream_msgs JOBS) == 100))'
+	# no check while the broker loses 51..100: it comes back with the
+	# store it last synced (a power cut before its next sync)
+	kill -STOP "$OUT"
+	[[ $(count_cur "$A/jobs") -eq 50 ]]
+	nats_stop
+	rm -rf "$store"
+	cp -a "$T/synced" "$store"
+	nats_start
+	[[ $(nats_stream_msgs JOBS) -eq 50 ]]
+	kill -CONT "$OUT"
+	wait_for -t 60 drained "$A"
+	stop_clean "$OUT"
+	grep -q "^qbridge: jobs: 50 messages acknowledged by the broker but not in stream JOBS after --confirm: published again$" "$T/out.err"
+	[[ $(nats_stream_msgs JOBS) -eq 100 ]]
+	qbridge in -d "$B" --server "$NATS_URL" --stream JOBS --consumer hostb \
+		--drain jobs
+	exactly_once "$A" "$B" 100
+}
+
+@test "qbridge out --confirm: a held message frees its key; the next of the key goes on" {
+	nats_start
+	make_stream
+	local i
+	for i in 1 2 3 4 5 6 7 8; do qpush -k order-7 jobs "$i"; done
+	SECONDS=0
+	qbridge out --server "$NATS_URL" --stream JOBS --subject jobs --drain \
+		--confirm 2s jobs
+	# all 8 held at once and confirmed together, not one key-turn each
+	((SECONDS < 8))
+	[[ $(nats_stream_msgs JOBS) -eq 8 && $(count_cur jobs) -eq 0 ]]
+	[[ -z $(find "$(qdir jobs)/keys" -mindepth 1 -type d) ]]
+	qbridge in -d "$T/b" --server "$NATS_URL" --stream JOBS --consumer hostb \
+		--drain jobs
+	run qpop -d "$T/b" -l --drain jobs
+	assert_output "$(seq 1 8)"
+}
+
 @test "qbridge in: killed after the commit, before the broker's ack: exact count after the redelivery" {
 	need_fault_points
 	nats_start
 	qbridge setup --server "$NATS_URL" --stream JOBS --subjects jobs \
 		--consumer hostb --dedup-window 10m --ack-wait 1s >/dev/null
 	seq 1 100 | qpush -d "$T/a" -l jobs
-	qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain jobs
+	qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain --confirm 0 jobs
 	QSPOOL_CRASH_AT=bridge-before-ack run qbridge in -d "$T/b" \
 		--server "$NATS_URL" --stream JOBS --consumer hostb --drain jobs
 	assert_failure 137
@@ -333,11 +403,11 @@ out_until_empty() {
 	qsub -d "$T/a" -s bridge --create events
 	qsub -d "$T/b" -s reader --create events
 	qpub -d "$T/a" events one two three
-	run qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain events
+	run qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain --confirm 0 events
 	assert_failure 64
 	assert_output --partial "a topic: give its subscription with -s"
 	qbridge out -d "$T/a" -s bridge --server "$NATS_URL" --stream JOBS \
-		--subject jobs --drain events
+		--subject jobs --drain --confirm 1s events
 	qbridge in -d "$T/b" --server "$NATS_URL" --stream JOBS --consumer hostb \
 		--drain events
 	run qsub -d "$T/b" -s reader -l --drain events
@@ -351,7 +421,7 @@ out_until_empty() {
 	qbridge setup --server "$NATS_URL" --stream JOBS --subjects jobs \
 		--consumer hostb --dedup-window 10m --ack-wait 1s >/dev/null
 	seq 1 20 | qpush -d "$T/a" -l jobs
-	qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain jobs
+	qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain --confirm 0 jobs
 	QSPOOL_CRASH_AT=after-tmp-write run qbridge in -d "$T/b" \
 		--server "$NATS_URL" --stream JOBS --consumer hostb --drain jobs
 	assert_failure 137
@@ -368,7 +438,7 @@ out_until_empty() {
 # follow_out A: qbridge out -f from spool A's jobs, in the background.
 follow_out() {
 	qbridge out -d "$1" --server "$NATS_URL" --stream JOBS --subject jobs \
-		-f --lease 5s jobs 2>>"$T/out.err" 3>&- &
+		-f --lease 5s --confirm 1s jobs 2>>"$T/out.err" 3>&- &
 	OUT=$!
 }
 
@@ -381,6 +451,9 @@ follow_in() {
 
 # B's jobs hold at least N messages.
 arrived() { (($(count_new "$1/jobs") >= $2)); }
+
+# Nothing ready or leased (held) in A's jobs: all of it confirmed.
+drained() { (($(count_new "$1/jobs") + $(count_cur "$1/jobs") == 0)); }
 
 # Stop PID with SIGTERM: it must exit 0.
 stop_clean() {
@@ -415,6 +488,7 @@ none_missing() {
 	[[ $(count_new "$A/jobs") -eq 200 ]]    # nothing claimed meanwhile
 	nats_start
 	wait_for -t 60 arrived "$B" 200
+	wait_for -t 30 drained "$A"
 	stop_clean "$OUT"
 	stop_clean "$IN"
 	exactly_once "$A" "$B" 200
@@ -438,6 +512,7 @@ none_missing() {
 	wait_for grep -q "lost the connection to the server; reconnecting" "$T/out.err"
 	nats_start
 	wait_for -t 60 arrived "$B" "$n"
+	wait_for -t 30 drained "$A"
 	stop_clean "$OUT"
 	stop_clean "$IN"
 	grep -q "connected again to" "$T/out.err"
@@ -470,7 +545,7 @@ none_missing() {
 		nats_kill
 		nats_start
 	done
-	wait_for -t 120 eval '(($(count_new "$A/jobs") + $(count_cur "$A/jobs") == 0))'
+	wait_for -t 120 drained "$A"
 	stop_clean "$OUT"
 	[[ $(nats_stream_msgs JOBS) -eq 10000 ]]
 	follow_in "$B"
@@ -498,7 +573,7 @@ none_missing() {
 	follow_out "$A"
 	follow_in "$B"
 	wait_for -t 120 arrived "$B" 5000
-	wait_for -t 60 eval '(($(count_new "$A/jobs") + $(count_cur "$A/jobs") == 0))'
+	wait_for -t 60 drained "$A"
 	stop_clean "$OUT"
 	stop_clean "$IN"
 	[[ $(nats_stream_msgs JOBS) -eq 5000 ]]
@@ -565,7 +640,7 @@ in_dead_lettered() {
 	qpop -d "$T/b" jobs >/dev/null
 	printf 'max_attempts = 2\n' >"$T/b/jobs/q.conf"
 	qpush -d "$T/a" jobs poison
-	qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain jobs
+	qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain --confirm 0 jobs
 	# two deliveries that never get it in (killed while writing it);
 	# each comes once the broker's ack wait (1 s) is over
 	wait_for -t 30 in_killed "$T/b"
