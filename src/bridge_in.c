@@ -421,8 +421,10 @@ nothing_pending(struct in *in)
 	jsErrCode jerr = 0;
 	bool none = false;
 
-	if (natsSubscription_GetConsumerInfo(&ci, in->sub, NULL, &jerr) ==
-	    NATS_OK) {
+	/* (natsSubscription_GetConsumerInfo answers "Invalid Subscription"
+	 * for a subscription bound to a durable, in 3.4.1) */
+	if (js_GetConsumerInfo(&ci, in->c.js, in->a->stream, in->a->consumer,
+	    NULL, &jerr) == NATS_OK) {
 		none = ci->NumPending == 0 && ci->NumAckPending == 0;
 		jsConsumerInfo_Destroy(ci);
 	}
