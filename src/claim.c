@@ -132,15 +132,20 @@ q_remove_idle_bucket(struct q_queue *q, int parentfd, const char *bucket,
 /*
  * The names of the bucket being walked, in the order of delivery, a
  * batch at a time (after AFTER): a claim that takes one message from a
- * full bucket copies 64 names, not 1024.
+ * full bucket copies 64 names, not 1024.  Each further batch of the same
+ * walk is twice as large: a consumer that drains the bucket reads it a
+ * few times, not once per 64 messages.
  */
 #define LIST_BATCH 64
+#define LIST_BATCH_MAX 4096
 
 static int
 list_bucket(struct q_scan *s, const char *after)
 {
 	s->i = 0;
-	return q_listdir_next(s->bucketfd, after, LIST_BATCH, &s->names,
+	s->batch = !after || !s->batch ? LIST_BATCH :
+	    s->batch < LIST_BATCH_MAX ? s->batch * 2 : LIST_BATCH_MAX;
+	return q_listdir_next(s->bucketfd, after, s->batch, &s->names,
 	    &s->n, &s->cap, &s->more);
 }
 

@@ -267,6 +267,7 @@ void q_msg_close(struct q_msg *m);
 void q_msg_free(struct q_msg *m);
 /* Copy the body to fd; 0, or -1 with errno (EPIPE ...) */
 int q_msg_copy_body(struct q_msg *m, int outfd);
+int q_write_full(int fd, const void *buf, size_t n);
 
 /* push.c: producing.  Begin writes the header block to tmp/ID. */
 struct q_pushopt {
@@ -358,6 +359,7 @@ struct q_scan {
 	int bucketfd;
 	char **names;           /* its first names, sorted */
 	size_t n, i, cap;
+	size_t batch;           /* names a listing: grows along a walk */
 	bool more;              /* it has names after these */
 	char **buckets;         /* new/, sorted: delivery order */
 	size_t nb, capb;
