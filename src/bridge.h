@@ -8,7 +8,10 @@
 #ifndef BRIDGE_H
 #define BRIDGE_H
 
+#include <pthread.h>
 #include <signal.h>
+
+#include <nats/nats.h>
 
 #include "q.h"
 
@@ -112,6 +115,56 @@ int b_hold_check(struct b_hold *h, struct q_queue *q, struct __jsCtx *js,
 /* Extend the leases of the held that are due but not yet checked. */
 int b_hold_extend(struct b_hold *h, struct q_queue *q);
 void b_hold_free(struct b_hold *h);
+
+/* bridge_journal.c: in, the batches committed whose acks the broker
+ * has not confirmed (q-spool(5), acking/). */
+struct b_jfile {
+	char name[32];
+	char *text;             /* the file, its lines cut */
+	char **keys;            /* into text, sorted */
+	size_t n;
+	bool seen;
+};
+struct b_journal {
+	struct q_queue *q;
+	int dirfd;              /* acking/ */
+	q_time window;          /* a file unconfirmed lives this long */
+	struct b_jfile *f;      /* the files there */
+	size_t nf, capf;
+	char mine[32];          /* this batch's, until confirmed */
+};
+int b_journal_open(struct b_journal *j, struct q_queue *q, q_time window);
+/* Read acking/ again: what other batches (any process's) are there. */
+int b_journal_refresh(struct b_journal *j);
+bool b_journal_has(const struct b_journal *j, const char *key);
+/* List the committed batch: N local ids and their keys. */
+int b_journal_write(struct b_journal *j, const char *const *ids,
+    const char *const *keys, int n);
+/* The broker confirmed the batch's acks: its file goes. */
+void b_journal_confirmed(struct b_journal *j);
+void b_journal_close(struct b_journal *j);
+
+/* bridge_fetch.c: in, the next batch fetched while this one is written. */
+struct b_fetcher {
+	natsSubscription *sub;
+	int want, wait_ms;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool asked;             /* a fetch ahead is under way */
+	bool ready;             /* its result is in list and st */
+	bool quit, started;
+	natsMsgList list;
+	int st;
+};
+int b_fetch_start(struct b_fetcher *f, natsSubscription *sub, int want,
+    int wait_ms);
+/* Fetch the next batch now, in the background. */
+void b_fetch_ahead(struct b_fetcher *f);
+/* The next batch: the one fetched ahead, or one fetched now; a natsStatus. */
+int b_fetch(struct b_fetcher *f, natsMsgList *list);
+/* Stop; what was fetched ahead and not taken is nak'ed. */
+void b_fetch_stop(struct b_fetcher *f);
 
 /* The subcommands: each returns the exit status, having printed. */
 int b_setup(const struct bridge_args *a);

@@ -2,14 +2,15 @@
  * bridge_in.c - qbridge in: fetch from the durable consumer that setup
  * made, commit each message into the local queue (or topic), then ack.
  *
- * A batch: fetch; under the lock of the operand's dedup/ directory,
- * skip the messages already committed (a record "nats:ID" in dedup/,
- * ID the Nats-Msg-Id), write the others into tmp/, make them durable
- * together at the queue's fsync level (group commit), commit them (the
- * renames, and the directory sync), record them; only then ack the
- * broker.  A crash before the commit leaves the broker to deliver the
- * batch again; one after it, the records make the redelivery a no-op
- * (only a crash between a commit and its record can make a second copy).
+ * A batch: fetch; skip the messages already committed whose acks the
+ * broker has not confirmed (listed in acking/, bridge_journal.c), write
+ * the others into tmp/, make them durable together at the queue's fsync
+ * level (group commit), commit them (the renames, and the directory
+ * sync), list them in acking/; only then ack the broker, the last ack
+ * waiting for its answer, and remove the list.  A crash before the
+ * commit leaves the broker to deliver the batch again; one after it, the
+ * list makes the redelivery a no-op (only a crash between a commit and
+ * its list can make a second copy).
  *
  * The subscription is bound to the existing durable (jsSubOptions.Stream
  * and .Consumer) and only ever destroyed: natsSubscription_Unsubscribe
@@ -31,7 +32,8 @@
 
 #include "bridge.h"
 
-/* Records of what came in live at least this long (or the dedup_window). */
+/* An unconfirmed batch's list lives at least this long (or the
+ * dedup_window): the broker may deliver it again until its acks land. */
 #define B_IN_WINDOW (24 * 3600 * Q_SEC)
 #define FETCH_WAIT_MS 1000
 
@@ -39,7 +41,7 @@ struct in {
 	const struct bridge_args *a;
 	struct q_queue *q;              /* the queue, or the topic's */
 	struct q_topic *t;              /* or NULL */
-	struct q_seen seen;
+	struct b_journal j;
 	struct bridge_conn c;
 	natsSubscription *sub;
 	int64_t created;                /* the stream's creation time */
@@ -50,7 +52,7 @@ struct in {
 /* One fetched message on its way in. */
 struct item {
 	natsMsg *nm;
-	char key[Q_KEY_MAX + 32];       /* its dedup record: nats:ID */
+	char key[Q_KEY_MAX + 32];       /* what acking/ lists: nats:ID */
 	bool skip;                      /* already committed earlier */
 	bool term;                      /* dead-lettered here: Term, not Ack */
 	char dead[Q_ID_LEN + 1];        /* its id in dlq/ */
@@ -66,7 +68,7 @@ fail(struct in *in, int status)
 		in->status = status;
 }
 
-/* The dedup record of NM: its Nats-Msg-Id, else the stream position. */
+/* What names NM in acking/: its Nats-Msg-Id, else the stream position. */
 static void
 record_key(struct in *in, natsMsg *nm, const char *id, char *key, size_t len)
 {
@@ -188,35 +190,66 @@ commit(struct in *in, struct q_out *outs, int n, int *committed)
 	return q_queue_commit(in->q, outs, n, committed);
 }
 
-/* Bring one fetched batch in; ack what is safely here (the last ack
- * waited for, if SYNC_LAST). */
+/* Tell the broker: the dead letters dropped, the rest acked, the last
+ * ack waiting for its answer.  True when it answered: every ack before
+ * it has landed too (a connection's acks are taken in order). */
+static bool
+ack(struct in *in, struct item *items, int n)
+{
+	natsStatus st;
+	int last = -1;
+
+	for (int i = 0; i < n; i++) {
+		if (!items[i].nm)
+			continue;
+		if (!items[i].term) {
+			last = i;
+			continue;
+		}
+		/* in dlq/: the broker drops it, or (if the Term is lost) the
+		 * list makes its redelivery a no-op */
+		if ((st = natsMsg_Term(items[i].nm, NULL)) != NATS_OK)
+			goto fail;
+	}
+	for (int i = 0; i < n; i++)
+		if (items[i].nm && !items[i].term &&
+		    (st = i == last ? natsMsg_AckSync(items[i].nm, NULL, NULL) :
+		    natsMsg_Ack(items[i].nm, NULL)) != NATS_OK)
+			goto fail;
+	return last != -1;
+fail:
+	/* it is here: the broker will deliver it again, and the list
+	 * makes that a no-op */
+	b_fail(st, "%s: cannot ack", in->q->operand);
+	fail(in, b_status(st));
+	return false;
+}
+
+/* Bring one fetched batch in; ack what is safely here. */
 static void
-batch(struct in *in, natsMsgList *list, bool sync_last)
+batch(struct in *in, natsMsgList *list)
 {
 	static struct q_out outs[Q_BATCH_MAX];
-	struct item *items = calloc((size_t)list->Count, sizeof *items);
-	int nouts = 0, durable = 0, committed = 0;
-	bool locked = false;
+	static const char *ids[Q_BATCH_MAX], *keys[Q_BATCH_MAX];
+	int n = list->Count < Q_BATCH_MAX ? list->Count : Q_BATCH_MAX;
+	struct item *items = calloc((size_t)n ? (size_t)n : 1, sizeof *items);
+	int nouts = 0, durable = 0, committed = 0, listed = 0;
 
 	if (!items) {
 		q_warn("out of memory");
 		in->status = EX_OSERR;
 		return;
 	}
-	while (flock(in->seen.fd, LOCK_EX) == -1)
-		if (errno != EINTR) {
-			q_fail("cannot lock %s/dedup", in->q->operand);
-			fail(in, EX_IOERR);
-			goto out;
-		}
-	locked = true;
-	for (int i = 0; i < list->Count && i < Q_BATCH_MAX; i++) {
+	/* the batches not confirmed yet, of any process */
+	if (b_journal_refresh(&in->j) == -1) {
+		fail(in, EX_IOERR);
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
 		struct item *it = &items[i];
 		struct q_headers hs;
 		struct b_hdrbuf buf = { .n = 0 };
 		const char *id;
-		char orig[Q_ID_LEN + 1];
-		int r;
 
 		it->nm = list->Msgs[i];
 		it->out = -1;
@@ -235,29 +268,20 @@ batch(struct in *in, natsMsgList *list, bool sync_last)
 		record_key(in, it->nm, id, it->key, sizeof it->key);
 		for (int k = 0; k < i && !it->skip; k++)
 			it->skip = items[k].nm && strcmp(items[k].key, it->key) == 0;
-		if (it->skip) {         /* the same message twice in a batch */
-			b_hdrbuf_free(&buf);
-			continue;
-		}
-		if ((r = q_seen_get(&in->seen, it->key, orig, sizeof orig)) ==
-		    -1) {
-			fail(in, EX_IOERR);
-			b_hdrbuf_free(&buf);
-			break;
-		}
-		if (r == 1) {
-			it->skip = true;        /* here already: just ack */
+		if (!it->skip)          /* or here already: just ack */
+			it->skip = b_journal_has(&in->j, it->key);
+		if (it->skip) {
 			b_hdrbuf_free(&buf);
 			continue;
 		}
 		/* delivered too often, never here: a poison message */
-		unsigned n = deliveries(it->nm);
+		unsigned d = deliveries(it->nm);
 		if (in->q->cfg.max_attempts > 0 &&
-		    n > (unsigned long long)in->q->cfg.max_attempts) {
+		    d > (unsigned long long)in->q->cfg.max_attempts) {
 			char why[96];
 			snprintf(why, sizeof why, "delivered %u times by the"
-			    " broker", n);
-			if (dead_letter(in, it, &hs, id, n, "max-attempts", why) ==
+			    " broker", d);
+			if (dead_letter(in, it, &hs, id, d, "max-attempts", why) ==
 			    -1) {
 				it->nm = NULL;
 				if (!in->status)
@@ -285,56 +309,31 @@ batch(struct in *in, natsMsgList *list, bool sync_last)
 	for (int k = committed; k < nouts; k++)
 		q_out_abort(&outs[k]);
 	in->committed += committed;
-	for (int i = 0; i < list->Count && i < Q_BATCH_MAX; i++) {
+	for (int i = 0; i < n; i++) {
 		struct item *it = &items[i];
 		if (!it->nm)
 			continue;
 		if (it->staged && it->out >= committed) {
 			it->nm = NULL;  /* not here: the broker keeps it */
-			continue;
-		}
-		if (it->staged) {
-			q_fault("bridge-after-commit");
-			if (q_seen_put(&in->seen, it->key, outs[it->out].id) ==
-			    -1)
-				fail(in, EX_IOERR);  /* here all the same */
-		} else if (it->term) {
-			/* in dlq/: the broker drops it, or (if the Term is
-			 * lost) the record makes its redelivery a no-op */
-			if (it->key[0] && q_seen_put(&in->seen, it->key,
-			    it->dead) == -1)
-				fail(in, EX_IOERR);
-		} else if (!it->skip) {
-			it->nm = NULL;
-		} else {
+		} else if (it->staged || (it->term && it->key[0])) {
+			ids[listed] = it->staged ? outs[it->out].id : it->dead;
+			keys[listed++] = it->key;
+		} else if (it->skip) {
 			in->skipped++;
+		} else if (!it->term) {
+			it->nm = NULL;
 		}
 	}
-	flock(in->seen.fd, LOCK_UN);
-	locked = false;
+	if (listed > 0)
+		q_fault("bridge-after-commit");
+	/* not listed: here all the same, and acked; only a lost ack can
+	 * then bring a second copy */
+	if (b_journal_write(&in->j, ids, keys, listed) == -1)
+		fail(in, EX_IOERR);
 	q_fault("bridge-before-ack");
-	int last = -1;
-	for (int i = 0; i < list->Count && i < Q_BATCH_MAX; i++)
-		if (items[i].nm && !items[i].term)
-			last = i;
-	for (int i = 0; i < list->Count && i < Q_BATCH_MAX; i++) {
-		natsStatus st;
-		/* a short batch's last ack waits for the server: acks are
-		 * taken in order, so --drain then sees none pending */
-		if (items[i].nm && (st = items[i].term ?
-		    natsMsg_Term(items[i].nm, NULL) : i == last && sync_last ?
-		    natsMsg_AckSync(items[i].nm, NULL, NULL) :
-		    natsMsg_Ack(items[i].nm, NULL)) != NATS_OK) {
-			/* it is here: the broker will deliver it again, and
-			 * the record makes that a no-op */
-			b_fail(st, "%s: cannot ack", in->q->operand);
-			fail(in, b_status(st));
-			break;
-		}
-	}
+	if (ack(in, items, n))
+		b_journal_confirmed(&in->j);
 out:
-	if (locked)
-		flock(in->seen.fd, LOCK_UN);
 	free(items);
 }
 
@@ -435,7 +434,7 @@ int
 b_in(const struct bridge_args *a)
 {
 	struct q_config cfg;
-	struct in in = { .a = a };
+	struct in in = { .a = a, .j = { .dirfd = -1 } };
 	int status;
 
 	if (q_config_load(&cfg, a->spool) == -1)
@@ -444,14 +443,13 @@ b_in(const struct bridge_args *a)
 		q_exitq(q_open_status());
 	q_time window = in.q->cfg.dedup_window > B_IN_WINDOW ?
 	    in.q->cfg.dedup_window : B_IN_WINDOW;
-	if (q_seen_open(in.q, "dedup", window, &in.seen) == -1) {
+	/* (unsynced: a list lost with the power can only let a redelivery
+	 * in as a second copy) */
+	if (b_journal_open(&in.j, in.q, window) == -1) {
 		q_warnq();
-		return q_exit_for_errno(errno);
+		in.status = q_exit_for_errno(errno);
+		goto out;
 	}
-	/* a record lost with the power can only let a redelivery in as a
-	 * second copy: not worth a sync each */
-	in.seen.nosync = true;
-	q_seen_clean(&in.seen);
 	if (b_connect(&in.c, a, NULL, &status) == -1) {
 		q_warnq();
 		in.status = status;
@@ -471,9 +469,15 @@ b_in(const struct bridge_args *a)
 	backoff = 0;
 	long long want = a->batch < Q_BATCH_MAX ? a->batch : Q_BATCH_MAX;
 	bool short_batch = true;
+	struct b_fetcher fetcher;
+	if (b_fetch_start(&fetcher, in.sub, (int)want, FETCH_WAIT_MS) == -1) {
+		fail(&in, EX_OSERR);
+		natsSubscription_Destroy(in.sub);
+		b_close(&in.c);
+		goto out;
+	}
 	while (!in.status || in.status == EX_DATAERR) {
 		natsMsgList list = { 0 };
-		jsErrCode jerr = 0;
 		if (a->follow && !b_connected(&in.c))
 			break;          /* asked to stop */
 		/* --drain: done as soon as the durable has nothing more to
@@ -481,8 +485,7 @@ b_in(const struct bridge_args *a)
 		 * (asked after a batch that came back short or last) */
 		if (a->drain && short_batch && nothing_pending(&in))
 			break;
-		natsStatus st = natsSubscription_Fetch(&list, in.sub, (int)want,
-		    FETCH_WAIT_MS, &jerr);
+		natsStatus st = b_fetch(&fetcher, &list);
 		if (st == NATS_TIMEOUT && list.Count == 0) {
 			/* idle, or cut off: only the status tells */
 			bool up = natsConnection_Status(in.c.nc) ==
@@ -509,7 +512,9 @@ b_in(const struct bridge_args *a)
 		}
 		backoff = 0;
 		short_batch = list.Count < want || last_of_them(&list);
-		batch(&in, &list, a->drain && short_batch);
+		if (!short_batch)       /* more pending: the next, meanwhile */
+			b_fetch_ahead(&fetcher);
+		batch(&in, &list);
 		natsMsgList_Destroy(&list);
 		if (a->follow && (in.status == EX_TEMPFAIL ||
 		    in.status == EX_UNAVAILABLE || in.status == EX_PROTOCOL)) {
@@ -521,10 +526,11 @@ b_in(const struct bridge_args *a)
 		if (in.status == EX_DATAERR && !a->follow)
 			break;  /* left on the broker: do not fetch it again */
 	}
+	b_fetch_stop(&fetcher);
 	natsSubscription_Destroy(in.sub);       /* never Unsubscribe */
 	b_close(&in.c);
 out:
-	q_seen_close(&in.seen);
+	b_journal_close(&in.j);
 	if (in.t)
 		q_topic_close(in.t);
 	else

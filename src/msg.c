@@ -335,9 +335,12 @@ q_msg_free(struct q_msg *m)
 	m->cap = 0;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
+/* Write all N bytes at P (EINTR and short writes resumed): 0, or -1. */
+int
+q_write_full(int fd, const void *buf, size_t n)
 {
+	const char *p = buf;
+
 	while (n > 0) {
 		ssize_t w = write(fd, p, n);
 		if (w == -1 && errno == EINTR)
@@ -357,7 +360,7 @@ q_msg_copy_body(struct q_msg *m, int outfd)
 	char buf[64 * 1024];
 	ssize_t n;
 
-	if (write_all(outfd, m->buf + m->body_off, m->buflen - m->body_off) == -1)
+	if (q_write_full(outfd, m->buf + m->body_off, m->buflen - m->body_off) == -1)
 		return -1;
 	if ((off_t)m->buflen >= m->size)
 		return 0;
@@ -368,7 +371,7 @@ q_msg_copy_body(struct q_msg *m, int outfd)
 			continue;
 		if (n == -1)
 			return -1;
-		if (write_all(outfd, buf, (size_t)n) == -1)
+		if (q_write_full(outfd, buf, (size_t)n) == -1)
 			return -1;
 	}
 	return 0;
