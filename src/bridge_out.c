@@ -37,6 +37,7 @@ enum { FREE, CLAIMED, PENDING, ACKED, FAILED };
 struct slot {
 	struct q_lease l;
 	int state;
+	natsMsg *ready;         /* prepared, while CLAIMED */
 	const natsMsg *nm;      /* what was published, while PENDING */
 	uint64_t seq;           /* where the stream has it, once ACKED */
 	int err;                /* its natsStatus, when FAILED */
@@ -50,8 +51,12 @@ struct out {
 	struct bridge_conn c;
 	pthread_mutex_t mu;
 	pthread_cond_t answered;        /* enough answers to be worth a look */
-	int answers;                    /* answered since the last look */
+	bool waiting;                   /* the main thread, for answers */
 	struct slot *slots;
+	int *done, ndone;               /* the slots answered, to settle */
+	int *settling;                  /* done, taken by settle */
+	int *burst;                     /* claimed, to publish together */
+	int *free, nfree;               /* FREE slots (main thread only) */
 	int inflight;                   /* PENDING slots */
 	long long sent, acked, dups;
 	int failed, lasterr;            /* answers that were not PubAcks */
@@ -88,9 +93,11 @@ on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
 			snprintf(s->why, sizeof s->why, "%s", pae && pae->ErrText ?
 			    pae->ErrText : natsStatus_GetText(s->err));
 		}
+		o->done[o->ndone++] = i;
 		/* wake the main thread for a quarter of the window at a
 		 * time (or the last one), not for each answer */
-		if (++o->answers >= o->a->window / 4 || o->inflight == 0)
+		if (o->waiting && (o->ndone >= o->a->window / 4 ||
+		    o->inflight == 0))
 			pthread_cond_signal(&o->answered);
 		break;
 	}
@@ -111,6 +118,21 @@ fail(struct out *o, int status)
 	q_warnq();
 	if (!o->status || o->status == EX_TEMPFAIL)
 		o->status = status;
+}
+
+/* A FREE slot, or NULL when the window is full. */
+static struct slot *
+free_slot(struct out *o)
+{
+	return o->nfree ? &o->slots[o->free[--o->nfree]] : NULL;
+}
+
+/* Slot S is FREE again. */
+static void
+unuse(struct out *o, struct slot *s)
+{
+	s->state = FREE;
+	o->free[o->nfree++] = (int)(s - o->slots);
 }
 
 /* Dead-letter a claimed message that cannot go (corrupt, too large). */
@@ -145,16 +167,15 @@ body_of(struct q_msg *m, size_t *len, char **freeme)
 	return *freeme;
 }
 
-/* Publish the claimed message of slot S: 0 sent, 1 buried, -1 error. */
+/* The NATS message of the claimed message of slot S, in s->ready. */
 static int
-publish(struct out *o, struct slot *s)
+prepare(struct out *o, struct slot *s)
 {
 	struct q_lease *l = &s->l;
 	natsMsg *nm = NULL;
 	size_t len;
 	char *freeme;
 	const char *body = body_of(&l->m, &len, &freeme);
-	jsPubOptions po;
 	natsStatus st;
 
 	if (!body)
@@ -173,6 +194,20 @@ publish(struct out *o, struct slot *s)
 		natsMsg_Destroy(nm);
 		return -1;
 	}
+	s->ready = nm;
+	return 0;
+}
+
+/* Publish the prepared message of slot S: 0 sent, 1 buried, -1 error. */
+static int
+publish(struct out *o, struct slot *s)
+{
+	struct q_lease *l = &s->l;
+	natsMsg *nm = s->ready;
+	jsPubOptions po;
+	natsStatus st;
+
+	s->ready = NULL;
 	/* no answer within half the lease: libnats answers "timeout" */
 	jsPubOptions_Init(&po);
 	po.MaxWait = lease_of(o) / 2 / Q_MS;
@@ -201,7 +236,7 @@ publish(struct out *o, struct slot *s)
 		    " max_payload (%lld bytes)", (long long)
 		    natsConnection_GetMaxPayload(o->c.nc));
 		bury(o, l, "too-large", why);
-		s->state = FREE;
+		unuse(o, s);
 		return 1;
 	}
 	if (st != NATS_OK)
@@ -212,61 +247,92 @@ publish(struct out *o, struct slot *s)
 	return 0;
 }
 
-/* A FREE slot, or NULL when the window is full. */
-static struct slot *
-free_slot(struct out *o)
+/* A claimed message that will not be published now: released. */
+static void
+unclaim(struct out *o, struct slot *s)
 {
-	for (int i = 0; i < o->a->window; i++)
-		if (o->slots[i].state == FREE)
-			return &o->slots[i];
-	return NULL;
+	natsMsg_Destroy(s->ready);
+	s->ready = NULL;
+	if (q_release(o->q, &s->l) == -1)
+		fail(o, EX_IOERR);
+	q_lease_done(&s->l);
+	unuse(o, s);
 }
 
 /*
- * Claim and publish into the free slots of the window: 1 when the queue
- * had nothing more to claim, 0 when the window is full or a publish
- * failed (its message released).
+ * Claim a message into the free slot S and prepare it: 0 ready, 2 not
+ * to publish (dead-lettered or expired: S is free again), 1 nothing
+ * claimable, -1 a failure (said).
+ */
+static int
+claim(struct out *o, struct slot *s)
+{
+	int r = q_claim(o->q, &o->scan, lease_of(o), &s->l);
+	if (r != 0)
+		unuse(o, s);
+	if (r == 1)
+		return 1;
+	if (r == -1) {
+		fail(o, q_exit_for_errno(errno));
+		return -1;
+	}
+	if (s->l.corrupt) {
+		char why[256];
+		strlcpy(why, q_what(), sizeof why);
+		bury(o, &s->l, s->l.unreadable ? "unreadable" : "corrupt",
+		    why);
+		unuse(o, s);
+		return 2;
+	}
+	if (s->l.expired) {
+		if (o->q->cfg.on_expiry == Q_EXPIRY_DLQ)
+			bury(o, &s->l, "expired", "time to live passed");
+		else if (q_expire(o->q, &s->l) == -1)
+			fail(o, EX_IOERR);
+		unuse(o, s);
+		return 2;
+	}
+	s->state = CLAIMED;
+	if (prepare(o, s) == -1) {
+		fail(o, EX_TEMPFAIL);
+		unclaim(o, s);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Claim into the free slots of the window, then publish what was
+ * claimed in one burst (so that libnats sends it in few writes and the
+ * broker answers in few): 1 when the queue had nothing more to claim,
+ * 0 when the window is full or a publish failed (its message, and those
+ * not yet published, released).
  */
 static int
 fill(struct out *o)
 {
 	struct slot *s;
+	int r = 0, n = 0;
 
 	while ((s = free_slot(o))) {
-		int r = q_claim(o->q, &o->scan, lease_of(o), &s->l);
-		if (r == 1)
-			return 1;
-		if (r == -1) {
-			fail(o, q_exit_for_errno(errno));
-			return 0;
-		}
-		if (s->l.corrupt) {
-			char why[256];
-			strlcpy(why, q_what(), sizeof why);
-			bury(o, &s->l, s->l.unreadable ? "unreadable" : "corrupt",
-			    why);
-			continue;
-		}
-		if (s->l.expired) {
-			if (o->q->cfg.on_expiry == Q_EXPIRY_DLQ)
-				bury(o, &s->l, "expired", "time to live passed");
-			else if (q_expire(o->q, &s->l) == -1)
-				fail(o, EX_IOERR);
-			continue;
-		}
-		s->state = CLAIMED;
-		if ((r = publish(o, s)) != -1)
+		if ((r = claim(o, s)) == 0)
+			o->burst[n++] = (int)(s - o->slots);
+		else if (r != 2)
+			break;
+	}
+	for (int k = 0; k < n; k++) {
+		s = &o->slots[o->burst[k]];
+		if (publish(o, s) != -1)
 			continue;
 		fail(o, natsConnection_Status(o->c.nc) ==
 		    NATS_CONN_STATUS_CONNECTED ? EX_TEMPFAIL : EX_UNAVAILABLE);
-		if (q_release(o->q, &s->l) == -1)
-			fail(o, EX_IOERR);
-		q_lease_done(&s->l);
-		s->state = FREE;
+		while (k < n)
+			unclaim(o, &o->slots[o->burst[k++]]);
 		return 0;
 	}
-	return 0;
+	return r == 1;
 }
+
 
 /* NATS_NO_RESPONDERS on a publish: tell the likely causes apart. */
 static const char *
@@ -297,17 +363,19 @@ no_responders(struct out *o)
 static int
 settle(struct out *o)
 {
-	int n = 0;
+	int n;
 
-	for (int i = 0; i < o->a->window; i++) {
-		struct slot *s = &o->slots[i];
-		pthread_mutex_lock(&o->mu);
-		int state = s->state;
-		pthread_mutex_unlock(&o->mu);
-		if (state != ACKED && state != FAILED)
-			continue;
-		if (n++ == 0)
-			q_fault("bridge-after-pubacks");
+	/* taken at once: the answers go on coming meanwhile */
+	pthread_mutex_lock(&o->mu);
+	n = o->ndone;
+	memcpy(o->settling, o->done, (size_t)n * sizeof *o->done);
+	o->ndone = 0;
+	pthread_mutex_unlock(&o->mu);
+	if (n > 0)
+		q_fault("bridge-after-pubacks");
+	for (int k = 0; k < n; k++) {
+		struct slot *s = &o->slots[o->settling[k]];
+		int state = s->state;   /* answered: ours alone now */
 		if (state == ACKED) {
 			if ((o->a->confirm ? b_hold_add(&o->hold, o->q, &s->l,
 			    s->seq) : q_ack(o->q, &s->l)) == -1)
@@ -322,7 +390,7 @@ settle(struct out *o)
 				fail(o, EX_IOERR);
 		}
 		q_lease_done(&s->l);
-		s->state = FREE;
+		unuse(o, s);
 	}
 	return n;
 }
@@ -365,10 +433,11 @@ await_answer(struct out *o, q_time d)
 	ts.tv_sec = (time_t)(until / Q_SEC);
 	ts.tv_nsec = (long)(until % Q_SEC * (1000000000 / Q_SEC));
 	pthread_mutex_lock(&o->mu);
-	while (o->inflight > 0 && o->answers < o->a->window / 4 &&
+	o->waiting = true;
+	while (o->inflight > 0 && o->ndone < o->a->window / 4 &&
 	    pthread_cond_timedwait(&o->answered, &o->mu, &ts) == 0)
 		;
-	o->answers = 0;
+	o->waiting = false;
 	pthread_mutex_unlock(&o->mu);
 }
 
@@ -545,12 +614,19 @@ b_out(const struct bridge_args *a)
 		q_await_operand(&cfg, a->operand, 0);
 	if (open_operand(a, &cfg, &q) == -1)
 		q_exitq(q_open_status());
-	if (!(o.slots = calloc((size_t)a->window, sizeof *o.slots))) {
+	o.slots = calloc((size_t)a->window, sizeof *o.slots);
+	o.done = calloc((size_t)a->window, sizeof *o.done);
+	o.settling = calloc((size_t)a->window, sizeof *o.settling);
+	o.free = calloc((size_t)a->window, sizeof *o.free);
+	o.burst = calloc((size_t)a->window, sizeof *o.burst);
+	if (!o.slots || !o.done || !o.settling || !o.free || !o.burst) {
 		q_warn("out of memory");
 		return EX_OSERR;
 	}
-	for (int i = 0; i < a->window; i++)
+	for (int i = 0; i < a->window; i++) {
 		o.slots[i].l.m.fd = o.slots[i].l.keyfd = -1;
+		o.free[o.nfree++] = a->window - 1 - i;
+	}
 	pthread_mutex_init(&o.mu, NULL);
 	pthread_cond_init(&o.answered, NULL);
 	jsOptions_Init(&jo);
@@ -581,6 +657,10 @@ out:
 	for (int i = 0; i < a->window; i++)
 		q_msg_free(&o.slots[i].l.m);
 	free(o.slots);
+	free(o.done);
+	free(o.settling);
+	free(o.free);
+	free(o.burst);
 	q_queue_close(&q);
 	return o.status;
 }
