@@ -490,6 +490,7 @@ none_missing() {
 	[[ $(nats_stream_msgs JOBS) -eq 200 ]]
 }
 
+# bats test_tags=rounds
 @test "qbridge -f: the broker stopped for 10 s while qpush goes on: everything drains after it returns" {
 	A=$T/a B=$T/b
 	nats_start
@@ -527,6 +528,7 @@ none_missing() {
 	[[ ! -s $T/out.err && ! -s $T/in.err ]]
 }
 
+# bats test_tags=rounds
 @test "qbridge: kill -9 of the broker, 5 times during 10 000 messages: none missing, no duplicate in the stream" {
 	A=$T/a B=$T/b
 	nats_start
@@ -549,6 +551,7 @@ none_missing() {
 	exactly_once "$A" "$B" 10000
 }
 
+# bats test_tags=rounds
 @test "qbridge: kill -9 of out and of in, 5 times each: none missing on host B" {
 	A=$T/a B=$T/b
 	nats_start
