@@ -422,6 +422,16 @@ report(struct out *o)
 	    o->lasterr != NATS_NO_RESPONDERS ? EX_TEMPFAIL : EX_UNAVAILABLE);
 }
 
+/* Answers not settled yet: some may come after settle took the list. */
+static int
+unsettled(struct out *o)
+{
+	pthread_mutex_lock(&o->mu);
+	int n = o->ndone;
+	pthread_mutex_unlock(&o->mu);
+	return n;
+}
+
 /* Wait up to D for answers to what is in flight: a quarter of the
  * window, or all of it. */
 static void
@@ -553,6 +563,9 @@ pump(struct out *o, struct q_upkeep *u)
 			await_answer(o, 100 * Q_MS);
 			continue;
 		}
+		/* the last answers came after settle: settle them first */
+		if (unsettled(o) > 0)
+			continue;
 		if (stopping || b_stopping || (empty && a->drain &&
 		    !b_hold_count(&o->hold)))
 			break;
