@@ -549,9 +549,9 @@ _qspool()
 		longargs='--delay --at --ttl --dedup --block'
 		;;
 	qsub)
-		opts="-d -s --from-beginning --since --reset $consume --unsubscribe --list -h --help -V --version"
+		opts="-d -s --match= --from-beginning --since --reset $consume --unsubscribe --list -h --help -V --version"
 		argopts='-d -s -n -j -H -k -p'
-		longargs='--since --wait --lease --timeout --jobs --max-time --forward'
+		longargs='--match --since --wait --lease --timeout --jobs --max-time --forward'
 		;;
 	*)
 		opts="-d $consume -h --help -V --version"

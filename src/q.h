@@ -686,6 +686,33 @@ void q_key_unindex(struct q_queue *q, uint32_t hash, const char *id);
 #define Q_STATE_SIZE 32
 enum { Q_STATE_GEN, Q_STATE_COUNT, Q_STATE_BYTES, Q_STATE_OLDEST };
 
+/* filter.c: subscription filters (q-spool(5), SUBSCRIPTION FILTERS). */
+#define Q_FILTER_MAX 16         /* expressions a filter */
+#define Q_MATCH_ALTS 32         /* patterns an expression */
+#define Q_MATCH_EXPR_MAX 1024
+struct q_match {
+	char *expr;             /* as given: a line of the file */
+	char name[65];
+	enum { Q_MATCH_EQ, Q_MATCH_NE, Q_MATCH_PRESENT, Q_MATCH_ABSENT } op;
+	char *pats;             /* the patterns, cut at each '|' */
+	char *pat[Q_MATCH_ALTS];
+	int npat;
+};
+struct q_filter {
+	struct q_match m[Q_FILTER_MAX];
+	int n;                  /* 0: every message */
+};
+/* Add expression EXPR: NULL, or what is wrong with it. */
+const char *q_filter_add(struct q_filter *f, const char *expr);
+bool q_filter_match(const struct q_filter *f, const struct q_headers *hs);
+bool q_filter_equal(const struct q_filter *a, const struct q_filter *b);
+/* The filter file of a subscription being built (DIRFD), made once. */
+int q_filter_write(int dirfd, const struct q_filter *f, bool sync);
+/* 1 read, 0 there is none, -1 unreadable or corrupt (q_what, naming
+ * WHERE). */
+int q_filter_read(int dirfd, const char *where, struct q_filter *f);
+void q_filter_free(struct q_filter *f);
+
 struct q_sublink {              /* a subscription a publish links into */
 	struct q_queue q;
 	char name[Q_NAME_MAX + 1];
@@ -695,6 +722,8 @@ struct q_sublink {              /* a subscription a publish links into */
 	bool stuck;             /* a rename into it failed: rest to recovery */
 	bool moved;
 	uint64_t seq[Q_BATCH_MAX];      /* keyed messages: seq set at link */
+	struct q_filter filter;         /* its filter: n 0 for none */
+	bool out[Q_BATCH_MAX];          /* filtered out of this batch */
 };
 
 struct q_topic {
@@ -760,6 +789,7 @@ struct q_subopt {
 	bool replay;            /* fill a new one from log/ first */
 	q_time since;           /* replay entries published from then on */
 	bool reset;             /* remove it first if it exists */
+	const struct q_filter *filter;  /* a new one's (--match); or NULL */
 };
 
 struct q_sub {

@@ -40,6 +40,7 @@ struct row {
 	char name[PATH_MAX];    /* queue, or topic/subscription */
 	char topic[PATH_MAX];   /* "" for a queue */
 	char sub[Q_NAME_MAX + 1];
+	char *filter;           /* a subscription's, as a JSON array */
 	struct q_stats st;
 };
 
@@ -104,6 +105,32 @@ visname(char *dst, size_t len, const char *src)
 	strlcpy(dst, buf, len);
 }
 
+/* A subscription's filter as a JSON array of its expressions, or NULL. */
+static char *
+filter_json(struct q_queue *q)
+{
+	struct q_filter f = { .n = 0 };
+	struct q_buf b = { 0 };
+
+	if (q_filter_read(q->dirfd, q->operand, &f) == -1) {
+		q_warnq();
+		status = EX_DATAERR;
+	}
+	if (f.n == 0)
+		return NULL;
+	q_buf_puts(&b, "[");
+	for (int i = 0; i < f.n; i++) {
+		if (i)
+			q_buf_puts(&b, ",");
+		q_json_string(&b, f.m[i].expr, strlen(f.m[i].expr));
+	}
+	q_buf_puts(&b, "]");
+	q_filter_free(&f);
+	char *j = strndup(b.p, b.len);
+	q_buf_free(&b);
+	return j;
+}
+
 static void
 add_queue(struct q_queue *q, const char *name, const char *topic,
     const char *sub)
@@ -116,6 +143,8 @@ add_queue(struct q_queue *q, const char *name, const char *topic,
 	strlcpy(r->name, name, sizeof r->name);
 	strlcpy(r->topic, topic ? topic : "", sizeof r->topic);
 	strlcpy(r->sub, sub ? sub : "", sizeof r->sub);
+	if (sub)
+		r->filter = filter_json(q);
 	if (q_stats(q, &r->st) == -1) {
 		q_warnq();
 		status = EX_IOERR;
@@ -483,6 +512,9 @@ print_json(const struct opts *o)
 		q_json_string(&b, rows[i].name, strlen(rows[i].name));
 		json_name(&b, "topic", rows[i].topic);
 		json_name(&b, "subscription", rows[i].sub);
+		if (rows[i].sub[0])
+			q_buf_printf(&b, ",\"filter\":%s", rows[i].filter ?
+			    rows[i].filter : "null");
 		q_buf_printf(&b, ",\"ready\":%lld,\"in_flight\":%lld,"
 		    "\"delayed\":%lld,\"retrying\":%lld,\"dead\":%lld,"
 		    "\"expired\":%lld,\"expired_leases\":%lld,\"bytes\":%lld,"

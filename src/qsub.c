@@ -4,7 +4,8 @@
  * as long as this process.  A new subscription can start with a replay
  * of the topic's retained log.  Everything else is qpop(1).
  *
- *	qsub [-d spool] [-s name] [--from-beginning | --since time] [--reset]
+ *	qsub [-d spool] [-s name] [--match expr ...]
+ *	     [--from-beginning | --since time] [--reset]
  *	     [consumption options of qpop] topic [-- command [arg ...]]
  *	qsub [-d spool] -s name --unsubscribe topic
  *	qsub [-d spool] --list topic
@@ -15,11 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+/* strvis only; say which strnvis we mean so libbsd does not warn */
+#define LIBBSD_NETBSD_VIS 1
+#include <vis.h>
 
 #include "consumeopt.h"
 
-#define USAGE "usage: qsub [-d spool] [-s name] [--from-beginning | " \
-	"--since time] [--reset]\n" \
+#define USAGE "usage: qsub [-d spool] [-s name] [--match expr ...]\n" \
+	"            [--from-beginning | --since time] [--reset]\n" \
 	"            [-n count | --drain | -f] [-w | --wait duration]\n" \
 	"            [--create] [-q] [--lease=duration] [--timeout=duration]\n" \
 	"            [-j jobs] [-l | -0 | --json] [--no-ack] [--peek] [--lock]\n" \
@@ -30,7 +34,7 @@
 	"       qsub [-d spool] --list topic\n"
 
 enum { OPT_FROM_BEGINNING = Q_OPT_TOOL, OPT_SINCE, OPT_RESET,
-	OPT_UNSUBSCRIBE, OPT_LIST };
+	OPT_UNSUBSCRIBE, OPT_LIST, OPT_MATCH };
 
 static _Noreturn void
 usage(void)
@@ -46,7 +50,18 @@ usage_error(const char *msg)
 	exit(EX_USAGE);
 }
 
-/* --list: one subscription a line, its name and its kind. */
+/* The expressions of F, each vis(3)-encoded (blanks too), by spaces. */
+static void
+put_filter(const struct q_filter *f)
+{
+	for (int i = 0; i < f->n; i++) {
+		char vis[4 * Q_MATCH_EXPR_MAX + 1];
+		strvis(vis, f->m[i].expr, VIS_OCTAL | VIS_WHITE);
+		printf("%s%s", i ? " " : "\t", vis);
+	}
+}
+
+/* --list: one subscription a line, its name, its kind and its filter. */
 static int
 list(struct q_topic *t)
 {
@@ -57,9 +72,19 @@ list(struct q_topic *t)
 		q_exitq(EX_IOERR);
 	for (size_t i = 0; i < n; i++) {
 		char vis[4 * 256];
+		struct q_queue q;
+		struct q_filter f = { .n = 0 };
 		q_vis(vis, sizeof vis, names[i]);       /* a member made it */
-		printf("%s\t%s\n", vis, q_sub_ephemeral(names[i]) ?
+		printf("%s\t%s", vis, q_sub_ephemeral(names[i]) ?
 		    "ephemeral" : "durable");
+		if (q_sub_openat(t, names[i], &q) == 0) {
+			if (q_filter_read(q.dirfd, q.operand, &f) == -1)
+				q_warnq();
+			put_filter(&f);
+			q_filter_free(&f);
+			q_queue_close(&q);
+		}
+		putchar('\n');
 	}
 	q_freelist(names, n);
 	free(names);
@@ -77,6 +102,7 @@ struct args {
 	const char *spool;
 	bool unsubscribe, listing;
 	int replays;
+	struct q_filter filter;         /* --match */
 };
 
 static void
@@ -117,6 +143,13 @@ options(int argc, char *argv[], const struct option *longopts,
 		case OPT_RESET:
 			g->so.reset = true;
 			break;
+		case OPT_MATCH:
+			if ((why = q_filter_add(&g->filter, optarg))) {
+				q_warnx("bad --match '%s': %s", optarg, why);
+				exit(EX_USAGE);
+			}
+			g->so.filter = &g->filter;
+			break;
 		case OPT_UNSUBSCRIBE:
 			g->unsubscribe = true;
 			break;
@@ -145,6 +178,7 @@ main(int argc, char *argv[])
 		{ "reset", no_argument, NULL, OPT_RESET },
 		{ "unsubscribe", no_argument, NULL, OPT_UNSUBSCRIBE },
 		{ "list", no_argument, NULL, OPT_LIST },
+		{ "match", required_argument, NULL, OPT_MATCH },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -171,15 +205,17 @@ main(int argc, char *argv[])
 	}
 	if (g.replays > 1)
 		usage_error("--from-beginning and --since exclude each other");
-	if (g.so.reset && !(g.so.name && g.so.replay))
+	if (g.so.reset && !(g.so.name && (g.so.replay || g.filter.n)))
 		usage_error("--reset starts a subscription over: give -s and"
-		    " --from-beginning or --since");
+		    " --from-beginning, --since or --match");
 	if (g.unsubscribe + g.listing > 1 || ((g.unsubscribe || g.listing) &&
-	    (g.so.replay || g.so.reset || optind < argc)))
+	    (g.so.replay || g.so.reset || g.filter.n || optind < argc)))
 		usage_error("--unsubscribe and --list take only -d, -s and a topic");
-	if (ap->o.peek && (!g.so.name || g.so.replay || g.so.reset))
+	if (ap->o.peek && (!g.so.name || g.so.replay || g.so.reset ||
+	    g.filter.n))
 		usage_error("--peek looks into an existing durable subscription:"
-		    " give -s, without --from-beginning, --since or --reset");
+		    " give -s, without --from-beginning, --since, --reset or"
+		    " --match");
 	if (q_consume_create_only(ap) && !g.so.name)
 		usage_error("--create alone makes a durable subscription: give -s");
 	if ((g.unsubscribe || g.listing) && ap->create)

@@ -31,6 +31,8 @@ struct replay {
 	q_time since;
 	char at[Q_ID_LEN + 1];  /* resuming: the entry last being placed */
 	uint64_t atseq;
+	const struct q_filter *filter;  /* the subscription's (replay_run) */
+	struct q_msg *hm;       /* for reading an entry's headers */
 };
 
 /* Remove NAME under PARENTFD and all it holds, never following a link. */
@@ -159,11 +161,37 @@ placed(struct q_queue *sub, const struct q_logent *e, uint64_t seq)
 	return found;
 }
 
-/* Link log entry NAME (in BFD) into SUB's tmp/, cursor first, place it. */
+/*
+ * Does SUB's filter take log entry NAME (in BFD)?  1 yes, 0 no, -1 an
+ * error.  An entry whose headers cannot be read is taken: its consumer
+ * dead-letters it, as it would have without a filter.
+ */
+static int
+wanted(struct q_queue *sub, int bfd, const char *name, struct replay *rp)
+{
+	int r;
+
+	if (!rp->filter || rp->filter->n == 0)
+		return 1;
+	r = q_msg_open_headers(bfd, name, rp->hm);
+	q_msg_close(rp->hm);
+	if (r == -1)
+		return errno == ENOENT ? 0 : q_fail("cannot read %s/log/%s for"
+		    " the filter of %s", sub->operand, name, sub->operand);
+	return r == 1 || q_filter_match(rp->filter, &rp->hm->hs);
+}
+
+/* Link log entry NAME (in BFD) into SUB's tmp/, cursor first, place it:
+ * 0, or 1 when it is not for SUB (its filter, or pruned meanwhile). */
 static int
 replay_one(struct q_topic *t, struct q_queue *sub, int fd, int bfd,
-    const char *name, const struct q_logent *e, uint64_t seq)
+    const char *name, const struct q_logent *e, uint64_t seq,
+    struct replay *rp)
 {
+	int w = wanted(sub, bfd, name, rp);
+
+	if (w != 1)
+		return w == 0 ? 1 : -1;
 	/* the cursor names the entry before anything is done with it */
 	if (replay_write_at(fd, e->id, seq) == -1)
 		return q_fail("cannot write %s/replay", sub->operand);
@@ -197,7 +225,7 @@ resume_at(struct q_topic *t, struct q_queue *sub, int fd, struct replay *rp)
 		if (q_sub_deliver(sub, &e, rp->atseq, 0) == -1 && errno != ENOENT)
 			found = q_fail("cannot place %s/tmp/%s", sub->operand, e.id);
 	} else if (found == 1 && !placed(sub, &e, rp->atseq)) {
-		if (replay_one(t, sub, fd, bfd, name, &e, rp->atseq) == -1)
+		if (replay_one(t, sub, fd, bfd, name, &e, rp->atseq, rp) == -1)
 			found = -1;
 	}
 	if (bfd != -1)
@@ -218,11 +246,20 @@ replay_run(struct q_topic *t, struct q_queue *sub, int fd, struct replay *rp)
 	size_t nb = 0, capb = 0, n = 0, cap = 0;
 	uint64_t seq = 0;
 	int r = 0;
+	struct q_filter filter = { .n = 0 };
+	struct q_msg hm = { .fd = -1 };
 
 	sub->producer = true;
+	if (q_filter_read(sub->dirfd, sub->operand, &filter) == -1)
+		return -1;
+	rp->filter = &filter;
+	rp->hm = &hm;
 	if (rp->at[0]) {
-		if (resume_at(t, sub, fd, rp) == -1)
+		if (resume_at(t, sub, fd, rp) == -1) {
+			q_filter_free(&filter);
+			q_msg_free(&hm);
 			return -1;
+		}
 		seq = rp->atseq + 1;
 	}
 	if (q_listdir(t->logfd, &buckets, &nb, &capb) == -1)
@@ -248,7 +285,7 @@ replay_run(struct q_topic *t, struct q_queue *sub, int fd, struct replay *rp)
 			    q_id_time(e.id) < rp->since ||
 			    (rp->at[0] && strcmp(e.id, rp->at) <= 0))
 				continue;
-			int one = replay_one(t, sub, fd, bfd, names[i], &e, seq);
+			int one = replay_one(t, sub, fd, bfd, names[i], &e, seq, rp);
 			if (one == -1)
 				r = -1;
 			else if (one == 0)
@@ -262,6 +299,8 @@ replay_run(struct q_topic *t, struct q_queue *sub, int fd, struct replay *rp)
 	free(buckets);
 	if (r == 0 && q_sync_new(sub) == -1)
 		r = -1;
+	q_filter_free(&filter);
+	q_msg_free(&hm);
 	return r;
 }
 
@@ -376,8 +415,10 @@ exists_error(struct q_topic *t, const char *name)
 
 /* Open an existing subscription for consuming; 1 if there is none. */
 static int
-open_existing(struct q_topic *t, const char *name, struct q_sub *s)
+open_existing(struct q_topic *t, const char *name, struct q_sub *s,
+    const struct q_filter *want)
 {
+	struct q_filter have = { .n = 0 };
 	struct stat st;
 
 	if (fstatat(t->subsfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 &&
@@ -385,6 +426,22 @@ open_existing(struct q_topic *t, const char *name, struct q_sub *s)
 		return 1;
 	if (q_sub_openat(t, name, &s->q) == -1)
 		return -1;
+	/* --match names the filter it was made with, or none at all */
+	if (want && want->n > 0) {
+		int r = q_filter_read(s->q.dirfd, s->q.operand, &have);
+		bool same = r != -1 && q_filter_equal(&have, want);
+		q_filter_free(&have);
+		if (!same) {
+			q_queue_close(&s->q);
+			if (r == -1)
+				return -1;
+			errno = 0;
+			q_set_open_status(EX_USAGE);
+			return q_fail("%s: subscription '%s' exists with %s"
+			    " filter (--reset makes it anew)", t->q.operand,
+			    name, r == 0 ? "no" : "another");
+		}
+	}
 	return q_sub_wait_replay(t, &s->q);
 }
 
@@ -407,6 +464,9 @@ build(struct q_topic *t, const char *name, const struct q_subopt *o,
 		if (s->livefd == -1 || flock(s->livefd, LOCK_EX | LOCK_NB) == -1)
 			goto fail;
 	}
+	if (o->filter && o->filter->n > 0 &&
+	    q_filter_write(fd, o->filter, t->q.cfg.fsync != Q_FSYNC_NEVER) == -1)
+		goto fail;
 	if (o->replay) {
 		uint64_t base = REPLAY_SEQ_BASE;
 		int seqfd = openat(fd, "seq", O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -468,7 +528,7 @@ q_subscribe(struct q_topic *t, const struct q_subopt *o, struct q_sub *s)
 			    AT_SYMLINK_NOFOLLOW) == 0;
 			close(sfd);
 		}
-		if ((r = open_existing(t, o->name, s)) != 1) {
+		if ((r = open_existing(t, o->name, s, o->filter)) != 1) {
 			if (r == 0 && o->replay && !unfinished) {
 				q_queue_close(&s->q);
 				return exists_error(t, o->name);
@@ -507,7 +567,7 @@ q_subscribe(struct q_topic *t, const struct q_subopt *o, struct q_sub *s)
 			close(replayfd);
 		if (o->replay)
 			return exists_error(t, s->name);
-		return open_existing(t, s->name, s) == 0 ? 0 : -1;
+		return open_existing(t, s->name, s, o->filter) == 0 ? 0 : -1;
 	}
 	if (locked)
 		flock(t->lockfd, LOCK_UN);

@@ -148,8 +148,10 @@ void
 q_topic_drop_subs(struct q_topic *t)
 {
 	for (size_t i = 0; i < t->nsubs; i++)
-		if (!t->subs[i].moved)
+		if (!t->subs[i].moved) {
 			q_queue_close(&t->subs[i].q);
+			q_filter_free(&t->subs[i].filter);
+		}
 	t->nsubs = 0;
 }
 
@@ -223,6 +225,14 @@ q_topic_load_subs(struct q_topic *t)
 			s->ino = st.st_ino;
 			s->dev = st.st_dev;
 			s->q.producer = true;
+			/* a filter that cannot be read fails the batch: no
+			 * guess at what the subscription wants */
+			if (q_filter_read(s->q.dirfd, s->q.operand,
+			    &s->filter) == -1) {
+				q_queue_close(&s->q);
+				r = -1;
+				break;
+			}
 		}
 		s->skip = s->moved = s->stuck = false;
 		nkeep++;
@@ -422,6 +432,8 @@ unlink_subs(struct q_topic *t, struct q_out *m, int from, int n)
 {
 	for (size_t s = 0; s < t->nsubs; s++)
 		for (int i = from; i < n; i++) {
+			if (t->subs[s].out[i])
+				continue;
 			if (m[i].has_key)
 				q_key_unindex(&t->subs[s].q, m[i].key, m[i].id);
 			unlinkat(t->subs[s].q.tmpfd, m[i].id, 0);
@@ -436,6 +448,37 @@ sub_gone(struct q_topic *t, const struct q_sublink *s)
 
 	return fstatat(t->subsfd, s->name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
 	    st.st_ino != s->ino || st.st_dev != s->dev;
+}
+
+/*
+ * Which subscriptions' filters leave message I of the batch out: their
+ * out[I] set, from the headers of the file written.
+ */
+static int
+filter_batch(struct q_topic *t, struct q_out *m, int n)
+{
+	bool any = false;
+	struct q_msg hm = { .fd = -1 };
+	int r = 0;
+
+	for (size_t s = 0; s < t->nsubs; s++) {
+		memset(t->subs[s].out, 0, sizeof t->subs[s].out);
+		any |= t->subs[s].filter.n > 0;
+	}
+	for (int i = 0; i < n && any && r == 0; i++) {
+		/* our own file, just written: its headers are good */
+		if (q_msg_open_headers(t->q.tmpfd, m[i].id, &hm) != 0) {
+			r = q_fail("cannot read %s/tmp/%s for the filters",
+			    t->q.operand, m[i].id);
+			break;
+		}
+		for (size_t s = 0; s < t->nsubs; s++)
+			t->subs[s].out[i] = t->subs[s].filter.n > 0 &&
+			    !q_filter_match(&t->subs[s].filter, &hm.hs);
+		q_msg_close(&hm);
+	}
+	q_msg_free(&hm);
+	return r;
 }
 
 /*
@@ -455,13 +498,15 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 		if (errno != EINTR)
 			return q_fail("cannot lock %s", t->q.operand);
 	uint64_t gen = (uint64_t)atomic_load(&t->state[Q_STATE_GEN]);
-	if (q_topic_load_subs(t) == -1) {
+	if (q_topic_load_subs(t) == -1 || filter_batch(t, m, n) == -1) {
 		r = -1;
 		goto unlock;
 	}
 	for (size_t s = 0; s < t->nsubs && r == 0; s++) {
 		struct q_queue *sq = &t->subs[s].q;
 		for (int i = 0; i < n; i++) {
+			if (t->subs[s].out[i])
+				continue;       /* its filter leaves it out */
 			if (linkat(t->q.tmpfd, m[i].id, sq->tmpfd, m[i].id, 0) == 0) {
 				/* a keyed message takes its place in the key
 				 * now, before the commit: a later publish of
@@ -480,6 +525,8 @@ q_topic_commit(void *ctx, struct q_out *m, int n, int *committed)
 				/* unsubscribed meanwhile: not ours to feed */
 				t->subs[s].skip = true;
 				for (int k = 0; k < i; k++) {
+					if (t->subs[s].out[k])
+						continue;
 					if (m[k].has_key)
 						q_key_unindex(sq, m[k].key, m[k].id);
 					unlinkat(sq->tmpfd, m[k].id, 0);
@@ -556,7 +603,7 @@ unlock:
 	for (int i = 0; i < linked; i++) {
 		bool left = false;
 		for (size_t s = 0; s < t->nsubs; s++) {
-			if (t->subs[s].skip)
+			if (t->subs[s].skip || t->subs[s].out[i])
 				continue;
 			if (t->subs[s].stuck) {
 				left = true;
