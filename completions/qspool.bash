@@ -415,7 +415,7 @@ _qspool_qstat()
 			return
 			;;
 		-*)
-			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair --doctor -h -V' -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --types --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair --doctor -h -V' -- "$cur")
 			if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
 				compopt -o nospace 2>/dev/null
 			fi
@@ -544,8 +544,8 @@ _qspool()
 	local consume='-n --drain -f --follow -w --wait= --create -q --quiet --lease= --timeout= -j --jobs= -l -0 --json --no-ack --peek --lock --max-time= --idempotent --forward= -H -k -p'
 	case $tool in
 	qpush | qpub)
-		opts='-d -l -0 -i -H -p -k --delay= --at= --ttl= --dedup= --block= -h --help -V --version'
-		argopts='-d -H -p -k'
+		opts='-d -l -0 -i -H -p -k -t --delay= --at= --ttl= --dedup= --block= -h --help -V --version'
+		argopts='-d -H -p -k -t'
 		longargs='--delay --at --ttl --dedup --block'
 		;;
 	qsub)

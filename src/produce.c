@@ -6,10 +6,12 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sysexits.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -386,6 +388,44 @@ bad(const char *what, const char *arg, const char *why)
 	exit(EX_USAGE);
 }
 
+/* Is S 1 to MAX bytes of letters, digits and the bytes of EXTRA? */
+static bool
+token(const char *s, size_t n, size_t max, const char *extra)
+{
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr(extra, s[i]))
+			return false;
+	return true;
+}
+
+/* -t TYPE[@VERSION]: the Type and Type-Version headers (qspool(7)). */
+static void
+type_option(struct q_produceargs *a, const char *arg)
+{
+	const char *at = strrchr(arg, '@');
+	size_t n = at ? (size_t)(at - arg) : strlen(arg);
+	static char type[129];  /* the header keeps it: once a run */
+
+	if (a->typed || q_header_get(&a->hs, "Type") ||
+	    q_header_get(&a->hs, "Type-Version"))
+		bad("type", arg, "the type is given once (by -t or -H Type:)");
+	if (!token(arg, n, 128, "._:/-"))
+		bad("type", arg, "1 to 128 letters, digits and . _ : / -");
+	if (at && !token(at + 1, strlen(at + 1), 32, "._-"))
+		bad("type", arg, "a version of 1 to 32 letters, digits and . _ -"
+		    " after the @");
+	memcpy(type, arg, n);
+	type[n] = '\0';
+	if (q_header_add(&a->hs, "Type", type) == -1 ||
+	    (at && q_header_add(&a->hs, "Type-Version", at + 1) == -1)) {
+		q_warnx("too many headers");
+		exit(EX_USAGE);
+	}
+	a->typed = true;
+}
+
 int
 q_produce_option(struct q_produceargs *a, int c, const char *arg)
 {
@@ -401,6 +441,14 @@ q_produce_option(struct q_produceargs *a, int c, const char *arg)
 	case 'H':
 		if (q_header_arg(&a->hs, (char *)arg) == -1)
 			q_exitq(EX_DATAERR);
+		if (a->typed && (strcasecmp(a->hs.h[a->hs.n - 1].name,
+		    "Type") == 0 || strcasecmp(a->hs.h[a->hs.n - 1].name,
+		    "Type-Version") == 0))
+			bad("header", arg, "the type is given once (by -t or -H"
+			    " Type:)");
+		return 1;
+	case 't':
+		type_option(a, arg);
 		return 1;
 	case 'p':
 		if (q_parse_count(arg, 0, 9, &v, &why) == -1)

@@ -11,7 +11,7 @@
 
 enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK };
 
-#define Q_PRODUCE_SHORTOPTS "d:l0iH:p:k:"
+#define Q_PRODUCE_SHORTOPTS "d:l0iH:p:k:t:"
 #define Q_PRODUCE_LONGOPTS \
 	{ "delay", required_argument, NULL, Q_OPT_DELAY }, \
 	{ "at", required_argument, NULL, Q_OPT_AT }, \
@@ -24,6 +24,7 @@ struct q_produceargs {
 	int delim;              /* -1 whole, '\n' -l, '\0' -0 */
 	bool print_ids;
 	struct q_headers hs;
+	bool typed;             /* -t: Type (and Type-Version) set */
 	struct q_pushopt opt;
 	int timing;             /* --delay and --at given */
 	const char *dedup;

@@ -16,7 +16,7 @@
 
 #define USAGE "usage: qpub [-d spool] [-l | -0] [-i] [-H 'Name: value']... " \
 	"[-p prio]\n" \
-	"            [-k key] [--delay=duration | --at=time] " \
+	"            [-k key] [-t type[@version]] [--delay=duration | --at=time] " \
 	"[--ttl=duration]\n" \
 	"            [--dedup=id] [--block duration] topic [message ...]\n"
 

@@ -17,7 +17,7 @@
 
 #define USAGE "usage: qpush [-d spool] [-l | -0] [-i] [-H 'Name: value']... " \
 	"[-p prio]\n" \
-	"             [-k key] [--delay=duration | --at=time] " \
+	"             [-k key] [-t type[@version]] [--delay=duration | --at=time] " \
 	"[--ttl=duration]\n" \
 	"             [--dedup=id] [--block duration] queue [message ...]\n"
 

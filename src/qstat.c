@@ -2,7 +2,7 @@
  * qstat - what the queues are doing: depth by state, lag, counters;
  * thresholds as exit statuses; reap and check.
  *
- *	qstat [-d spool] [-s sub] [--json | --prom] [--max-age=duration]
+ *	qstat [-d spool] [-s sub] [--json [--types] | --prom] [--max-age=duration]
  *	      [--max-oldest=duration] [--max-depth=n] [--max-dead=n]
  *	      [--reap | --check [--repair] | --doctor] [queue | topic ...]
  *
@@ -26,13 +26,13 @@
 
 #include "q.h"
 
-#define USAGE "usage: qstat [-d spool] [-s sub] [--json | --prom] " \
+#define USAGE "usage: qstat [-d spool] [-s sub] [--json [--types] | --prom] " \
 	"[--max-age=duration]\n" \
 	"             [--max-oldest=duration] [--max-depth=n] [--max-dead=n]\n" \
 	"             [--reap | --check [--repair] | --doctor] [queue | topic ...]\n"
 
 enum { OPT_JSON = 256, OPT_PROM, OPT_MAXAGE, OPT_MAXOLDEST, OPT_MAXDEPTH,
-	OPT_MAXDEAD, OPT_REAP, OPT_CHECK, OPT_REPAIR, OPT_DOCTOR };
+	OPT_MAXDEAD, OPT_REAP, OPT_CHECK, OPT_REPAIR, OPT_DOCTOR, OPT_TYPES };
 enum format { HUMAN, JSON, PROM };
 
 /* One queue or subscription. */
@@ -47,6 +47,7 @@ struct row {
 struct trow {
 	char name[PATH_MAX];
 	struct q_topic_stats ts;
+	char *types;            /* --types: a JSON array */
 };
 
 struct opts {
@@ -54,7 +55,7 @@ struct opts {
 	enum format fmt;
 	q_time max_age, max_oldest;
 	long long max_depth, max_dead;
-	bool reap, check, repair, doctor;
+	bool reap, check, repair, doctor, types;
 	struct q_config cfg;
 };
 
@@ -203,6 +204,110 @@ do_queue(struct opts *o, struct q_queue *q, const char *name,
 	add_queue(q, name, topic, sub);
 }
 
+/* --types: the retained messages of a topic by type and version. */
+struct tcount {
+	char *type, *version;   /* NULL: none */
+	long long n;
+};
+
+static int
+cmp_opt(const char *a, const char *b)
+{
+	return !a || !b ? (a != NULL) - (b != NULL) : strcmp(a, b);
+}
+
+static int
+cmp_tcount(const void *a, const void *b)
+{
+	const struct tcount *x = a, *y = b;
+	int c = cmp_opt(x->type, y->type);
+
+	return c ? c : cmp_opt(x->version, y->version);
+}
+
+static void
+tally(struct tcount **v, size_t *n, size_t *cap, const char *type,
+    const char *version)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!cmp_opt((*v)[i].type, type) &&
+		    !cmp_opt((*v)[i].version, version)) {
+			(*v)[i].n++;
+			return;
+		}
+	*v = grow(*v, cap, *n, sizeof **v);
+	(*v)[*n] = (struct tcount){ type ? strdup(type) : NULL,
+		version ? strdup(version) : NULL, 1 };
+	(*n)++;
+}
+
+static void
+json_opt(struct q_buf *b, const char *key, const char *v)
+{
+	q_buf_printf(b, "\"%s\":", key);
+	if (v)
+		q_json_string(b, v, strlen(v));
+	else
+		q_buf_puts(b, "null");
+}
+
+/* Read the headers of every log/ entry of T: [{"type", "version",
+ * "messages"}...], sorted; a message without a type counts as null. */
+static char *
+types_json(struct q_topic *t)
+{
+	char **buckets = NULL, **names = NULL;
+	size_t nb = 0, capb = 0, n = 0, cap = 0, nt = 0, capt = 0;
+	struct tcount *v = NULL;
+	struct q_msg hm = { .fd = -1 };
+	struct q_buf b = { 0 };
+
+	if (q_listdir(t->logfd, &buckets, &nb, &capb) == -1) {
+		q_warn("cannot read %s/log", t->q.operand);
+		status = EX_IOERR;
+	}
+	for (size_t i = 0; i < nb; i++) {
+		int bfd = openat(t->logfd, buckets[i], O_RDONLY | O_DIRECTORY |
+		    O_NOFOLLOW | O_CLOEXEC);
+		if (bfd == -1)
+			continue;       /* pruned meanwhile */
+		q_freelist(names, n);
+		n = 0;
+		if (q_listdir(bfd, &names, &n, &cap) == 0)
+			for (size_t k = 0; k < n; k++) {
+				int r = q_msg_open_headers(bfd, names[k], &hm);
+				q_msg_close(&hm);
+				if (r == -1)
+					continue;       /* pruned meanwhile */
+				tally(&v, &nt, &capt, r ? NULL :
+				    q_header_get(&hm.hs, "Type"), r ? NULL :
+				    q_header_get(&hm.hs, "Type-Version"));
+			}
+		close(bfd);
+	}
+	qsort(v, nt, sizeof *v, cmp_tcount);
+	q_buf_puts(&b, "[");
+	for (size_t i = 0; i < nt; i++) {
+		q_buf_puts(&b, i ? ",{" : "{");
+		json_opt(&b, "type", v[i].type);
+		q_buf_puts(&b, ",");
+		json_opt(&b, "version", v[i].version);
+		q_buf_printf(&b, ",\"messages\":%lld}", v[i].n);
+		free(v[i].type);
+		free(v[i].version);
+	}
+	q_buf_puts(&b, "]");
+	free(v);
+	q_freelist(names, n);
+	free(names);
+	q_freelist(buckets, nb);
+	free(buckets);
+	q_msg_free(&hm);
+	char *j = strndup(b.p, b.len);
+	q_buf_free(&b);
+	return j;
+}
+
 static void
 do_topic(struct opts *o, const char *operand)
 {
@@ -233,8 +338,12 @@ do_topic(struct opts *o, const char *operand)
 	} else if (!o->sub) {
 		trows = grow(trows, &captrows, ntrows, sizeof *trows);
 		strlcpy(trows[ntrows].name, operand, sizeof trows[ntrows].name);
-		if (q_topic_stats(&t, &trows[ntrows].ts) == 0)
+		trows[ntrows].types = NULL;
+		if (q_topic_stats(&t, &trows[ntrows].ts) == 0) {
+			if (o->types)
+				trows[ntrows].types = types_json(&t);
 			ntrows++;
+		}
 		else {
 			q_warnq();
 			status = EX_IOERR;
@@ -545,10 +654,13 @@ print_json(const struct opts *o)
 		q_json_string(&b, trows[i].name, strlen(trows[i].name));
 		q_buf_printf(&b, ",\"retained\":%lld,\"retained_bytes\":%lld,"
 		    "\"retained_disk_bytes\":%lld,"
-		    "\"subscriptions\":{\"durable\":%lld,\"ephemeral\":%lld}}",
+		    "\"subscriptions\":{\"durable\":%lld,\"ephemeral\":%lld}",
 		    (long long)t->retained, (long long)t->retained_bytes,
 		    (long long)t->retained_disk, (long long)t->durable,
 		    (long long)t->ephemeral);
+		if (trows[i].types)
+			q_buf_printf(&b, ",\"types\":%s", trows[i].types);
+		q_buf_puts(&b, "}");
 	}
 	q_buf_puts(&b, "]}\n");
 	fwrite(b.p, 1, b.len, stdout);
@@ -820,6 +932,7 @@ main(int argc, char *argv[])
 		{ "check", no_argument, NULL, OPT_CHECK },
 		{ "repair", no_argument, NULL, OPT_REPAIR },
 		{ "doctor", no_argument, NULL, OPT_DOCTOR },
+		{ "types", no_argument, NULL, OPT_TYPES },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -843,6 +956,7 @@ main(int argc, char *argv[])
 			o.sub = optarg;
 			break;
 		case OPT_JSON: o.fmt = JSON; formats++; break;
+		case OPT_TYPES: o.types = true; break;
 		case OPT_PROM: o.fmt = PROM; formats++; break;
 		case OPT_MAXAGE:
 		case OPT_MAXOLDEST:
@@ -891,6 +1005,11 @@ main(int argc, char *argv[])
 	    o.max_dead >= 0)) {
 		q_warnx("--doctor reports in its own way: not with --reap,"
 		    " --check, --prom, -s or thresholds");
+		return EX_USAGE;
+	}
+	if (o.types && (o.fmt != JSON || o.reap || o.check || o.doctor)) {
+		q_warnx("--types counts in the JSON output: give --json, and no"
+		    " --reap, --check or --doctor");
 		return EX_USAGE;
 	}
 	if (o.sub && argc != 1) {

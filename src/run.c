@@ -50,7 +50,7 @@ extern char **environ;
 
 /* Headers that are not handed over as QH_ variables. */
 static const char *const own[] = { "Id", "Enqueued-At", "Correlation-Id",
-	"Causation-Id", "traceparent", "Key", "Dedup-Id" };
+	"Causation-Id", "traceparent", "Key", "Dedup-Id", "Type", "Type-Version" };
 
 /* A handler's environment, made in qpop before the handler starts (the
  * child of a vfork may not allocate). */
@@ -122,7 +122,8 @@ env_inherit(struct env *e)
 {
 	static const char *const vars[] = { "QID", "QQUEUE", "QATTEMPT",
 		"QMAX_ATTEMPTS",
-		"QSUB", "Q_CORRELATION_ID", "Q_CAUSATION_ID", "TRACEPARENT" };
+		"QSUB", "Q_CORRELATION_ID", "Q_CAUSATION_ID", "TRACEPARENT",
+		"QTYPE", "QTYPE_VERSION" };
 
 	for (char **p = environ; p && *p; p++) {
 		const char *eq = strchr(*p, '=');
@@ -159,6 +160,10 @@ make_env(const struct q_runopt *o, struct env *e)
 		env_put(e, "Q_CAUSATION_ID", v);
 	if ((v = q_header_get(hs, "traceparent")))
 		env_put(e, "TRACEPARENT", v);
+	if ((v = q_header_get(hs, "Type")))
+		env_put(e, "QTYPE", v);
+	if ((v = q_header_get(hs, "Type-Version")))
+		env_put(e, "QTYPE_VERSION", v);
 	for (int i = 0; i < hs->n; i++) {
 		bool skip = false;
 		for (size_t k = 0; k < sizeof own / sizeof own[0]; k++)

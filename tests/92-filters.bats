@@ -161,3 +161,54 @@ publish_all() {
 	assert_equal "$(sub_bodies all)" "last o u"
 	assert_equal "$(sub_bodies orders)" "last o"
 }
+
+# --- event types -------------------------------------------------------------
+
+@test "qpub -t and qpush -t set Type and Type-Version; handlers see QTYPE and QTYPE_VERSION" {
+	qsub -s orders --match 'Type=Order*' --create t
+	qpub -t OrderPlaced@2 t one
+	qpub -t UserCreated t two
+	run qsub -s orders -n 1 --json t
+	assert_success
+	assert_equal "$(jq -c '[.headers.Type, .headers["Type-Version"]]' <<<"$output")" '["OrderPlaced","2"]'
+	qpush -t job.resize@1.3 q img
+	run qpop -n 1 q -- sh -c 'echo "$QTYPE $QTYPE_VERSION ${QH_TYPE-none} ${QH_TYPE_VERSION-none}"'
+	assert_success
+	assert_output "job.resize 1.3 none none"
+	# no type: unset, not inherited from the caller
+	qpush q plain
+	QTYPE=leak QTYPE_VERSION=leak run qpop -n 1 q -- sh -c 'echo "${QTYPE-unset} ${QTYPE_VERSION-unset}"'
+	assert_output "unset unset"
+}
+
+@test "qpub -t: a bad type or version, or the type given twice, is a usage error" {
+	local bad
+	for bad in '' 'a b' 'A@' '@2' 'A@2 3' "$(printf 'x%.0s' {1..129})"; do
+		run --separate-stderr qpub -t "$bad" t x
+		assert_failure 64
+		[[ $stderr == "qpub: bad type '"* ]]
+	done
+	run --separate-stderr qpush -t A -H 'Type: B' q x
+	assert_failure 64
+	run --separate-stderr qpush -H 'type: B' -t A q x
+	assert_failure 64
+	[[ $stderr == *"the type is given once"* ]]
+	[[ ! -e $QSPOOL/t && ! -e $QSPOOL/q ]]
+}
+
+@test "qstat --json --types counts a topic's retained messages by type and version" {
+	qpub -t OrderPlaced@2 t a
+	qpub -t OrderPlaced@2 t b
+	qpub -t OrderPlaced t c
+	qpub -t UserCreated@1 t d
+	qpub t e
+	run qstat --json --types t
+	assert_success
+	assert_equal "$(jq -c '.topics[0].types' <<<"$output")" \
+		'[{"type":null,"version":null,"messages":1},{"type":"OrderPlaced","version":null,"messages":1},{"type":"OrderPlaced","version":"2","messages":2},{"type":"UserCreated","version":"1","messages":1}]'
+	# without --types, no counting
+	run qstat --json t
+	assert_equal "$(jq -c '.topics[0].types' <<<"$output")" null
+	run --separate-stderr qstat --types t
+	assert_failure 64
+}
