@@ -62,7 +62,7 @@ qsub --list orders | sed 's/^/    /'
 
 # ---------------------------------------------------------------------
 say "Publishing 5 OrderPlaced events (one per line, -l; -i prints the ids)"
-qpub -l -i -H 'Type: OrderPlaced' orders >"$work/published" <<'EOF'
+qpub -l -i -t OrderPlaced@1 orders >"$work/published" <<'EOF'
 {"order":1041,"customer":"ann@example.org","sku":"A-17","qty":2,"total":31.80}
 {"order":1042,"customer":"bob@example.org","sku":"B-02","qty":1,"total":12.50}
 {"order":1043,"customer":"cid@example.org","sku":"A-17","qty":1,"total":15.90}
@@ -83,7 +83,7 @@ echo "new/ and one in the topic's log/."
 # ---------------------------------------------------------------------
 # The handler: qsub runs it once per message, with the body on stdin,
 # the subscription's name in $QSUB and the message's id in $QID; the
-# -H header is $QH_TYPE.  Exit 0 acknowledges the message.  It appends
+# event type (-t) is $QTYPE.  Exit 0 acknowledges the message.  It appends
 # what it got to got/$QSUB, the record this example checks.
 handler=$work/handle
 cat >"$handler" <<'EOF'
@@ -96,7 +96,7 @@ analytics) what="recorded the sale of order $order" ;;
 inventory) what="reserved the stock for order $order" ;;
 *) echo "handle: unexpected subscription $QSUB" >&2; exit 1 ;;
 esac
-[ "$QH_TYPE" = OrderPlaced ] || { echo "handle: not an OrderPlaced" >&2; exit 65; }
+[ "$QTYPE" = OrderPlaced ] || { echo "handle: not an OrderPlaced" >&2; exit 65; }
 echo "  $QSUB${WORKER:+ ($WORKER)}: $what"
 printf '%s %s\n' "$QID" "$body" >>"$FANOUT_WORK/got/$QSUB"
 EOF

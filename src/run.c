@@ -50,7 +50,7 @@ extern char **environ;
 
 /* Headers that are not handed over as QH_ variables. */
 static const char *const own[] = { "Id", "Enqueued-At", "Correlation-Id",
-	"Causation-Id", "traceparent", "Key", "Dedup-Id", "Type", "Type-Version" };
+	"Causation-Id", "traceparent", "Key", "Dedup-Id" };
 
 /* A handler's environment, made in qpop before the handler starts (the
  * child of a vfork may not allocate). */

@@ -164,7 +164,7 @@ publish_all() {
 
 # --- event types -------------------------------------------------------------
 
-@test "qpub -t and qpush -t set Type and Type-Version; handlers see QTYPE and QTYPE_VERSION" {
+@test "qpub -t and qpush -t set Type and Type-Version; handlers see QTYPE and QTYPE_VERSION (and QH_TYPE)" {
 	qsub -s orders --match 'Type=Order*' --create t
 	qpub -t OrderPlaced@2 t one
 	qpub -t UserCreated t two
@@ -174,7 +174,7 @@ publish_all() {
 	qpush -t job.resize@1.3 q img
 	run qpop -n 1 q -- sh -c 'echo "$QTYPE $QTYPE_VERSION ${QH_TYPE-none} ${QH_TYPE_VERSION-none}"'
 	assert_success
-	assert_output "job.resize 1.3 none none"
+	assert_output "job.resize 1.3 job.resize 1.3"
 	# no type: unset, not inherited from the caller
 	qpush q plain
 	QTYPE=leak QTYPE_VERSION=leak run qpop -n 1 q -- sh -c 'echo "${QTYPE-unset} ${QTYPE_VERSION-unset}"'
