@@ -597,6 +597,13 @@ q_check_root(int rootfd, const struct q_config *cfg, bool repair,
 		    faccessat(fd, "format", F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 		if (fd != -1)
 			close(fd);
+		if (marked && q_reply_name_ok(names[i]) &&
+		    q_reply_orphan(rootfd, names[i])) {
+			bool gone = repair && q_reply_reap(rootfd, names[i]) == 1;
+			note(c, "%s: a reply queue whose caller is gone%s",
+			    names[i], gone ? " (removed)" : "");
+			continue;
+		}
 		if (marked)
 			continue;
 		if (q_creation_leftover(names[i])) {

@@ -681,6 +681,12 @@ q_bury(struct q_queue *q, struct q_lease *l, const struct q_diag *d)
 	if (write_diag(q, &n, d, now, l->claimed) == -1)
 		return q_fail("%s: %s: cannot write diagnostics", q->operand, n.id);
 	q_fault("after-diag");
+	/* a request's caller hears of it before it moves: a crash between
+	 * the two leaves a request answered dead whose diagnostics exist,
+	 * which the next delivery buries unrun (consume.c) */
+	if (q_reply_dead(q, l, d) == -1)
+		q_warnq();      /* its caller waits for its timeout */
+	q_fault("after-dead-reply");
 	strlcpy(n.reason, d->reason, sizeof n.reason);
 	n.died = now;
 	q_name_format(name, sizeof name, &n, Q_DLQ);

@@ -34,6 +34,8 @@ struct job {
 	q_time next_hb, deadline, kill_at;
 	enum why why;
 	struct q_fwdrun fw;     /* --forward */
+	int reply;              /* Q_REPLY_*: a request, and its caller */
+	struct q_replier rp;    /* the reply, when Q_REPLY_OPEN */
 };
 
 struct run {
@@ -52,6 +54,7 @@ struct run {
 	struct q_seen done;     /* --idempotent */
 	struct pollfd *pollfds;
 	struct q_ward *ward;    /* the handlers' warden (run.c) */
+	int devnull;            /* the output of a request nobody waits for */
 };
 
 static int sigpipe_fds[2] = { -1, -1 };
@@ -188,13 +191,14 @@ signame(int sig)
 	return buf;
 }
 
-/* Dead-letter with a one-line report; the caller counts the failure. */
+/* Dead-letter with a one-line report; the caller counts the failure.
+ * CODE: the handler's exit status, for a request's caller (0: none). */
 static void
 bury(struct run *r, struct q_lease *l, const char *reason, const char *status,
-    const struct q_child *c)
+    const struct q_child *c, int code)
 {
 	char tail[4096];
-	struct q_diag d = { .reason = reason, .status = status };
+	struct q_diag d = { .reason = reason, .status = status, .code = code };
 
 	if (c) {
 		q_run_tail(c, tail, &d.stderr_len);
@@ -223,7 +227,7 @@ static void
 expire(struct run *r, struct q_lease *l)
 {
 	if (r->q->cfg.on_expiry == Q_EXPIRY_DLQ) {
-		bury(r, l, "expired", "time to live passed", NULL);
+		bury(r, l, "expired", "time to live passed", NULL, 0);
 	} else if (q_expire(r->q, l) == -1) {
 		if (errno == ENOENT)
 			r->lost = true;
@@ -265,7 +269,7 @@ bury_corrupt(struct run *r, struct q_lease *l)
 	strlcpy(why, q_what(), sizeof why);
 	r->failed = true;
 	r->handled++;
-	bury(r, l, l->unreadable ? "unreadable" : "corrupt", why, NULL);
+	bury(r, l, l->unreadable ? "unreadable" : "corrupt", why, NULL, 0);
 	q_lease_done(l);
 }
 
@@ -397,6 +401,90 @@ deliver_print(struct run *r, struct q_lease *l)
 	q_lease_done(l);
 }
 
+/*
+ * A request whose diagnostics are in dlq/ was being dead-lettered when
+ * its consumer died (its caller may have had the dead reply already):
+ * it is buried as it was to be, never run again.
+ */
+static bool
+dying(struct run *r, struct q_lease *l)
+{
+	char reason[24], status[256];
+	long long code = 0;
+	const char *why;
+
+	if (l->corrupt || !q_header_get(&l->m.hs, "Reply-To") ||
+	    q_dlq_diag_field(r->q, l->n.id, "Reason", reason,
+	    sizeof reason) == -1)
+		return false;
+	if (q_dlq_diag_field(r->q, l->n.id, "Status", status,
+	    sizeof status) == -1)
+		strlcpy(status, "none", sizeof status);
+	if (strncmp(status, "exit ", 5) == 0)
+		q_parse_count(status + 5, 0, 255, &code, &why);
+	r->failed = true;
+	r->handled++;
+	bury(r, l, reason, status, NULL, (int)code);
+	q_lease_done(l);
+	return true;
+}
+
+/*
+ * Request L was answered before (a crash came between its reply and
+ * its ack): never run again; the reply is finished, the request acked.
+ */
+static void
+answered_before(struct run *r, struct job *j)
+{
+	struct q_lease *l = &j->l;
+
+	if (q_reply_commit(&j->rp, r->q, &l->m, "0", 0, NULL) == -1) {
+		q_warnq();
+		q_reply_close(&j->rp);
+		release(r, l);
+		q_lease_done(l);
+		r->io_error = r->stopping = true;
+		return;
+	}
+	q_reply_close(&j->rp);
+	if (!r->o->quiet)
+		q_warnx("%s: %s attempt %u: answered before; acked",
+		    r->q->operand, l->n.id, l->n.attempts);
+	if (q_ack(r->q, l) == -1)
+		ack_failed(r, l);
+	r->handled++;
+	q_lease_done(l);
+}
+
+/*
+ * Is L a request (Reply-To)?  Then J->reply says whether its caller
+ * waits, and if it does, J->rp is open for the reply: 1 if it was
+ * answered before; 0; -1 on error.
+ */
+static int
+open_reply(struct run *r, struct job *j)
+{
+	int got;
+
+	j->reply = Q_REPLY_NONE;
+	if (r->o->forward || r->o->no_ack)
+		return 0;       /* on with the outputs; or sent only if dead */
+	if ((j->reply = q_reply_open(&j->rp, r->q, &j->l.m.hs)) == -1) {
+		j->reply = Q_REPLY_NONE;
+		return -1;
+	}
+	if (j->reply == Q_REPLY_GONE && r->devnull == -1 &&
+	    (r->devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)) == -1)
+		return q_fail("cannot open /dev/null");
+	if (j->reply != Q_REPLY_OPEN)
+		return 0;
+	if ((got = q_forward_begin(&j->rp.f, &j->rp.w, r->q, &j->l)) == -1) {
+		q_reply_close(&j->rp);
+		j->reply = Q_REPLY_NONE;
+	}
+	return got;
+}
+
 static struct job *
 free_job(struct run *r)
 {
@@ -421,12 +509,28 @@ start_job(struct run *r, struct job *j)
 	if (r->o->forward &&
 	    (got = q_forward_begin(r->o->forward, &j->fw, r->q, &j->l)) == 1)
 		j->l.expired = false;   /* its outputs are committed: finish */
+	if (!r->o->forward && !r->o->no_ack && dying(r, &j->l))
+		return;
+	if (!r->o->forward && (got = open_reply(r, j)) == 1)
+		j->l.expired = false;   /* answered: finish */
+	if (got == -1 && !r->o->forward)
+		goto fail;
 	if (j->l.expired) {
 		if (r->o->forward)
 			q_forward_discard(r->o->forward, &j->fw);
+		if (j->reply == Q_REPLY_OPEN)
+			q_reply_close(&j->rp);
 		expire(r, &j->l);
 		return;
 	}
+	if (j->reply == Q_REPLY_OPEN && got == 1) {
+		answered_before(r, j);
+		return;
+	}
+	if (j->reply == Q_REPLY_OPEN)
+		ro.outfd = j->rp.w.outfd;
+	else if (j->reply == Q_REPLY_GONE)
+		ro.outfd = r->devnull;
 	if (r->o->forward) {
 		if (got == 1) {
 			/* its batch is committed: finish it, do not run again */
@@ -469,6 +573,8 @@ fail:
 	q_warnq();
 	if (r->o->forward)
 		q_forward_discard(r->o->forward, &j->fw);
+	if (j->reply == Q_REPLY_OPEN)
+		q_reply_close(&j->rp);
 	if (!r->o->no_ack)
 		release(r, &j->l);
 	q_lease_done(&j->l);
@@ -525,6 +631,8 @@ finish_job(struct run *r, struct job *j, int status)
 	j->busy = false;
 	r->running--;
 	if (err) {
+		if (j->reply == Q_REPLY_OPEN)
+			q_reply_close(&j->rp);
 		errno = err;
 		q_warn("cannot run '%s'", r->o->argv[0]);
 		if (!r->o->no_ack)
@@ -546,6 +654,23 @@ finish_job(struct run *r, struct job *j, int status)
 		ok = false;
 		fwd_failed = true;
 	}
+	bool acking = ok && (j->why == W_NONE || j->why == W_SHUTDOWN ||
+	    j->why == W_DEADLINE);
+	if (j->reply == Q_REPLY_OPEN) {
+		/* the reply commits before the ack, as forwarded output does */
+		if (acking && q_reply_commit(&j->rp, r->q, &l->m, "0", 0,
+		    NULL) == -1) {
+			q_warnq();
+			if (errno == EIO || errno == ENOSPC || errno == EDQUOT)
+				r->io_error = true;
+			ok = false;
+			fwd_failed = true;
+		}
+		q_reply_close(&j->rp);
+	} else if (j->reply == Q_REPLY_GONE && acking) {
+		q_count(r->q, Q_C_REPLIES_DROPPED, 1);
+	}
+	j->reply = Q_REPLY_NONE;
 	if (j->why == W_SHUTDOWN && !ok && !fwd_failed) {
 		if (!r->o->no_ack)
 			release(r, l);
@@ -574,17 +699,25 @@ finish_job(struct run *r, struct job *j, int status)
 	}
 	r->failed = true;
 	if (fwd_failed)
-		snprintf(cause, sizeof cause, "output not forwarded");
+		snprintf(cause, sizeof cause, "%s not committed",
+		    r->o->forward ? "output" : "reply");
 	else
 		describe(status, j->why, cause, sizeof cause);
+	/* what a request's caller exits with when it is dead */
+	int code = fwd_failed ? 0 : WIFEXITED(status) ? WEXITSTATUS(status) :
+	    WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 0;
 	if (r->o->no_ack) {
+		struct q_diag d = { .reason = "failed", .status = cause,
+			.code = code };
 		q_warnx("%s: %s: %s (at most once: not retried)", r->q->operand,
 		    l->n.id, cause);
+		if (q_reply_dead(r->q, l, &d) == -1)
+			q_warnq();
 	} else if (j->why == W_NONE && WIFEXITED(status) && !fwd_failed &&
 	    WEXITSTATUS(status) == EX_DATAERR) {
-		bury(r, l, "poison", cause, &j->c);
+		bury(r, l, "poison", cause, &j->c, code);
 	} else if ((long long)l->n.attempts >= r->q->cfg.max_attempts) {
-		bury(r, l, "max-attempts", cause, &j->c);
+		bury(r, l, "max-attempts", cause, &j->c, code);
 	} else {
 		q_time delay = q_backoff(&r->q->cfg, l->n.attempts);
 		char d[32];
@@ -811,7 +944,7 @@ next_message(struct run *r, struct q_lease *l)
 int
 q_consume(struct q_queue *q, const struct q_consumeopt *o)
 {
-	struct run r = { .q = q, .o = o };
+	struct run r = { .q = q, .o = o, .devnull = -1 };
 	struct q_lease printed = { .m.fd = -1, .keyfd = -1 };
 	struct q_upkeep u = { 0 };
 	int status;
@@ -923,6 +1056,8 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 	q_seen_close(&r.done);
 	if (lockfd != -1)
 		close(lockfd);
+	if (r.devnull != -1)
+		close(r.devnull);
 	q_msg_free(&printed.m);
 	for (int i = 0; i < r.njobs; i++)
 		q_msg_free(&r.jobs[i].l.m);

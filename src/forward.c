@@ -325,7 +325,7 @@ finish(struct q_fwd *f, struct q_fwdrun *w, const struct batch *b)
 		q_fault("after-forward-output");
 		q_count(out, Q_C_PUSHED, 1);
 		q_count(out, Q_C_BYTES_IN, st.st_size);
-		if (q_seen_put(&f->dedup, id, id) == -1)
+		if (!f->reply && q_seen_put(&f->dedup, id, id) == -1)
 			r = -1;         /* placed: finished again, it is skipped */
 	}
 	/* what was placed is synced even if a later output failed */
@@ -405,11 +405,26 @@ q_forward_open(struct q_fwd *f, struct q_queue *out, struct q_topic *topic)
 	return 0;
 }
 
+/*
+ * OUT is a caller's reply queue (reply.c): the batch records make one
+ * reply per request; no dedup records (the queue is its caller's
+ * alone), no sweep of what others left (it lives for one call).
+ */
+int
+q_forward_open_reply(struct q_fwd *f, struct q_queue *out)
+{
+	memset(f, 0, sizeof *f);
+	f->out = out;
+	f->reply = true;
+	f->prio = Q_PRIO_DEFAULT;
+	return q_seen_open(out, "fwd", out->cfg.idempotent_window, &f->batches);
+}
+
 void
 q_forward_close(struct q_fwd *f)
 {
 	q_seen_close(&f->batches);
-	if (!f->topic)
+	if (!f->topic && !f->reply)
 		q_seen_close(&f->dedup);
 }
 
@@ -507,6 +522,9 @@ stage_output(struct q_fwd *f, struct q_fwdrun *w, struct staged *st,
 	if (!f->user || !q_header_get(f->user, "Correlation-Id"))
 		o.corr = q_header_get(&in->hs, "Correlation-Id");
 	o.trace = q_header_get(&in->hs, "traceparent");
+	/* a request forwarded on: the last stage answers it */
+	if (!f->reply)
+		o.reply_to = q_header_get(&in->hs, "Reply-To");
 	if (q_out_begin(&st->q, &o, m) == -1)
 		return -1;
 	if (q_out_write(m, body, len) == -1 || q_out_finish(m, false) == -1) {

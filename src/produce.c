@@ -277,6 +277,16 @@ q_producer_check(const char *operand, const char *kind,
 		return q_fail("-l and -0 read standard input: no message arguments");
 	if (a->timing > 1)
 		return q_fail("--delay and --at exclude each other");
+	if (a->call && (a->delim != -1 || nargs > 1))
+		return q_fail("--call sends one request: not with -l, -0 or"
+		    " several arguments");
+	if (a->call && (a->print_ids || a->dedup))
+		return q_fail("--call prints the reply: not with -i or --dedup");
+	if (a->call && (closed & 2)) {
+		q_set_open_status(EX_IOERR);
+		errno = EBADF;
+		return q_fail("standard output is closed");
+	}
 	if (a->dedup && (a->delim != -1 || nargs > 1))
 		return q_fail("--dedup names one message: not with -l, -0 or"
 		    " several arguments");
@@ -352,6 +362,37 @@ out:;
 	q_seen_close(&seen);
 	errno = saved;
 	return r;
+}
+
+/*
+ * --call: make the reply queue, push the one request naming it, and
+ * wait for the reply.  COUNTED keeps the count of replies dropped.
+ */
+int
+q_produce_call(struct q_producer *p, struct q_produceargs *a, int qdirfd,
+    struct q_queue *counted, const char *operand, int nargs,
+    char *const *args)
+{
+	struct q_reply *r = malloc(sizeof *r);
+	int rc;
+
+	if (!r) {
+		q_warn("out of memory");
+		return EX_OSERR;
+	}
+	if (q_reply_make(r, qdirfd, &p->q->cfg) == -1)
+		q_exitq(q_exit_for_errno(errno));
+	a->opt.reply_to = r->name;
+	if (q_produce(p, a, nargs, args) == -1) {
+		int saved = errno;
+		q_reply_remove(r);
+		errno = saved;
+		return q_produce_exit(-1);
+	}
+	q_call_signals();
+	rc = q_call(r, operand, p->last_id, a->call_for, counted);
+	free(r);
+	return rc;
 }
 
 /* A producer's exit status from its result. */
@@ -484,6 +525,16 @@ q_produce_option(struct q_produceargs *a, int c, const char *arg)
 		if (q_key_error(arg))
 			bad("dedup id", arg, "1 to 256 bytes, no control characters");
 		a->dedup = arg;
+		return 1;
+	case Q_OPT_CALL:
+		t = Q_FOREVER;
+		if (arg && q_parse_wait(arg, &t, &why) == -1)
+			bad("timeout", arg, why);
+		if (t == 0)
+			bad("timeout", arg, "a call waits: give a time, or none"
+			    " for no limit");
+		a->call = true;
+		a->call_for = t == Q_FOREVER ? 0 : t;
 		return 1;
 	case Q_OPT_BLOCK:
 		if (q_parse_wait(arg, &t, &why) == -1)

@@ -9,7 +9,8 @@
 
 #include "q.h"
 
-enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK };
+enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK,
+	Q_OPT_CALL };
 
 #define Q_PRODUCE_SHORTOPTS "d:l0iH:p:k:t:"
 #define Q_PRODUCE_LONGOPTS \
@@ -17,7 +18,8 @@ enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK };
 	{ "at", required_argument, NULL, Q_OPT_AT }, \
 	{ "ttl", required_argument, NULL, Q_OPT_TTL }, \
 	{ "dedup", required_argument, NULL, Q_OPT_DEDUP }, \
-	{ "block", required_argument, NULL, Q_OPT_BLOCK }
+	{ "block", required_argument, NULL, Q_OPT_BLOCK }, \
+	{ "call", optional_argument, NULL, Q_OPT_CALL }
 
 struct q_produceargs {
 	const char *spool;
@@ -31,12 +33,18 @@ struct q_produceargs {
 	bool block;
 	bool no_block;          /* --block=0 */
 	q_time block_for;       /* 0: no limit */
+	bool call;              /* --call: wait for the reply */
+	q_time call_for;        /* 0: no limit */
 };
 
 void q_produce_args_init(struct q_produceargs *a);
 /* 1 if C was a producer option (bad values exit 64 or 65), else 0. */
 int q_produce_option(struct q_produceargs *a, int c, const char *arg);
 /* The whole command line of TOOL; the operand's index. */
+/* --call: push the request, wait for its reply; the exit status. */
+int q_produce_call(struct q_producer *p, struct q_produceargs *a,
+    int qdirfd, struct q_queue *counted, const char *operand, int nargs,
+    char *const *args);
 int q_produce_getopt(int argc, char *argv[], struct q_produceargs *a,
     const char *tool, const char *kind, const char *usage);
 

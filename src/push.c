@@ -153,10 +153,13 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	    out_add(m, "Correlation-Id", corr ? corr : m->id) == -1 ||
 	    (cause && out_add(m, "Causation-Id", cause) == -1) ||
 	    (trace && out_add(m, "traceparent", trace) == -1) ||
-	    (o->key && out_add(m, "Key", o->key) == -1))
+	    (o->key && out_add(m, "Key", o->key) == -1) ||
+	    (o->reply_to && out_add(m, "Reply-To", o->reply_to) == -1))
 		goto fail;
 	for (int i = 0; o->user && i < o->user->n; i++) {
-		if (strcasecmp(o->user->h[i].name, "Correlation-Id") == 0)
+		if (strcasecmp(o->user->h[i].name, "Correlation-Id") == 0 ||
+		    (o->reply_to && strcasecmp(o->user->h[i].name,
+		    "Reply-To") == 0))
 			continue;
 		if (out_add(m, o->user->h[i].name, o->user->h[i].value) == -1)
 			goto fail;

@@ -179,6 +179,7 @@ struct q_queue {
 	int newbucketfd, laterbucketfd;
 	int roomfd;             /* inotify on cur/ while waiting for room */
 	bool roomwoke;          /* the last wait ended on an event */
+	bool sub;               /* a topic's subscription (TOPIC/subs/NAME) */
 };
 
 enum { Q_OPEN_EXISTING = 0, Q_OPEN_CREATE = 1,
@@ -279,6 +280,7 @@ struct q_pushopt {
 	long long max_size;     /* of a body; 0: the queue's max_message_size */
 	/* set by --forward; else from the environment, or new */
 	const char *id, *corr, *cause, *trace;
+	const char *reply_to;   /* Reply-To: --call's reply queue */
 };
 
 struct q_out {
@@ -415,6 +417,7 @@ struct q_diag {
 	const char *status;     /* "exit 3", "signal SIGKILL", "timeout" */
 	const char *stderr_tail;
 	size_t stderr_len;
+	int code;               /* the handler's exit status; 0: none */
 };
 
 int q_bury(struct q_queue *q, struct q_lease *l, const struct q_diag *d);
@@ -548,6 +551,7 @@ enum { Q_C_PUSHED, Q_C_ACKED, Q_C_RETRIED, Q_C_DEAD, Q_C_DROPPED,
 	Q_C_EXPIRED, Q_C_BYTES_IN, Q_C_BYTES_OUT, Q_C_REPLAYED, Q_C_ADJUST,
 	Q_C_ADJUST_BYTES, Q_C_RECOUNTED /* time of the last real count */,
 	Q_C_DISK /* allocated bytes: estimated, corrected by a recount */,
+	Q_C_REPLIES_DROPPED /* replies whose caller was gone */,
 	Q_NCOUNTERS = 16 };
 #define Q_COUNTERS_SIZE (Q_NCOUNTERS * 8)
 void q_count(struct q_queue *q, int slot, int64_t delta);
@@ -592,6 +596,7 @@ struct q_fwd {                  /* shared by the jobs of a qpop */
 	int prio;               /* -p -k -H: the outputs' (for new batches) */
 	const char *key;
 	const struct q_headers *user;
+	bool reply;             /* OUT is a caller's reply queue */
 };
 
 struct q_fwdrun {               /* one delivery */
@@ -603,12 +608,50 @@ struct q_fwdrun {               /* one delivery */
 
 int q_forward_open(struct q_fwd *f, struct q_queue *out,
     struct q_topic *topic);
+int q_forward_open_reply(struct q_fwd *f, struct q_queue *out);
 void q_forward_close(struct q_fwd *f);
 int q_forward_begin(struct q_fwd *f, struct q_fwdrun *w,
     const struct q_queue *in, const struct q_lease *l);
 int q_forward_commit(struct q_fwd *f, struct q_fwdrun *w,
     const struct q_msg *in, enum q_frame frame);
 void q_forward_discard(struct q_fwd *f, struct q_fwdrun *w);
+
+/* reply.c: request/reply (q-spool(5), REPLIES). */
+enum { Q_REPLY_NONE, Q_REPLY_OPEN, Q_REPLY_GONE };
+struct q_reply {                /* a caller's */
+	char name[Q_NAME_MAX + 1];
+	int parentfd, livefd;
+	struct q_queue q;
+};
+struct q_replier {              /* a consumer's, for one request */
+	char name[Q_NAME_MAX + 1];
+	struct q_queue q;       /* the caller's reply queue */
+	struct q_fwd f;
+	struct q_fwdrun w;
+	struct q_headers hs;    /* the reply's Status ... */
+	bool open;
+};
+bool q_reply_name_ok(const char *name);
+bool q_reply_orphan(int parentfd, const char *name);
+int q_reply_reap(int parentfd, const char *name);
+int q_reply_reap_all(int parentfd);
+int q_reply_make(struct q_reply *r, int qdirfd, const struct q_config *cfg);
+void q_reply_remove(struct q_reply *r);
+int q_reply_open(struct q_replier *r, const struct q_queue *in,
+    const struct q_headers *hs);
+bool q_reply_gone(const struct q_replier *r);
+void q_reply_close(struct q_replier *r);
+int q_reply_commit(struct q_replier *r, struct q_queue *in,
+    const struct q_msg *m, const char *status, int exit, const char *reason);
+struct q_diag;
+int q_reply_dead(struct q_queue *q, const struct q_lease *l,
+    const struct q_diag *d);
+
+/* call.c: qpush --call, qpub --call: wait for the reply; the exit
+ * status the caller ends with (the handler's). */
+int q_call(struct q_reply *r, const char *operand, const char *id,
+    q_time timeout, struct q_queue *counted);
+void q_call_signals(void);
 
 /* json.c: JSON text (qpop --json, qstat --json). */
 struct q_buf {

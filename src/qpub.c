@@ -3,7 +3,8 @@
  *
  *	qpub [-d spool] [-l | -0] [-i] [-H 'Name: value']... [-p prio]
  *	     [-k key] [--delay=duration | --at=time] [--ttl=duration]
- *	     [--dedup=id] [--block duration] topic [message ...]
+ *	     [--dedup=id] [--block duration] [--call[=timeout]] topic
+ *	     [message ...]
  *
  * Input as for qpush(1).  Each message is written once, in the topic's
  * tmp/, and hard-linked into every subscription and into log/.
@@ -18,7 +19,8 @@
 	"[-p prio]\n" \
 	"            [-k key] [-t type[@version]] [--delay=duration | --at=time] " \
 	"[--ttl=duration]\n" \
-	"            [--dedup=id] [--block duration] topic [message ...]\n"
+	"            [--dedup=id] [--block duration] [--call[=timeout]] topic\n" \
+	"            [message ...]\n"
 
 int
 main(int argc, char *argv[])
@@ -43,5 +45,8 @@ main(int argc, char *argv[])
 	p.drop = q_topic_drop;
 	p.wait = q_topic_wait;
 	p.batch = true;         /* one listing of subs/ per batch */
+	if (a.call)
+		return q_produce_call(&p, &a, t.q.dirfd, NULL, name, nmessages,
+		    messages);
 	return q_produce_exit(q_produce(&p, &a, nmessages, messages));
 }

@@ -3,7 +3,8 @@
  *
  *	qpush [-d spool] [-l | -0] [-i] [-H 'Name: value']... [-p prio]
  *	      [-k key] [--delay=duration | --at=time] [--ttl=duration]
- *	      [--dedup=id] [--block duration] queue [message ...]
+ *	      [--dedup=id] [--block duration] [--call[=timeout]] queue
+ *	      [message ...]
  *
  * Each message argument is one message; with none, standard input is
  * one message, or with -l one per line, with -0 one per NUL-terminated
@@ -19,7 +20,8 @@
 	"[-p prio]\n" \
 	"             [-k key] [-t type[@version]] [--delay=duration | --at=time] " \
 	"[--ttl=duration]\n" \
-	"             [--dedup=id] [--block duration] queue [message ...]\n"
+	"             [--dedup=id] [--block duration] [--call[=timeout]] queue\n" \
+	"             [message ...]\n"
 
 int
 main(int argc, char *argv[])
@@ -45,5 +47,8 @@ main(int argc, char *argv[])
 	p.drop = q_queue_drop;
 	p.wait = q_queue_wait;
 	p.batch = q.cfg.fsync == Q_FSYNC_BATCH;
+	if (a.call)
+		return q_produce_call(&p, &a, q.dirfd, &q, name, nmessages,
+		    messages);
 	return q_produce_exit(q_produce(&p, &a, nmessages, messages));
 }

@@ -476,8 +476,10 @@ do_spool(struct opts *o)
 		q_warn("cannot read spool %s", o->cfg.spool);
 		status = EX_IOERR;
 	}
+	/* a caller's reply queue lives for one call: not listed */
 	for (size_t i = 0; i < n; i++)
-		if (q_dir_kind(fd, names[i]) != Q_KIND_NONE)
+		if (!q_reply_name_ok(names[i]) &&
+		    q_dir_kind(fd, names[i]) != Q_KIND_NONE)
 			do_operand(o, names[i]);
 	q_freelist(names, n);
 	free(names);
@@ -583,6 +585,8 @@ static const struct {
 	{ "dropped", "Messages dropped by on_full = drop-oldest.", Q_C_DROPPED },
 	{ "expired", "Messages dead-lettered because their TTL passed.",
 	    Q_C_EXPIRED },
+	{ "replies_dropped", "Replies to requests whose caller was gone.",
+	    Q_C_REPLIES_DROPPED },
 };
 
 static void

@@ -127,14 +127,20 @@ sub_open(struct q_topic *t, const char *name, struct q_queue *q, bool publish)
 		return q_fail("cannot open subscription %s", display);
 	}
 	char conf[3 * PATH_MAX];
+	int r;
 	if (publish)
-		return q_queue_fromfd(q, &t->q.cfg, fd, display, NULL);
-	if (t->q.operand[0] == '/' || t->q.operand[0] == '.')
-		snprintf(conf, sizeof conf, "%s/subs/%s/q.conf", t->q.operand, name);
-	else
-		snprintf(conf, sizeof conf, "%s/%s/subs/%s/q.conf",
-		    t->q.cfg.spool, t->q.operand, name);
-	return q_queue_fromfd(q, &t->q.cfg, fd, display, conf);
+		r = q_queue_fromfd(q, &t->q.cfg, fd, display, NULL);
+	else {
+		if (t->q.operand[0] == '/' || t->q.operand[0] == '.')
+			snprintf(conf, sizeof conf, "%s/subs/%s/q.conf",
+			    t->q.operand, name);
+		else
+			snprintf(conf, sizeof conf, "%s/%s/subs/%s/q.conf",
+			    t->q.cfg.spool, t->q.operand, name);
+		r = q_queue_fromfd(q, &t->q.cfg, fd, display, conf);
+	}
+	q->sub = true;
+	return r;
 }
 
 int
