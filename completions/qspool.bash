@@ -90,7 +90,10 @@ _qspool_queues()
 			[[ $line == 'qspool topic '* ]] && continue
 		fi
 		q=${f%/format}
-		printf '%s\n' "${q##*/}"
+		q=${q##*/}
+		# a caller's reply queue (qpush --call) is no one else's
+		[[ $q == _reply.* ]] && continue
+		printf '%s\n' "$q"
 	done
 }
 
@@ -544,7 +547,7 @@ _qspool()
 	local consume='-n --drain -f --follow -w --wait= --create -q --quiet --lease= --timeout= -j --jobs= -l -0 --json --no-ack --peek --lock --max-time= --idempotent --forward= -H -k -p'
 	case $tool in
 	qpush | qpub)
-		opts='-d -l -0 -i -H -p -k -t --delay= --at= --ttl= --dedup= --block= -h --help -V --version'
+		opts='-d -l -0 -i -H -p -k -t --delay= --at= --ttl= --dedup= --block= --call --call= -h --help -V --version'
 		argopts='-d -H -p -k -t'
 		longargs='--delay --at --ttl --dedup --block'
 		;;
@@ -735,7 +738,7 @@ _qspool()
 		esac
 		return
 		;;
-	--wait=* | --lease=* | --timeout=* | --since=* | --max-time=* | --delay=* | --at=* | --ttl=* | --dedup=* | --block=* | --jobs=*)
+	--wait=* | --lease=* | --timeout=* | --since=* | --max-time=* | --delay=* | --at=* | --ttl=* | --dedup=* | --block=* | --call=* | --jobs=*)
 		# A duration, a time or an id: nothing to offer.
 		return
 		;;

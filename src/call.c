@@ -99,7 +99,7 @@ q_call(struct q_reply *r, const char *operand, const char *id, q_time timeout,
 	struct q_lease l = { .m.fd = -1, .keyfd = -1 };
 	q_time until = timeout ? q_now() + timeout : 0, nap = 10 * Q_MS;
 	int status = -1, got;
-	bool armed = false;
+	bool armed = false, answered = false;
 
 	q_scan_init(&scan);
 	q_wait_init(&w, &r->q);
@@ -120,6 +120,7 @@ q_call(struct q_reply *r, const char *operand, const char *id, q_time timeout,
 			break;
 		}
 		if (got == 0) {
+			answered = true;
 			status = answer(operand, id, &l.m);
 			break;
 		}
@@ -160,10 +161,11 @@ q_call(struct q_reply *r, const char *operand, const char *id, q_time timeout,
 	q_reply_remove(r);
 	if (got_signal)
 		die_of(r, got_signal);
-	/* the first reply was the answer; the others are dropped with it */
-	if (counted && counted->counters && replies > 1)
-		q_count(counted, Q_C_REPLIES_DROPPED, replies - 1);
-	else if (counted && counted->counters && replies > 0 && status == EX_TEMPFAIL)
+	/* what came besides the answer (or after the timeout) is dropped
+	 * with the reply queue */
+	if (answered && replies > 0)
+		replies--;
+	if (counted && counted->counters && replies > 0)
 		q_count(counted, Q_C_REPLIES_DROPPED, replies);
 	return status;
 }

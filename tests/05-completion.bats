@@ -73,3 +73,20 @@ assert_offers() {
 	grep -q "forward=.*:_qspool_outputs'" "$QSPOOL_SRCDIR/completions/_qspool" ||
 		fail "zsh: --forward does not complete queues and topics"
 }
+
+@test "completion: a caller's reply queue (qpush --call) is never offered" {
+	qpush work x
+	spawn qpush --call work request >/dev/null 2>&1
+	wait_for has_count new work 2
+	compgen -G "$QSPOOL/_reply.*" >/dev/null || fail "no reply queue made"
+	run bash -c '
+		source "$1/completions/qspool.bash"
+		COMP_WORDS=(qpop ""); COMP_CWORD=1
+		_qspool qpop "" qpop
+		printf "%s\n" "${COMPREPLY[@]}"' _ "$QSPOOL_SRCDIR"
+	assert_line work
+	refute_output --partial _reply
+	grep -q "_reply\.\*) && continue" "$QSPOOL_SRCDIR/completions/_qspool" ||
+		grep -q '_reply\.\* \]\] && continue' "$QSPOOL_SRCDIR/completions/_qspool" ||
+		fail "zsh: reply queues are offered"
+}

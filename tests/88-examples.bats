@@ -98,6 +98,18 @@ EOF
 	assert_cleaned_up
 }
 
+@test "examples/rpc.sh: three callers: an answer, a failure at once, a timeout" {
+	run "$EXAMPLES/rpc.sh"
+	assert_success
+	assert_line "  qpush --call quote widget  exit 0  stdout: widget: 4.20 EUR"
+	assert_line --regexp '^  qpush --call quote nosuch  exit 65  stdout: $'
+	assert_line "                               stderr: no such item: nosuch"
+	assert_line --regexp '^  qpush --call quote gadget  exit 75  stdout: $'
+	assert_line "  qstat: replies_dropped 1"
+	assert_line "== Done: one answer, one failure at once, one timeout; no reply queue left."
+	assert_cleaned_up
+}
+
 @test "examples/cron-worker.sh: overlapping runs, a time budget, a dead-letter alert" {
 	run "$EXAMPLES/cron-worker.sh"
 	assert_success
