@@ -438,7 +438,10 @@ answered_before(struct run *r, struct job *j)
 {
 	struct q_lease *l = &j->l;
 
-	if (q_reply_commit(&j->rp, r->q, &l->m, "0", 0, NULL) == -1) {
+	int rc = q_reply_commit(&j->rp, r->q, &l->m, "0", 0, NULL);
+	if (rc == Q_REPLY_GONE)
+		q_count(r->q, Q_C_REPLIES_DROPPED, 1);
+	if (rc == -1) {
 		q_warnq();
 		q_reply_close(&j->rp);
 		release(r, l);
@@ -454,6 +457,16 @@ answered_before(struct run *r, struct job *j)
 		ack_failed(r, l);
 	r->handled++;
 	q_lease_done(l);
+}
+
+/* Where the output of a request nobody waits for goes. */
+static int
+open_reply_gone(struct run *r)
+{
+	if (r->devnull == -1 &&
+	    (r->devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)) == -1)
+		return q_fail("cannot open /dev/null");
+	return 0;
 }
 
 /*
@@ -473,14 +486,19 @@ open_reply(struct run *r, struct job *j)
 		j->reply = Q_REPLY_NONE;
 		return -1;
 	}
-	if (j->reply == Q_REPLY_GONE && r->devnull == -1 &&
-	    (r->devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)) == -1)
-		return q_fail("cannot open /dev/null");
+	if (j->reply == Q_REPLY_GONE)
+		return open_reply_gone(r);
 	if (j->reply != Q_REPLY_OPEN)
 		return 0;
 	if ((got = q_forward_begin(&j->rp.f, &j->rp.w, r->q, &j->l)) == -1) {
+		bool gone = q_reply_vanished(&j->rp);
 		q_reply_close(&j->rp);
 		j->reply = Q_REPLY_NONE;
+		if (gone) {
+			/* its caller just finished: run for nobody */
+			j->reply = Q_REPLY_GONE;
+			return open_reply_gone(r);
+		}
 	}
 	return got;
 }
@@ -658,8 +676,11 @@ finish_job(struct run *r, struct job *j, int status)
 	    j->why == W_DEADLINE);
 	if (j->reply == Q_REPLY_OPEN) {
 		/* the reply commits before the ack, as forwarded output does */
-		if (acking && q_reply_commit(&j->rp, r->q, &l->m, "0", 0,
-		    NULL) == -1) {
+		int rc = acking ? q_reply_commit(&j->rp, r->q, &l->m, "0", 0,
+		    NULL) : 0;
+		if (rc == Q_REPLY_GONE) {
+			q_count(r->q, Q_C_REPLIES_DROPPED, 1);
+		} else if (rc == -1) {
 			q_warnq();
 			if (errno == EIO || errno == ENOSPC || errno == EDQUOT)
 				r->io_error = true;

@@ -639,6 +639,7 @@ int q_reply_make(struct q_reply *r, int qdirfd, const struct q_config *cfg);
 void q_reply_remove(struct q_reply *r);
 int q_reply_open(struct q_replier *r, const struct q_queue *in,
     const struct q_headers *hs);
+bool q_reply_vanished(const struct q_replier *r);
 void q_reply_close(struct q_replier *r);
 int q_reply_commit(struct q_replier *r, struct q_queue *in,
     const struct q_msg *m, const char *status, int exit, const char *reason);

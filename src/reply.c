@@ -244,6 +244,15 @@ q_reply_open(struct q_replier *r, const struct q_queue *in,
 	return Q_REPLY_OPEN;
 }
 
+/* Was R's reply queue removed since it was opened (its caller done)? */
+bool
+q_reply_vanished(const struct q_replier *r)
+{
+	struct stat st;
+
+	return fstat(r->q.dirfd, &st) == 0 && st.st_nlink == 0;
+}
+
 void
 q_reply_close(struct q_replier *r)
 {
@@ -257,7 +266,9 @@ q_reply_close(struct q_replier *r)
 
 /*
  * Commit the reply: the staged output with STATUS (and, for a dead
- * request, EXIT and REASON) as headers.
+ * request, EXIT and REASON) as headers.  0, or Q_REPLY_GONE when the
+ * caller removed its reply queue meanwhile (the reply is dropped), or
+ * -1.
  */
 int
 q_reply_commit(struct q_replier *r, struct q_queue *in, const struct q_msg *m,
@@ -276,7 +287,8 @@ q_reply_commit(struct q_replier *r, struct q_queue *in, const struct q_msg *m,
 	}
 	q_fault("before-reply-commit");
 	if (q_forward_commit(&r->f, &r->w, m, Q_FRAME_RAW) == -1)
-		return -1;
+		/* the caller removed its queue meanwhile: nobody to answer */
+		return q_reply_vanished(r) ? Q_REPLY_GONE : -1;
 	q_fault("after-reply-commit");
 	/* gone already or not, the caller counts what it removes unread */
 	(void)in;
@@ -335,6 +347,11 @@ q_reply_dead(struct q_queue *q, const struct q_lease *l, const struct q_diag *d)
 		goto out;
 	}
 	got = q_forward_begin(&r->f, &r->w, q, l);
+	if (got == -1 && q_reply_vanished(r)) {
+		q_count(q, Q_C_REPLIES_DROPPED, 1);
+		rc = 0;
+		goto out;
+	}
 	if (got == -1)
 		goto out;
 	if (got == 0 && d->stderr_len &&
@@ -343,6 +360,10 @@ q_reply_dead(struct q_queue *q, const struct q_lease *l, const struct q_diag *d)
 		goto out;
 	}
 	rc = q_reply_commit(r, q, m, "dead", dead_exit(d), d->reason);
+	if (rc == Q_REPLY_GONE) {
+		q_count(q, Q_C_REPLIES_DROPPED, 1);
+		rc = 0;
+	}
 out:
 	q_reply_close(r);
 	free(r);

@@ -114,6 +114,25 @@ call() {
 	has_count cur q 0
 }
 
+@test "qpush --call: the caller times out while its request runs: dropped and counted, run once" {
+	call "$T/out" --call=300ms q job
+	wait_for request_in q
+	spawn qpop -n1 q -- sh -c 'echo run >>"$1/runs"
+		while [ ! -e "$1/gave-up" ]; do sleep 0.02; done; echo late' sh "$T"
+	local consumer=$BG_PID
+	bg_wait "$CALLER"
+	assert_equal "$BG_STATUS" 75
+	no_reply_dirs
+	touch "$T/gave-up"
+	bg_wait "$consumer"
+	assert_equal "$BG_STATUS" 0
+	assert_equal "$(wc -l <"$T/runs")" 1
+	assert_equal "$(counter q replies_dropped)" 1
+	has_count new q 0
+	has_count later q 0
+	has_count cur q 0
+}
+
 @test "qpush --call: a caller killed -9: its reply queue is reaped, the reply dropped and counted" {
 	call "$T/out" --call q job
 	wait_for request_in q
