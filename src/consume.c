@@ -438,7 +438,7 @@ answered_before(struct run *r, struct job *j)
 {
 	struct q_lease *l = &j->l;
 
-	int rc = q_reply_commit(&j->rp, r->q, &l->m, "0", 0, NULL);
+	int rc = q_reply_commit(&j->rp, &l->m, "0", 0, NULL);
 	if (rc == Q_REPLY_GONE)
 		q_count(r->q, Q_C_REPLIES_DROPPED, 1);
 	if (rc == -1) {
@@ -676,7 +676,7 @@ finish_job(struct run *r, struct job *j, int status)
 	    j->why == W_DEADLINE);
 	if (j->reply == Q_REPLY_OPEN) {
 		/* the reply commits before the ack, as forwarded output does */
-		int rc = acking ? q_reply_commit(&j->rp, r->q, &l->m, "0", 0,
+		int rc = acking ? q_reply_commit(&j->rp, &l->m, "0", 0,
 		    NULL) : 0;
 		if (rc == Q_REPLY_GONE) {
 			q_count(r->q, Q_C_REPLIES_DROPPED, 1);

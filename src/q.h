@@ -641,8 +641,8 @@ int q_reply_open(struct q_replier *r, const struct q_queue *in,
     const struct q_headers *hs);
 bool q_reply_vanished(const struct q_replier *r);
 void q_reply_close(struct q_replier *r);
-int q_reply_commit(struct q_replier *r, struct q_queue *in,
-    const struct q_msg *m, const char *status, int exit, const char *reason);
+int q_reply_commit(struct q_replier *r, const struct q_msg *m,
+    const char *status, int exit, const char *reason);
 struct q_diag;
 int q_reply_dead(struct q_queue *q, const struct q_lease *l,
     const struct q_diag *d);

@@ -271,7 +271,7 @@ q_reply_close(struct q_replier *r)
  * -1.
  */
 int
-q_reply_commit(struct q_replier *r, struct q_queue *in, const struct q_msg *m,
+q_reply_commit(struct q_replier *r, const struct q_msg *m,
     const char *status, int exit, const char *reason)
 {
 	char code[16];
@@ -291,7 +291,6 @@ q_reply_commit(struct q_replier *r, struct q_queue *in, const struct q_msg *m,
 		return q_reply_vanished(r) ? Q_REPLY_GONE : -1;
 	q_fault("after-reply-commit");
 	/* gone already or not, the caller counts what it removes unread */
-	(void)in;
 	return 0;
 }
 
@@ -359,7 +358,7 @@ q_reply_dead(struct q_queue *q, const struct q_lease *l, const struct q_diag *d)
 		q_fail("cannot stage a reply in %s", r->name);
 		goto out;
 	}
-	rc = q_reply_commit(r, q, m, "dead", dead_exit(d), d->reason);
+	rc = q_reply_commit(r, m, "dead", dead_exit(d), d->reason);
 	if (rc == Q_REPLY_GONE) {
 		q_count(q, Q_C_REPLIES_DROPPED, 1);
 		rc = 0;
