@@ -340,7 +340,7 @@ _qspool_qstat()
 		--) endopts=1 ;;
 		-d?*) dir=${w#-d} ;;
 		-s?*) sub=1 ;;
-		--max-age | --max-oldest | --max-depth | --max-dead) want=$w ;;
+		--max-age | --max-oldest | --max-depth | --max-dead | --reason) want=$w ;;
 		--*) ;;
 		-?*)
 			# A cluster such as -hd DIR: the last letter may take the
@@ -384,7 +384,7 @@ _qspool_qstat()
 			fi
 			case $w in
 			--) ;;
-			-d | -s | --max-age | --max-oldest | --max-depth | --max-dead) skip=1 ;;
+			-d | -s | --max-age | --max-oldest | --max-depth | --max-dead | --reason) skip=1 ;;
 			-*) ;;
 			*)
 				topic=$w
@@ -406,19 +406,19 @@ _qspool_qstat()
 		mapfile -t COMPREPLY < <(compgen -W "$(_qspool_topic_subs "$tdir")" -- "$cur")
 		return
 		;;
-	--max-*)
-		# A duration or a count: nothing to offer.
+	--max-* | --reason)
+		# A duration, a count or a reason: nothing to offer.
 		return
 		;;
 	esac
 
 	if ((!endopts && nops == 0)); then
 		case $cur in
-		--max-*=*)
+		--max-*=* | --reason=*)
 			return
 			;;
 		-*)
-			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --types --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair --doctor -h -V' -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --types --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair --doctor --pause --resume --reason= -h --help -V --version' -- "$cur")
 			if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
 				compopt -o nospace 2>/dev/null
 			fi
@@ -544,7 +544,7 @@ _qspool()
 	# or the rest of theirs); longargs: the long options whose argument
 	# may be the next word.
 	local opts argopts longargs
-	local consume='-n --drain -f --follow -w --wait= --create -q --quiet --lease= --timeout= -j --jobs= -l -0 --json --no-ack --peek --lock --max-time= --idempotent --forward= -H -k -p'
+	local consume='-n --drain -f --follow -w --wait= --create -q --quiet --lease= --timeout= -j --jobs= -l -0 --json --no-ack --peek --lock --max-time= --idempotent --forward= -H -k -p -v --verbose --breaker= --breaker-max= --rate= --rate-per-key= --concurrency-per-key= --sem= --max-load= --scale-lag= --scale-step= --scale-idle='
 	case $tool in
 	qpush | qpub)
 		opts='-d -l -0 -i -H -p -k -t --delay= --at= --ttl= --dedup= --block= --call --call= -h --help -V --version'
@@ -554,12 +554,12 @@ _qspool()
 	qsub)
 		opts="-d -s --match= --from-beginning --since --reset $consume --unsubscribe --list -h --help -V --version"
 		argopts='-d -s -n -j -H -k -p'
-		longargs='--match --since --wait --lease --timeout --jobs --max-time --forward'
+		longargs='--match --since --wait --lease --timeout --jobs --max-time --forward --breaker --breaker-max --rate --rate-per-key --concurrency-per-key --sem --max-load --scale-lag --scale-step --scale-idle'
 		;;
 	*)
 		opts="-d $consume -h --help -V --version"
 		argopts='-d -n -j -H -k -p'
-		longargs='--wait --lease --timeout --jobs --max-time --forward'
+		longargs='--wait --lease --timeout --jobs --max-time --forward --breaker --breaker-max --rate --rate-per-key --concurrency-per-key --sem --max-load --scale-lag --scale-step --scale-idle'
 		;;
 	esac
 
@@ -738,8 +738,9 @@ _qspool()
 		esac
 		return
 		;;
-	--wait=* | --lease=* | --timeout=* | --since=* | --max-time=* | --delay=* | --at=* | --ttl=* | --dedup=* | --block=* | --call=* | --jobs=*)
-		# A duration, a time or an id: nothing to offer.
+	--wait=* | --lease=* | --timeout=* | --since=* | --max-time=* | --delay=* | --at=* | --ttl=* | --dedup=* | --block=* | --call=* | --jobs=* | \
+	--breaker=* | --breaker-max=* | --rate=* | --rate-per-key=* | --concurrency-per-key=* | --sem=* | --max-load=* | --scale-*=*)
+		# A duration, a time, a rate, a name or an id: nothing to offer.
 		return
 		;;
 	-*)

@@ -441,7 +441,8 @@ q_check_queue(struct q_queue *q, bool repair, struct q_check *c)
 {
 	static const char *const known[] = { "format", "seq", "counters",
 		"q.conf", "lock", "tmp", "new", "cur", "later", "dlq", "keys",
-		"dedup", "done", "fwd", "replay", "live", NULL };
+		"dedup", "done", "fwd", "replay", "live", "flow", "paused",
+		"consumers", NULL };
 	char **names;
 	size_t n;
 	struct q_stats st;
@@ -586,6 +587,8 @@ q_check_root(int rootfd, const struct q_config *cfg, bool repair,
 		struct stat sb;
 		if (kind_of(rootfd, names[i], &sb) == -1)
 			continue;
+		if (strcmp(names[i], "sems") == 0 && S_ISDIR(sb.st_mode))
+			continue;       /* the semaphores (sem.c) */
 		if (!S_ISDIR(sb.st_mode)) {
 			note(c, "%s: not a queue or topic (%s)", names[i],
 			    S_ISLNK(sb.st_mode) ? "a symlink" : "not a directory");

@@ -77,12 +77,14 @@ lock_key(struct q_queue *q, struct q_scan *s, const struct q_name *n,
 
 	if (key_blocked(s, n))
 		return -1;
-	if ((fd = q_key_lock(q, n->key)) == -1) {
+	if ((fd = q_key_lock(q, n->key, (int)q->cfg.key_concurrency)) == -1) {
 		if (errno != EWOULDBLOCK)
 			q_warnq();
 		block_key(s, n->key, 0);        /* in flight: all of it waits */
 		return -1;
 	}
+	if (q->cfg.key_concurrency > 1)
+		return fd;      /* N at once: in no particular order */
 	if ((ok = q_key_eligible(q, n, s->bucketfd, name, &blocker)) != 1) {
 		if (ok == -1)
 			q_warnq();
@@ -351,6 +353,7 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 
 	s->from_top = false;
 	s->listed = false;      /* new/ is listed afresh */
+	s->retry_at = 0;
 
 	while ((r = next_claimable(q, s, &name, &again)) == 0) {
 		struct q_name n;
@@ -362,7 +365,18 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 		int keyfd = -1;
 		if (n.has_key && (keyfd = lock_key(q, s, &n, name)) == -1)
 			continue;
-		q_time now = q_now();
+		q_time now = q_now(), retry;
+		bool key_token = false;
+		if (n.has_key && q->cfg.key_rate_n) {
+			if (q_key_rate_take(q, n.key, now, &retry) == -1) {
+				/* its key used its rate: after the others */
+				close(keyfd);
+				if (!s->retry_at || retry < s->retry_at)
+					s->retry_at = retry;
+				continue;
+			}
+			key_token = true;
+		}
 		n.attempts++;
 		if (!n.first)
 			n.first = now;
@@ -373,6 +387,8 @@ q_claim(struct q_queue *q, struct q_scan *s, q_time lease, struct q_lease *l)
 			int saved = errno;
 			if (keyfd != -1)
 				close(keyfd);
+			if (key_token)
+				q_key_rate_give_back(q, n.key);
 			if (saved == ENOENT)
 				continue;       /* another consumer won */
 			errno = saved;

@@ -56,6 +56,7 @@ q_config_defaults(struct q_config *c)
 	c->retain = 7 * 86400 * Q_SEC;
 	c->retain_count = -1;
 	c->retain_bytes = -1;
+	c->key_concurrency = 1;
 }
 
 static int
@@ -72,6 +73,18 @@ set_duration(q_time *dst, const char *value, q_time min, const char **why)
 	}
 	*dst = d;
 	return 0;
+}
+
+/* N/DUR, or none (off). */
+static int
+set_per(long long *n, q_time *dur, const char *value, const char **why)
+{
+	if (strcmp(value, "none") == 0) {
+		*n = 0;
+		*dur = 0;
+		return 0;
+	}
+	return q_parse_per(value, n, dur, why);
 }
 
 /* One key; *why says what is wrong on failure. */
@@ -220,6 +233,22 @@ q_config_set(struct q_config *c, const char *key, const char *value,
 		}
 		if (q_parse_size(value, &c->retain_bytes, why) == -1) {
 			*why = "must be a size (like 512M, 2G) or unlimited";
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(key, "breaker") == 0)
+		return set_per(&c->breaker_n, &c->breaker_cool, value, why);
+	if (strcmp(key, "breaker_max") == 0)
+		return set_duration(&c->breaker_max, value, 100 * Q_MS, why);
+	if (strcmp(key, "rate") == 0)
+		return set_per(&c->rate_n, &c->rate_per, value, why);
+	if (strcmp(key, "rate_per_key") == 0)
+		return set_per(&c->key_rate_n, &c->key_rate_per, value, why);
+	if (strcmp(key, "concurrency_per_key") == 0) {
+		if (q_parse_count(value, 1, Q_KEY_CONCURRENCY_MAX,
+		    &c->key_concurrency, why) == -1) {
+			*why = "must be a whole number from 1 to 64";
 			return -1;
 		}
 		return 0;

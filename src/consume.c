@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -36,6 +37,8 @@ struct job {
 	struct q_fwdrun fw;     /* --forward */
 	int reply;              /* Q_REPLY_*: a request, and its caller */
 	struct q_replier rp;    /* the reply, when Q_REPLY_OPEN */
+	bool probe;             /* the breaker's half-open delivery */
+	struct q_semhold sems;  /* --sem: a slot of each, for its life */
 };
 
 struct run {
@@ -55,6 +58,14 @@ struct run {
 	struct pollfd *pollfds;
 	struct q_ward *ward;    /* the handlers' warden (run.c) */
 	int devnull;            /* the output of a request nobody waits for */
+	/* flow control */
+	int target;             /* slots in use at most now (-j MIN-MAX) */
+	q_time full_at, scaled_at;      /* all slots last busy; last change */
+	q_time gate_until;      /* a gate shut: look again then (0: on news) */
+	const char *gated;      /* why the last claim did not happen */
+	bool gate_empty;        /* ... and it is as good as empty (pause) */
+	struct q_semset sems;
+	struct q_live live;
 };
 
 static int sigpipe_fds[2] = { -1, -1 };
@@ -152,6 +163,7 @@ upkeep(struct run *r)
 
 	if (q_reap(r->q, &u) == -1 || q_promote(r->q, &u) == -1)
 		q_warnq();
+	q_pause_refresh(r->q);  /* the file is the truth */
 	if (r->o->check && !r->gone && r->o->check(r->o->check_arg) == -1) {
 		q_warnq();      /* e.g. the subscription was removed */
 		r->gone = r->stopping = true;
@@ -506,6 +518,8 @@ open_reply(struct run *r, struct job *j)
 static struct job *
 free_job(struct run *r)
 {
+	if (r->running >= r->target)
+		return NULL;
 	for (int i = 0; i < r->njobs; i++)
 		if (!r->jobs[i].busy)
 			return &r->jobs[i];
@@ -516,7 +530,8 @@ static void
 start_job(struct run *r, struct job *j)
 {
 	struct q_runopt ro = { .argv = r->o->argv, .q = r->q, .sub = r->o->sub,
-		.l = &j->l, .outfd = -1, .quiet = r->o->quiet };
+		.l = &j->l, .outfd = -1, .quiet = r->o->quiet, .sems = &j->sems,
+		.nsems = r->sems.n };
 	q_time now = q_now();
 
 	if (j->l.corrupt) {
@@ -625,6 +640,55 @@ describe(int status, enum why why, char *buf, size_t len)
 		snprintf(buf, len, "status %d", status);
 }
 
+/*
+ * A failed delivery and the breaker (qpop(1), FLOW CONTROL).  True when
+ * its message goes back without using an attempt: the handler said the
+ * downstream is unavailable (exit 75, with a breaker), or the breaker
+ * is open.  A poison message (exit 65) says nothing of the downstream.
+ */
+static bool
+breaker_failure(struct run *r, struct job *j, int status, bool probe,
+    const char *cause)
+{
+	struct q_queue *q = r->q;
+	struct q_lease *l = &j->l;
+	bool exited = j->why == W_NONE && WIFEXITED(status);
+	q_time until;
+	char d[32];
+	int opened;
+
+	if (exited && WEXITSTATUS(status) == EX_DATAERR) {
+		if (probe)
+			q_breaker_unprobe(q);
+		return false;
+	}
+	if (exited && WEXITSTATUS(status) == EX_TEMPFAIL &&
+	    (q->cfg.breaker_n || probe)) {
+		q_breaker_trip(q, &q->cfg, probe);
+		q_breaker_state(q, q_now(), &until);
+		q_fmt_duration(d, sizeof d, until > q_now() ? until - q_now() :
+		    0);
+		q_warnx("%s: %s attempt %u: %s (downstream unavailable): breaker"
+		    " open for %s, returned unspent", q->operand, l->n.id,
+		    l->n.attempts, cause, d);
+		return true;
+	}
+	if ((opened = q_breaker_failure(q, &q->cfg, probe)) == 1) {
+		if (!r->o->quiet)
+			q_warnx("%s: %s attempt %u: %s, breaker open: returned"
+			    " unspent", q->operand, l->n.id, l->n.attempts,
+			    cause);
+		return true;
+	}
+	if (opened == 2) {
+		q_breaker_state(q, q_now(), &until);
+		q_fmt_duration(d, sizeof d, until - q_now());
+		q_warnx("%s: breaker open for %s: %lld failed deliveries in a"
+		    " row", q->operand, d, q->cfg.breaker_n);
+	}
+	return false;
+}
+
 /* The handler has exited: settle the delivery. */
 static void
 finish_job(struct run *r, struct job *j, int status)
@@ -640,6 +704,9 @@ finish_job(struct run *r, struct job *j, int status)
 			break;
 	}
 	q_run_close(&j->c);
+	q_sems_give(&r->sems, &j->sems, true);
+	bool probe = j->probe;
+	j->probe = false;
 	int slot = (int)(j - r->jobs);
 	err = atomic_load(&r->ward->slot[slot].exec_errno);
 	if (slot < MAX_GROUPS)
@@ -651,6 +718,7 @@ finish_job(struct run *r, struct job *j, int status)
 	if (err) {
 		if (j->reply == Q_REPLY_OPEN)
 			q_reply_close(&j->rp);
+		q_breaker_failure(r->q, &r->q->cfg, probe);
 		errno = err;
 		q_warn("cannot run '%s'", r->o->argv[0]);
 		if (!r->o->no_ack)
@@ -692,6 +760,8 @@ finish_job(struct run *r, struct job *j, int status)
 		q_count(r->q, Q_C_REPLIES_DROPPED, 1);
 	}
 	j->reply = Q_REPLY_NONE;
+	if (probe && (j->why == W_SHUTDOWN || j->why == W_LOST) && !ok)
+		q_breaker_unprobe(r->q);        /* says nothing: let another */
 	if (j->why == W_SHUTDOWN && !ok && !fwd_failed) {
 		if (!r->o->no_ack)
 			release(r, l);
@@ -715,6 +785,7 @@ finish_job(struct run *r, struct job *j, int status)
 		q_fault("after-handler-success");
 		if (!r->o->no_ack && q_ack(r->q, l) == -1)
 			ack_failed(r, l);
+		q_breaker_success(r->q, probe);
 		q_lease_done(l);
 		return;
 	}
@@ -727,6 +798,12 @@ finish_job(struct run *r, struct job *j, int status)
 	/* what a request's caller exits with when it is dead */
 	int code = fwd_failed ? 0 : WIFEXITED(status) ? WEXITSTATUS(status) :
 	    WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 0;
+	if (!r->o->no_ack && !fwd_failed &&
+	    breaker_failure(r, j, status, probe, cause)) {
+		release(r, l);  /* back, its attempt not spent */
+		q_lease_done(l);
+		return;
+	}
 	if (r->o->no_ack) {
 		struct q_diag d = { .reason = "failed", .status = cause,
 			.code = code };
@@ -764,6 +841,14 @@ finish_job(struct run *r, struct job *j, int status)
 	q_lease_done(l);
 }
 
+/* The live state that qstat shows (after each change of it). */
+static void
+show_live(struct run *r)
+{
+	q_live_set(&r->live, Q_L_RUNNING, r->running);
+	q_live_set(&r->live, Q_L_HANDLED, r->handled);
+}
+
 /*
  * A handler that exited is left unreaped while what it left running in
  * its group is told to stop, so its group's id cannot have been reused;
@@ -795,8 +880,10 @@ reap_children(struct run *r)
 			}
 		if (waitpid(pid, &status, 0) != pid)
 			continue;
-		if (j)
+		if (j) {
 			finish_job(r, j, status);
+			show_live(r);
+		}
 		else if (q_ward_reaped(r->ward, pid) == -1) {
 			q_warnq();
 			r->io_error = r->stopping = true;
@@ -817,6 +904,9 @@ tick(struct run *r)
 		if (j->next_hb && now >= j->next_hb && j->why != W_LOST) {
 			if (q_heartbeat(r->q, &j->l, r->q->cfg.lease) == 0) {
 				q_ward_deadline(r->ward, i, j->l.n.deadline);
+				if (j->probe)   /* still at it: no second probe */
+					q_breaker_probe_extend(r->q,
+					    j->l.n.deadline);
 				j->next_hb = now + r->q->cfg.lease / 3;
 			} else if (errno == ENOENT) {
 				j->next_hb = 0;
@@ -882,9 +972,15 @@ sleep_until_event(struct run *r, bool watch)
 		t = earliest(t, r->budget_end);
 		t = earliest(t, r->next_event);
 		t = earliest(t, r->wait_until);
+		t = earliest(t, r->gate_until);
 		t = earliest(t, r->upkeep_at);  /* leases others took, etc. */
 	}
 	now = q_now();
+	if (r->o->jobs_min && !r->stopping) {
+		/* -j MIN-MAX: look again at the next step of scaling */
+		q_time step = r->scaled_at + r->o->scale_step;
+		t = earliest(t, step > now ? step : now + r->o->scale_step);
+	}
 	int ms = t ? (int)((t > now ? t - now : 0) / Q_MS) + 1 : -1;
 	if (poll(p, n, ms) > 0) {
 		char buf[64];
@@ -952,6 +1048,150 @@ already_done(struct run *r, struct q_lease *l)
 	return true;
 }
 
+/*
+ * Flow control before a claim (qpop(1), FLOW CONTROL).  0: go on, J (a
+ * handler's slot, or NULL in print mode) holding what its delivery
+ * takes: the breaker's probe, a slot of each semaphore, a rate token.
+ * -1: a gate is shut; r->gated says which, r->gate_until when to look
+ * again (0: on news of the queue, or at the next upkeep).
+ */
+static int
+gate(struct run *r, struct job *j)
+{
+	struct q_queue *q = r->q;
+	q_time now = q_now(), retry = 0;
+	const char *busy;
+	int probe;
+
+	r->gated = NULL;
+	r->gate_until = 0;
+	r->gate_empty = false;
+	if (q_paused(q)) {
+		r->gated = "paused";
+		r->gate_empty = true;
+		return -1;
+	}
+	if (r->o->max_load > 0) {
+		double load;
+		if (getloadavg(&load, 1) == 1 && load > r->o->max_load) {
+			r->gated = "load";
+			r->gate_until = now + Q_SEC;
+			return -1;
+		}
+	}
+	/* a half-open breaker lets one handler through; print mode waits */
+	if ((probe = q_breaker_admit(q, now, j ? now + q->cfg.lease : 0,
+	    &retry)) == -1) {
+		r->gated = "breaker";
+		r->gate_empty = true;
+		r->gate_until = retry;
+		return -1;
+	}
+	if (j && r->sems.n && q_sems_take(&r->sems, &j->sems, &busy) == -1) {
+		if (errno != EWOULDBLOCK) {
+			q_warnq();
+			r->io_error = r->stopping = true;
+		}
+		r->gated = "semaphore";
+		r->gate_until = now + Q_POLL_INTERVAL;  /* or its touch */
+		goto undo;
+	}
+	if (q_rate_take(q, now, &retry) == -1) {
+		r->gated = "rate";
+		r->gate_until = retry;
+		if (j)
+			q_sems_give(&r->sems, &j->sems, false);
+		goto undo;
+	}
+	if (j)
+		j->probe = probe == 1;
+	return 0;
+undo:
+	if (probe == 1)
+		q_breaker_unprobe(q);
+	return -1;
+}
+
+/* What a delivery held that did not start (or has ended) goes back. */
+static void
+ungate(struct run *r, struct job *j)
+{
+	if (!j)
+		return;
+	q_sems_give(&r->sems, &j->sems, false);
+	if (j->probe)
+		q_breaker_unprobe(r->q);
+	j->probe = false;
+}
+
+/* Nothing to claim: the rate token taken for it goes back too. */
+static void
+nothing_claimed(struct run *r, struct job *j)
+{
+	q_rate_give_back(r->q);
+	ungate(r, j);
+}
+
+/*
+ * -j MIN-MAX: a slot more when every slot is busy and the queue is
+ * behind (its last claim waited longer than --scale-lag, or more
+ * messages wait than run), one step at a time; a slot less when not
+ * every slot was busy for --scale-idle.
+ */
+static void
+scale(struct run *r, q_time lag)
+{
+	const struct q_consumeopt *o = r->o;
+	q_time now = q_now();
+	int64_t depth, bytes;
+
+	if (!o->jobs_min)
+		return;
+	if (r->running >= r->target)
+		r->full_at = now;
+	int was = r->target;
+	q_depth(r->q, &depth, &bytes);
+	if (r->running >= r->target && r->target < r->njobs &&
+	    now >= r->scaled_at + o->scale_step && !r->stopping &&
+	    (lag > o->scale_lag || depth - r->running > r->target)) {
+		r->target++;
+		r->scaled_at = now;
+	} else if (r->target > o->jobs_min && now >= r->full_at +
+	    o->scale_idle && now >= r->scaled_at + o->scale_step) {
+		r->target--;
+		r->scaled_at = r->full_at = now;
+	}
+	if (r->target == was)
+		return;
+	q_live_set(&r->live, Q_L_TARGET, r->target);
+	if (o->verbose)
+		q_warnx("%s: %d slot%s (%s)", r->q->operand, r->target,
+		    r->target == 1 ? "" : "s",
+		    r->target > was ? "behind" : "idle");
+}
+
+/* A consumer stopped by a shut gate says so (a pause, an open breaker). */
+static void
+say_gated(struct run *r)
+{
+	q_time until;
+	char t[40];
+
+	if (!r->gated || r->o->quiet)
+		return;
+	if (strcmp(r->gated, "paused") == 0) {
+		q_warnx("%s: paused", r->q->operand);
+	} else if (strcmp(r->gated, "breaker") == 0) {
+		if (q_breaker_state(r->q, q_now(), &until) == Q_BREAKER_OPEN) {
+			q_fmt_rfc3339(t, sizeof t, until);
+			q_warnx("%s: breaker open until %s", r->q->operand, t);
+		} else {
+			q_warnx("%s: breaker half-open (another consumer probes)",
+			    r->q->operand);
+		}
+	}
+}
+
 static int
 next_message(struct run *r, struct q_lease *l)
 {
@@ -1009,8 +1249,26 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 		q_warn("out of memory");
 		return EX_OSERR;
 	}
-	for (int i = 0; i < r.njobs; i++)
+	for (int i = 0; i < r.njobs; i++) {
 		r.jobs[i].l.m.fd = r.jobs[i].l.keyfd = -1;
+		for (int k = 0; k < Q_SEMS_MAX; k++)
+			r.jobs[i].sems.fd[k] = -1;
+	}
+	r.target = o->jobs_min ? o->jobs_min : r.njobs;
+	r.live.fd = r.live.dirfd = -1;
+	if (!o->peek && q_flow_open(q, true) == -1)
+		q_warnq();      /* no pause, breaker or rate seen here */
+	if (q_sems_open(&r.sems, &q->cfg, o->sems, o->nsems) == -1) {
+		q_warnq();
+		return q_exit_for_errno(errno);
+	}
+	if (o->follow && r.njobs) {
+		if (q_live_start(&r.live, q) == -1)
+			q_warnq();      /* qstat does not show it; on anyway */
+		q_live_set(&r.live, Q_L_MIN, o->jobs_min ? o->jobs_min : r.njobs);
+		q_live_set(&r.live, Q_L_MAX, r.njobs);
+		q_live_set(&r.live, Q_L_TARGET, r.target);
+	}
 	q_scan_init(&r.scan);
 	r.w.ifd = -1;
 	if (o->wait_for)
@@ -1029,33 +1287,57 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 		tick(&r);
 		if (!o->peek && q_now() >= r.upkeep_at)
 			upkeep(&r);
+		scale(&r, 0);
 		if (want_more(&r) && (!r.njobs || free_job(&r))) {
 			struct job *j = r.njobs ? free_job(&r) : NULL;
 			struct q_lease *l = j ? &j->l : &printed;
-			int got = next_message(&r, l);
+			bool shut = !o->peek && gate(&r, j) == -1;
+			int got = shut ? 1 : next_message(&r, l);
+			if (got != 0 && !shut)
+				nothing_claimed(&r, j);
 			if (got == -1) {
 				q_warnq();
 				r.io_error = r.stopping = true;
 				continue;
 			}
 			if (got == 0) {
-				if (already_done(&r, l))
+				q_time lag = l->claimed && l->n.ready ?
+				    l->claimed - l->n.ready : 0;
+				if (already_done(&r, l)) {
+					ungate(&r, j);
 					continue;
-				if (j)
+				}
+				if (j) {
 					start_job(&r, j);
-				else
+					if (!j->busy)
+						ungate(&r, j);
+				} else {
 					deliver_print(&r, l);
+				}
+				scale(&r, lag);
+				show_live(&r);
 				continue;
 			}
-			/* nothing claimable now */
-			if (should_wait(&r)) {
+			/* nothing claimable now: a throttle waits in any mode */
+			if (!shut && r.scan.retry_at)
+				r.gate_until = r.scan.retry_at;
+			bool throttled = (shut && !r.gate_empty) ||
+			    (!shut && r.scan.retry_at);
+			if (!shut)
+				r.gated = NULL;
+			if (throttled || should_wait(&r)) {
 				if (!r.waiting_armed) {
 					q_wait_init(&r.w, q);
+					q_wait_extra(&r.w, q->dirfd);
+					for (int i = 0; i < r.sems.n; i++)
+						q_wait_extra(&r.w, r.sems.dirfd[i]);
 					q_wait_watch(&r.w, q, r.scan.keywait);
 					r.waiting_armed = true;
 					continue;       /* look once more, watched */
 				}
 				int woke = sleep_until_event(&r, true);
+				if (woke & Q_WOKE_FLOW)
+					q_pause_refresh(q);
 				/* waiting for a key's turn: an ack elsewhere is news */
 				q_wait_watch(&r.w, q, r.scan.keywait);
 				/* news in new/ alone needs only the scan below */
@@ -1065,8 +1347,10 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 				q_scan_restart(&r.scan);
 				continue;
 			}
-			if (!r.running)
+			if (!r.running) {
+				say_gated(&r);
 				break;
+			}
 		}
 		if (!r.running && !want_more(&r))
 			break;
@@ -1074,6 +1358,8 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 	}
 	q_scan_free(&r.scan);
 	q_wait_close(&r.w);
+	q_live_end(&r.live);
+	q_sems_close(&r.sems);
 	q_seen_close(&r.done);
 	if (lockfd != -1)
 		close(lockfd);

@@ -4,7 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
-#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +45,79 @@ q_consume_args_init(struct q_consumeargs *a)
 	a->o.jobs = 1;
 	a->timeout = -1;
 	a->prio = Q_PRIO_DEFAULT;
+	a->o.scale_lag = Q_SEC;
+	a->o.scale_step = Q_SEC;
+	a->o.scale_idle = 30 * Q_SEC;
+}
+
+/* A flow-control key given on the command line, as q.conf spells it. */
+static void
+flow_key(struct q_consumeargs *a, const char *opt, const char *key,
+    const char *arg, bool *given)
+{
+	const char *why;
+
+	if (q_config_set(&a->flow, key, arg, true, &why) == -1)
+		bad(opt, arg, why);
+	*given = true;
+}
+
+/* -j N or -j MIN-MAX */
+static void
+jobs(struct q_consumeargs *a, const char *arg)
+{
+	char min[16];
+	const char *dash = strchr(arg, '-'), *why;
+	long long lo, hi;
+
+	if (!dash) {
+		if (q_parse_count(arg, 1, 256, &hi, &why) == -1)
+			bad("job count", arg, why);
+		a->o.jobs = (int)hi;
+		a->o.jobs_min = 0;
+		return;
+	}
+	if ((size_t)(dash - arg) >= sizeof min)
+		bad("job count", arg, "not N or MIN-MAX");
+	memcpy(min, arg, (size_t)(dash - arg));
+	min[dash - arg] = '\0';
+	if (q_parse_count(min, 1, 256, &lo, &why) == -1 ||
+	    q_parse_count(dash + 1, 1, 256, &hi, &why) == -1)
+		bad("job count", arg, "MIN and MAX must be from 1 to 256");
+	if (lo > hi)
+		bad("job count", arg, "MIN is more than MAX");
+	a->o.jobs = (int)hi;
+	a->o.jobs_min = (int)lo;
+}
+
+/* --sem NAME[=N] */
+static void
+sem(struct q_consumeargs *a, const char *arg)
+{
+	struct q_consumeopt *o = &a->o;
+	char *eq = strchr(arg, '='), name[Q_NAME_MAX + 1];
+	const char *why;
+	long long n = 1;
+
+	if (o->nsems == Q_SEMS_MAX)
+		bad("semaphore", arg, "at most 8 --sem");
+	if (eq && q_parse_count(eq + 1, 1, 1024, &n, &why) == -1)
+		bad("semaphore", arg, "N must be a whole number from 1 to 1024");
+	size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+	if (len >= sizeof name)
+		bad("semaphore", arg, "name too long");
+	memcpy(name, arg, len);
+	name[len] = '\0';
+	if ((why = q_name_error(name)))
+		bad("semaphore", arg, why);
+	for (int i = 0; i < o->nsems; i++)
+		if (strcmp(o->sems[i].name, name) == 0)
+			bad("semaphore", arg, "given twice");
+	if (!(o->sems[o->nsems].name = strdup(name))) {
+		q_warn("out of memory");
+		exit(EX_OSERR);
+	}
+	o->sems[o->nsems++].n = (int)n;
 }
 
 int
@@ -90,10 +163,54 @@ q_consume_option(struct q_consumeargs *a, int c, const char *arg)
 		a->timeout = duration("timeout", arg);
 		return 1;
 	case 'j':
-		if (q_parse_count(arg, 1, 256, &v, &why) == -1)
-			bad("job count", arg, why);
-		o->jobs = (int)v;
+		jobs(a, arg);
 		a->jobs_given = true;
+		return 1;
+	case 'v':
+		o->verbose = true;
+		return 1;
+	case Q_OPT_BREAKER:
+		flow_key(a, "breaker", "breaker", arg, &a->breaker_given);
+		return 1;
+	case Q_OPT_BREAKER_MAX:
+		flow_key(a, "breaker-max", "breaker_max", arg,
+		    &a->breaker_max_given);
+		return 1;
+	case Q_OPT_RATE:
+		flow_key(a, "rate", "rate", arg, &a->rate_given);
+		return 1;
+	case Q_OPT_RATE_KEY:
+		flow_key(a, "rate-per-key", "rate_per_key", arg,
+		    &a->key_rate_given);
+		return 1;
+	case Q_OPT_KEY_CONC:
+		flow_key(a, "concurrency-per-key", "concurrency_per_key", arg,
+		    &a->key_conc_given);
+		return 1;
+	case Q_OPT_SEM:
+		sem(a, arg);
+		return 1;
+	case Q_OPT_MAXLOAD: {
+		char *end;
+		errno = 0;
+		o->max_load = strtod(arg, &end);
+		if (!arg[0] || *end || errno || !isfinite(o->max_load) ||
+		    o->max_load <= 0 || o->max_load > 100000)
+			bad("load", arg, "must be a number above 0 (like 4 or 2.5)");
+		return 1;
+	}
+	case Q_OPT_SCALE_LAG:
+		o->scale_lag = duration("scale-lag", arg);
+		a->scale_given = true;
+		return 1;
+	case Q_OPT_SCALE_STEP:
+		if ((o->scale_step = duration("scale-step", arg)) == 0)
+			bad("scale-step", arg, "must be more than 0");
+		a->scale_given = true;
+		return 1;
+	case Q_OPT_SCALE_IDLE:
+		o->scale_idle = duration("scale-idle", arg);
+		a->scale_given = true;
 		return 1;
 	case 'l':
 		o->frame = Q_FRAME_LINE;
@@ -187,6 +304,18 @@ q_consume_args_check(struct q_consumeargs *a, int closed)
 	}
 	if (a->jobs_given && !o->argv)
 		usage_error("-j runs commands in parallel: give a command");
+	if (a->scale_given && !o->jobs_min)
+		usage_error("--scale-lag, --scale-step and --scale-idle steer"
+		    " -j MIN-MAX: give one");
+	if (o->jobs_min && !o->follow)
+		usage_error("-j MIN-MAX scales a consumer that follows: give -f");
+	if ((a->breaker_given || a->breaker_max_given || o->nsems) &&
+	    !o->argv)
+		usage_error("--breaker, --breaker-max and --sem watch commands:"
+		    " give one");
+	if ((a->breaker_given || a->rate_given || a->key_rate_given ||
+	    o->nsems || o->max_load) && o->peek)
+		usage_error("--peek claims nothing: no flow control");
 }
 
 bool
@@ -226,6 +355,22 @@ q_consume_apply(const struct q_consumeargs *a, struct q_queue *q)
 		q->cfg.lease = a->lease;
 	if (a->timeout >= 0)
 		q->cfg.timeout = a->timeout;
+	if (a->breaker_given) {
+		q->cfg.breaker_n = a->flow.breaker_n;
+		q->cfg.breaker_cool = a->flow.breaker_cool;
+	}
+	if (a->breaker_max_given)
+		q->cfg.breaker_max = a->flow.breaker_max;
+	if (a->rate_given) {
+		q->cfg.rate_n = a->flow.rate_n;
+		q->cfg.rate_per = a->flow.rate_per;
+	}
+	if (a->key_rate_given) {
+		q->cfg.key_rate_n = a->flow.key_rate_n;
+		q->cfg.key_rate_per = a->flow.key_rate_per;
+	}
+	if (a->key_conc_given)
+		q->cfg.key_concurrency = a->flow.key_concurrency;
 }
 
 /*

@@ -13,9 +13,12 @@
 enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
 	Q_OPT_NOACK, Q_OPT_PEEK, Q_OPT_LOCK, Q_OPT_MAXTIME, Q_OPT_IDEMPOTENT,
 	Q_OPT_FORWARD, Q_OPT_JSON, Q_OPT_CREATE, Q_OPT_QUIET,
+	Q_OPT_BREAKER, Q_OPT_BREAKER_MAX, Q_OPT_RATE, Q_OPT_RATE_KEY,
+	Q_OPT_KEY_CONC, Q_OPT_SEM, Q_OPT_MAXLOAD, Q_OPT_SCALE_LAG,
+	Q_OPT_SCALE_STEP, Q_OPT_SCALE_IDLE,
 	Q_OPT_TOOL = 300 /* the tool's own from here */ };
 
-#define Q_CONSUME_SHORTOPTS "n:fwj:l0qH:k:p:"
+#define Q_CONSUME_SHORTOPTS "n:fwj:l0qvH:k:p:"
 #define Q_CONSUME_LONGOPTS \
 	{ "drain", no_argument, NULL, Q_OPT_DRAIN }, \
 	{ "follow", no_argument, NULL, 'f' }, \
@@ -31,7 +34,18 @@ enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
 	{ "forward", required_argument, NULL, Q_OPT_FORWARD }, \
 	{ "json", no_argument, NULL, Q_OPT_JSON }, \
 	{ "create", no_argument, NULL, Q_OPT_CREATE }, \
-	{ "quiet", no_argument, NULL, 'q' }
+	{ "quiet", no_argument, NULL, 'q' }, \
+	{ "verbose", no_argument, NULL, 'v' }, \
+	{ "breaker", required_argument, NULL, Q_OPT_BREAKER }, \
+	{ "breaker-max", required_argument, NULL, Q_OPT_BREAKER_MAX }, \
+	{ "rate", required_argument, NULL, Q_OPT_RATE }, \
+	{ "rate-per-key", required_argument, NULL, Q_OPT_RATE_KEY }, \
+	{ "concurrency-per-key", required_argument, NULL, Q_OPT_KEY_CONC }, \
+	{ "sem", required_argument, NULL, Q_OPT_SEM }, \
+	{ "max-load", required_argument, NULL, Q_OPT_MAXLOAD }, \
+	{ "scale-lag", required_argument, NULL, Q_OPT_SCALE_LAG }, \
+	{ "scale-step", required_argument, NULL, Q_OPT_SCALE_STEP }, \
+	{ "scale-idle", required_argument, NULL, Q_OPT_SCALE_IDLE }
 
 struct q_consumeargs {
 	struct q_consumeopt o;
@@ -46,6 +60,10 @@ struct q_consumeargs {
 	struct q_headers headers;
 	const char *key;
 	int prio, outopts;
+	/* flow control over q.conf: "given" as a set of config keys */
+	struct q_config flow;
+	bool breaker_given, breaker_max_given, rate_given, key_rate_given,
+	    key_conc_given, scale_given;
 };
 
 void q_consume_args_init(struct q_consumeargs *a);

@@ -86,27 +86,41 @@ q_key_index(struct q_queue *q, int fromfd, const char *from, uint32_t hash,
 	}
 }
 
-/* The slot lock of a key: an fd, or -1 (EWOULDBLOCK: in use). */
+/*
+ * A slot lock of a key: an fd, or -1 (EWOULDBLOCK: in use).  Slot SS
+ * (the hash's) orders the key; with concurrency_per_key N, SS.1 to
+ * SS.(N-1) let N deliveries of it run at once.
+ */
 int
-q_key_lock(struct q_queue *q, uint32_t hash)
+q_key_lock(struct q_queue *q, uint32_t hash, int n)
 {
-	char slot[8];
+	char slot[16];
 	int fd;
 
 	if (q->keysfd == -1 &&
 	    (q->keysfd = q_subdir(q, q->dirfd, "keys", true)) == -1)
 		return q_fail("cannot open %s/keys", q->operand);
-	snprintf(slot, sizeof slot, "%02" PRIx32, hash % Q_KEY_SLOTS);
-	fd = q_open_create(q->keysfd, slot, O_RDWR | O_NONBLOCK);
-	if (fd == -1)
-		return q_fail("cannot open %s/keys/%s", q->operand, slot);
-	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+	for (int k = 0; k < n; k++) {
+		if (k == 0)
+			snprintf(slot, sizeof slot, "%02" PRIx32,
+			    hash % Q_KEY_SLOTS);
+		else
+			snprintf(slot, sizeof slot, "%02" PRIx32 ".%d",
+			    hash % Q_KEY_SLOTS, k);
+		fd = q_open_create(q->keysfd, slot, O_RDWR | O_NONBLOCK);
+		if (fd == -1)
+			return q_fail("cannot open %s/keys/%s", q->operand, slot);
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return fd;
 		int saved = errno;
 		close(fd);
-		errno = saved;
-		return -1;
+		if (saved != EWOULDBLOCK) {
+			errno = saved;
+			return -1;
+		}
 	}
-	return fd;
+	errno = EWOULDBLOCK;
+	return -1;
 }
 
 /* Is there a dead letter SEQ.ID.* for entry SEQ.ID? */

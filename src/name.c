@@ -46,6 +46,8 @@ q_operand_error(const char *operand)
 {
 	if (operand[0] == '/' || strncmp(operand, "./", 2) == 0)
 		return NULL;
+	if (strcmp(operand, "sems") == 0)
+		return "reserved: the spool's semaphores live there";
 	return q_name_error(operand);
 }
 

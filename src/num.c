@@ -72,6 +72,36 @@ q_parse_duration(const char *s, q_time *out, const char **why)
  * How long to wait (--wait, --block): a duration, where 0 means not at
  * all, or "forever" (Q_FOREVER).
  */
+/*
+ * N/DUR: a count from 1 to 1000000 per duration of at least 1ms (a
+ * rate, or a breaker's failures and cool-down).
+ */
+int
+q_parse_per(const char *s, long long *n, q_time *dur, const char **why)
+{
+	char count[32];
+	const char *slash = strchr(s, '/');
+
+	*why = "not N/DURATION (like 10/1s)";
+	errno = EINVAL;
+	if (!slash || (size_t)(slash - s) >= sizeof count)
+		return -1;
+	memcpy(count, s, (size_t)(slash - s));
+	count[slash - s] = '\0';
+	if (q_parse_count(count, 1, 1000000, n, why) == -1) {
+		*why = "N must be a whole number from 1 to 1000000";
+		return -1;
+	}
+	if (q_parse_duration(slash + 1, dur, why) == -1)
+		return -1;
+	if (*dur < Q_MS) {
+		*why = "the duration must be at least 1ms";
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
 int
 q_parse_wait(const char *s, q_time *out, const char **why)
 {

@@ -43,6 +43,7 @@ int q_parse_wait(const char *s, q_time *out, const char **why);
 int q_parse_count(const char *s, long long min, long long max,
     long long *out, const char **why);
 int q_parse_size(const char *s, long long *out, const char **why);
+int q_parse_per(const char *s, long long *n, q_time *dur, const char **why);
 int q_parse_time(const char *s, q_time *out, const char **why);
 q_time q_now(void);
 struct stat;
@@ -130,6 +131,14 @@ struct q_config {
 	q_time retain;          /* topics: log/ age limit, -1: forever */
 	long long retain_count; /* -1: unlimited */
 	long long retain_bytes; /* -1: unlimited */
+	/* flow control (flow.c): 0 for off */
+	long long breaker_n;    /* breaker = N/DUR */
+	q_time breaker_cool, breaker_max;
+	long long rate_n;       /* rate = N/DUR */
+	q_time rate_per;
+	long long key_rate_n;   /* rate_per_key = N/DUR */
+	q_time key_rate_per;
+	long long key_concurrency;      /* concurrency_per_key, 1: ordered */
 };
 
 void q_config_defaults(struct q_config *c);
@@ -180,6 +189,8 @@ struct q_queue {
 	int roomfd;             /* inotify on cur/ while waiting for room */
 	bool roomwoke;          /* the last wait ended on an event */
 	bool sub;               /* a topic's subscription (TOPIC/subs/NAME) */
+	_Atomic int64_t *flow;  /* Q_F_*: flow control, NULL if not mapped */
+	bool flow_writable;
 };
 
 enum { Q_OPEN_EXISTING = 0, Q_OPEN_CREATE = 1,
@@ -375,6 +386,7 @@ struct q_scan {
 	} blocked[64];
 	int nblocked;
 	bool keywait;           /* a message waited for its key's turn */
+	q_time retry_at;        /* a key's rate passed one over until then */
 };
 
 struct q_lease {
@@ -443,17 +455,23 @@ int q_tmp_reclaim(struct q_queue *q, const char *name);
 struct q_wd {
 	int wd, kind;
 };
+#define Q_SEMS_MAX 8
 struct q_waiter {
 	int ifd;                /* inotify, or -1: poll */
 	bool armed;             /* the watches are in place */
 	bool acks;              /* cur/ is watched too */
 	struct q_wd *wds;       /* what each watch is on */
 	size_t nwd, capwd;
+	int extra[Q_SEMS_MAX + 1];      /* flow: the queue, semaphores */
+	int nextra;
 };
 void q_wait_init(struct q_waiter *w, struct q_queue *q);
 void q_wait_watch(struct q_waiter *w, struct q_queue *q, bool acks);
 int q_wait_fd(const struct q_waiter *w);
 #define Q_WOKE_LATER 1
+#define Q_WOKE_FLOW 2           /* the pause, or a semaphore's slot */
+/* Watch directory FD too (not closed while waiting): Q_WOKE_FLOW. */
+void q_wait_extra(struct q_waiter *w, int fd);
 int q_wait_consume(struct q_waiter *w);
 void q_wait_close(struct q_waiter *w);
 #define Q_POLL_INTERVAL (1 * Q_SEC)
@@ -502,6 +520,8 @@ struct q_runopt {
 	const struct q_queue *q;
 	const char *sub;        /* subscription, or NULL */
 	const struct q_lease *l;
+	const struct q_semhold *sems;   /* slots its process group holds */
+	int nsems;
 };
 
 int q_run_check(const char *cmd);
@@ -540,6 +560,13 @@ struct q_consumeopt {
 	/* called at upkeep every Q_RECOVER_INTERVAL, with check_arg: > 0
 	 * when it put something right (a topic's recovery) */
 	int (*recover)(void *arg);
+	/* flow control (qpop(1), FLOW CONTROL) */
+	int jobs_min;           /* -j MIN-MAX: from MIN slots (jobs: MAX) */
+	q_time scale_lag, scale_step, scale_idle;
+	bool verbose;           /* -v: a line per scale change */
+	double max_load;        /* --max-load: 0 for none */
+	struct q_sem { const char *name; int n; } sems[Q_SEMS_MAX];
+	int nsems;
 };
 #define Q_RECOVER_INTERVAL (2 * Q_SEC)
 
@@ -708,14 +735,87 @@ int q_check_root(int rootfd, const struct q_config *cfg, bool repair,
     struct q_check *c);
 void q_check_free(struct q_check *c);
 
+/* flow.c: flow control shared by a queue's consumers (q-spool(5), FLOW
+ * CONTROL): words of the mapped file `flow`, all deadlines or times. */
+enum { Q_F_PAUSED /* mirrors the file paused: since when, or 0 */,
+	Q_F_FAILS /* consecutive failed deliveries */,
+	Q_F_OPEN_UNTIL /* the breaker: 0 closed, else open until */,
+	Q_F_COOL, Q_F_COOL_MAX /* its cool-down now, and its limit */,
+	Q_F_PROBE /* the half-open probe's deadline, 0: none */,
+	Q_F_RATE /* the rate limit's token bucket */,
+	Q_F_OPENED /* times the breaker opened */,
+	Q_F_KEY_RATE = 64, Q_F_KEY_RATE_SLOTS = 256 };
+#define Q_FLOW_SIZE 4096
+enum { Q_BREAKER_CLOSED, Q_BREAKER_OPEN, Q_BREAKER_HALF };
+int q_flow_open(struct q_queue *q, bool create);
+void q_flow_close(struct q_queue *q);
+bool q_paused(const struct q_queue *q);
+void q_pause_refresh(struct q_queue *q);
+int q_pause_info(struct q_queue *q, q_time *since, char *reason, size_t len);
+const char *q_reason_error(const char *reason);
+int q_pause(struct q_queue *q, const char *reason);
+int q_resume(struct q_queue *q);
+int q_breaker_state(const struct q_queue *q, q_time now, q_time *until);
+int q_breaker_admit(struct q_queue *q, q_time now, q_time probe_until,
+    q_time *retry);
+void q_breaker_probe_extend(struct q_queue *q, q_time until);
+void q_breaker_unprobe(struct q_queue *q);
+void q_breaker_success(struct q_queue *q, bool probe);
+/* 0: on as usual; 1: the breaker is open (the message goes back
+ * unspent); 2: this failure opened it. */
+int q_breaker_failure(struct q_queue *q, const struct q_config *c,
+    bool probe);
+void q_breaker_trip(struct q_queue *q, const struct q_config *c, bool probe);
+int q_rate_take(struct q_queue *q, q_time now, q_time *retry);
+void q_rate_give_back(struct q_queue *q);
+int q_key_rate_take(struct q_queue *q, uint32_t hash, q_time now,
+    q_time *retry);
+void q_key_rate_give_back(struct q_queue *q, uint32_t hash);
+
+/* sem.c: named semaphores, SPOOL/sems/NAME/0 .. N-1 (q-spool(5)). */
+struct q_semset {
+	const struct q_sem *sems;
+	int dirfd[Q_SEMS_MAX];
+	int n;
+};
+struct q_semhold {
+	int fd[Q_SEMS_MAX];     /* a locked slot of each, or -1 */
+	int slot[Q_SEMS_MAX];
+};
+int q_sems_open(struct q_semset *ss, const struct q_config *cfg,
+    const struct q_sem *sems, int n);
+void q_sems_close(struct q_semset *ss);
+/* One slot of each: 0; -1 when one is busy (*BUSY its name, errno
+ * EWOULDBLOCK) or on error (q_what()). */
+int q_sems_take(struct q_semset *ss, struct q_semhold *h, const char **busy);
+/* TOUCH: a delivery ended (its slot is news to the waiters); not for
+ * slots taken for nothing, or waiters would wake each other for ever. */
+void q_sems_give(struct q_semset *ss, struct q_semhold *h, bool touch);
+
+/* live.c: a following consumer's live state, QUEUE/consumers/PID. */
+enum { Q_L_PID, Q_L_STARTED, Q_L_MIN, Q_L_MAX, Q_L_TARGET, Q_L_RUNNING,
+	Q_L_HANDLED, Q_L_FLAGS, Q_L_WORDS };
+struct q_live {
+	int fd, dirfd;
+	char name[32];
+	_Atomic int64_t *w;
+};
+struct q_live_state { int64_t w[Q_L_WORDS]; };
+int q_live_start(struct q_live *lv, struct q_queue *q);
+void q_live_set(struct q_live *lv, int word, int64_t v);
+void q_live_end(struct q_live *lv);
+void q_live_reap(int dirfd);
+int q_live_list(struct q_queue *q, struct q_live_state **out);
+
 /* keys.c: ordering keys (q-spool(5), ORDERING KEYS). */
 #define Q_KEY_MAX 256
 #define Q_KEY_SLOTS 256
+#define Q_KEY_CONCURRENCY_MAX 64
 uint32_t q_key_hash(const char *key);
 const char *q_key_error(const char *key);
 int q_key_index(struct q_queue *q, int fromfd, const char *from,
     uint32_t hash, uint64_t seq, const char *id);
-int q_key_lock(struct q_queue *q, uint32_t hash);
+int q_key_lock(struct q_queue *q, uint32_t hash, int n);
 int q_key_eligible(struct q_queue *q, const struct q_name *n, int fromfd,
     const char *from, uint64_t *blocker);
 int q_key_ack(struct q_queue *q, const struct q_name *n, int fromfd,

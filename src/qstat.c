@@ -29,10 +29,13 @@
 #define USAGE "usage: qstat [-d spool] [-s sub] [--json [--types] | --prom] " \
 	"[--max-age=duration]\n" \
 	"             [--max-oldest=duration] [--max-depth=n] [--max-dead=n]\n" \
-	"             [--reap | --check [--repair] | --doctor] [queue | topic ...]\n"
+	"             [--reap | --check [--repair] | --doctor] [queue | topic ...]\n" \
+	"       qstat [-d spool] [-s sub] --pause [--reason text] | --resume" \
+	" queue | topic ...\n"
 
 enum { OPT_JSON = 256, OPT_PROM, OPT_MAXAGE, OPT_MAXOLDEST, OPT_MAXDEPTH,
-	OPT_MAXDEAD, OPT_REAP, OPT_CHECK, OPT_REPAIR, OPT_DOCTOR, OPT_TYPES };
+	OPT_MAXDEAD, OPT_REAP, OPT_CHECK, OPT_REPAIR, OPT_DOCTOR, OPT_TYPES,
+	OPT_PAUSE, OPT_RESUME, OPT_REASON };
 enum format { HUMAN, JSON, PROM };
 
 /* One queue or subscription. */
@@ -42,6 +45,15 @@ struct row {
 	char sub[Q_NAME_MAX + 1];
 	char *filter;           /* a subscription's, as a JSON array */
 	struct q_stats st;
+	/* flow control */
+	q_time paused;          /* since when, 0: not paused */
+	char reason[256];
+	int breaker;            /* Q_BREAKER_* */
+	q_time breaker_until;
+	int64_t failures, opened;
+	q_time cool;            /* the breaker's cool-down now */
+	struct q_live_state *consumers;
+	int nconsumers;
 };
 
 struct trow {
@@ -56,6 +68,8 @@ struct opts {
 	q_time max_age, max_oldest;
 	long long max_depth, max_dead;
 	bool reap, check, repair, doctor, types;
+	bool pause, resume;
+	const char *reason;
 	struct q_config cfg;
 };
 
@@ -151,6 +165,17 @@ add_queue(struct q_queue *q, const char *name, const char *topic,
 		status = EX_IOERR;
 		return;
 	}
+	if (q_flow_open(q, false) == -1)
+		q_warnq();
+	q_pause_info(q, &r->paused, r->reason, sizeof r->reason);
+	r->breaker = q_breaker_state(q, r->st.now, &r->breaker_until);
+	if (q->flow) {
+		r->failures = atomic_load(&q->flow[Q_F_FAILS]);
+		r->opened = atomic_load(&q->flow[Q_F_OPENED]);
+		r->cool = atomic_load(&q->flow[Q_F_COOL]);
+	}
+	if ((r->nconsumers = q_live_list(q, &r->consumers)) < 0)
+		r->nconsumers = 0;
 	nrows++;
 }
 
@@ -190,6 +215,14 @@ static void
 do_queue(struct opts *o, struct q_queue *q, const char *name,
     const char *topic, const char *sub)
 {
+	if (o->pause || o->resume) {
+		if ((o->pause ? q_pause(q, o->reason ? o->reason : "") :
+		    q_resume(q)) == -1) {
+			q_warnq();
+			status = q_exit_for_errno(errno);
+		}
+		return;
+	}
 	if (o->reap) {
 		reap_queue(q);
 		return;
@@ -335,7 +368,7 @@ do_topic(struct opts *o, const char *operand)
 		q_check_topic(&t, o->repair, &c);
 		report_check(operand, &c);
 		q_check_free(&c);
-	} else if (!o->sub) {
+	} else if (!o->sub && !o->pause && !o->resume) {
 		trows = grow(trows, &captrows, ntrows, sizeof *trows);
 		strlcpy(trows[ntrows].name, operand, sizeof trows[ntrows].name);
 		trows[ntrows].types = NULL;
@@ -514,6 +547,93 @@ fmt_size(char *buf, size_t len, int64_t n)
 		snprintf(buf, len, "%.1f%c", v, units[u]);
 }
 
+static const char *const breaker_names[] = { "closed", "open",
+	"half-open" };
+
+/* The FLOW column: what stops claims, if anything. */
+static const char *
+flow_word(const struct row *r)
+{
+	if (r->paused)
+		return "paused";
+	return r->breaker == Q_BREAKER_CLOSED ? "-" : breaker_names[r->breaker];
+}
+
+/* Below the table: the pause, the breaker and the consumers, a line each. */
+static void
+print_flow(const struct row *r)
+{
+	char vis[4 * PATH_MAX], t[40], why[1024];
+
+	visname(vis, sizeof vis, r->name);
+	if (r->paused) {
+		q_fmt_rfc3339(t, sizeof t, r->paused);
+		visname(why, sizeof why, r->reason);
+		printf("%s: paused since %s%s%s\n", vis, t, why[0] ? ": " : "",
+		    why);
+	}
+	if (r->breaker == Q_BREAKER_OPEN) {
+		q_fmt_rfc3339(t, sizeof t, r->breaker_until);
+		printf("%s: breaker open until %s\n", vis, t);
+	} else if (r->breaker == Q_BREAKER_HALF) {
+		printf("%s: breaker half-open\n", vis);
+	}
+	for (int k = 0; k < r->nconsumers; k++) {
+		const int64_t *w = r->consumers[k].w;
+		printf("%s: consumer %lld: %lld of %lld slots busy (%lld to"
+		    " %lld)\n", vis, (long long)w[Q_L_PID],
+		    (long long)w[Q_L_RUNNING], (long long)w[Q_L_TARGET],
+		    (long long)w[Q_L_MIN], (long long)w[Q_L_MAX]);
+	}
+}
+
+static void
+json_time(struct q_buf *b, const char *key, q_time t)
+{
+	char when[40];
+
+	if (!t) {
+		q_buf_printf(b, ",\"%s\":null", key);
+		return;
+	}
+	q_fmt_rfc3339(when, sizeof when, t);
+	q_buf_printf(b, ",\"%s\":\"%s\"", key, when);
+}
+
+static void
+json_flow(struct q_buf *b, const struct row *r)
+{
+	q_buf_puts(b, ",\"paused\":");
+	if (r->paused) {
+		q_buf_puts(b, "{\"reason\":");
+		q_json_string(b, r->reason, strlen(r->reason));
+		json_time(b, "since", r->paused);
+		q_buf_puts(b, "}");
+	} else {
+		q_buf_puts(b, "null");
+	}
+	q_buf_printf(b, ",\"breaker\":{\"state\":\"%s\"",
+	    breaker_names[r->breaker]);
+	json_time(b, "until", r->breaker == Q_BREAKER_OPEN ?
+	    r->breaker_until : 0);
+	q_buf_printf(b, ",\"failures\":%lld,\"opened\":%lld,"
+	    "\"cool_down_seconds\":%.3f}", (long long)r->failures,
+	    (long long)r->opened, r->breaker == Q_BREAKER_CLOSED ? 0.0 :
+	    (double)r->cool / Q_SEC);
+	q_buf_puts(b, ",\"consumers\":[");
+	for (int k = 0; k < r->nconsumers; k++) {
+		const int64_t *w = r->consumers[k].w;
+		q_buf_printf(b, "%s{\"pid\":%lld,\"busy\":%lld,\"slots\":%lld,"
+		    "\"min\":%lld,\"max\":%lld,\"handled\":%lld", k ? "," : "",
+		    (long long)w[Q_L_PID], (long long)w[Q_L_RUNNING],
+		    (long long)w[Q_L_TARGET], (long long)w[Q_L_MIN],
+		    (long long)w[Q_L_MAX], (long long)w[Q_L_HANDLED]);
+		json_time(b, "started", w[Q_L_STARTED]);
+		q_buf_puts(b, "}");
+	}
+	q_buf_puts(b, "]");
+}
+
 static void
 print_human(void)
 {
@@ -527,9 +647,10 @@ print_human(void)
 	}
 	if (nrows) {
 		/* columns added later go last: scripts pick them by place */
-		printf("%-*s %8s %9s %8s %8s %6s %8s %8s %8s %7s %8s %8s\n", w,
-		    "QUEUE", "READY", "INFLIGHT", "DELAYED", "RETRYING", "DEAD",
-		    "AGE", "LEASE", "BYTES", "EXPIRED", "OLDEST", "DISK");
+		printf("%-*s %8s %9s %8s %8s %6s %8s %8s %8s %7s %8s %8s %s\n",
+		    w, "QUEUE", "READY", "INFLIGHT", "DELAYED", "RETRYING",
+		    "DEAD", "AGE", "LEASE", "BYTES", "EXPIRED", "OLDEST", "DISK",
+		    "FLOW");
 	}
 	for (size_t i = 0; i < nrows; i++) {
 		struct q_stats *s = &rows[i].st;
@@ -549,11 +670,13 @@ print_human(void)
 		fmt_size(size, sizeof size, s->bytes);
 		fmt_size(disk, sizeof disk, s->disk);
 		printf("%-*s %8lld %9lld %8lld %8lld %6lld %8s %8s %8s %7lld %8s"
-		    " %8s\n", w, vis, (long long)s->ready,
+		    " %8s %s\n", w, vis, (long long)s->ready,
 		    (long long)s->in_flight, (long long)s->delayed,
 		    (long long)s->retrying, (long long)s->dead, age, lease, size,
-		    (long long)s->expired, old, disk);
+		    (long long)s->expired, old, disk, flow_word(&rows[i]));
 	}
+	for (size_t i = 0; i < nrows; i++)
+		print_flow(&rows[i]);
 	if (ntrows) {
 		w = 5;
 		for (size_t i = 0; i < ntrows; i++)
@@ -644,6 +767,7 @@ print_json(const struct opts *o)
 			    (double)(s->oldest_deadline - s->now) / Q_SEC);
 		else
 			q_buf_puts(&b, ",\"next_lease_deadline_seconds\":null");
+		json_flow(&b, &rows[i]);
 		q_buf_puts(&b, ",\"counters\":{");
 		for (size_t k = 0; k < sizeof counters / sizeof counters[0]; k++)
 			q_buf_printf(&b, "%s\"%s\":%lld", k ? "," : "",
@@ -826,6 +950,42 @@ print_prom(void)
 		q_buf_printf(&b, " %.3f\n", s->oldest_push && s->oldest_push < s->now ?
 		    (double)(s->now - s->oldest_push) / Q_SEC : 0.0);
 	}
+	q_buf_puts(&b, "# HELP qspool_paused 1 while the queue is paused.\n"
+	    "# TYPE qspool_paused gauge\n");
+	for (size_t i = 0; i < nrows; i++) {
+		q_buf_puts(&b, "qspool_paused");
+		prom_labels(&b, &rows[i], NULL);
+		q_buf_printf(&b, " %d\n", rows[i].paused != 0);
+	}
+	q_buf_puts(&b, "# HELP qspool_breaker_open 1 while the circuit breaker"
+	    " stops claims (open or half-open).\n"
+	    "# TYPE qspool_breaker_open gauge\n");
+	for (size_t i = 0; i < nrows; i++) {
+		q_buf_puts(&b, "qspool_breaker_open");
+		prom_labels(&b, &rows[i], NULL);
+		q_buf_printf(&b, " %d\n", rows[i].breaker != Q_BREAKER_CLOSED);
+	}
+	q_buf_puts(&b, "# HELP qspool_breaker_opened_total Times the circuit"
+	    " breaker opened.\n# TYPE qspool_breaker_opened_total counter\n");
+	for (size_t i = 0; i < nrows; i++) {
+		q_buf_puts(&b, "qspool_breaker_opened_total");
+		prom_labels(&b, &rows[i], NULL);
+		q_buf_printf(&b, " %lld\n", (long long)rows[i].opened);
+	}
+	q_buf_puts(&b, "# HELP qspool_consumer_slots Handler slots of a"
+	    " following consumer, by pid: busy, and its target.\n"
+	    "# TYPE qspool_consumer_slots gauge\n");
+	for (size_t i = 0; i < nrows; i++)
+		for (int k = 0; k < rows[i].nconsumers; k++)
+			for (int busy = 1; busy >= 0; busy--) {
+				const int64_t *w = rows[i].consumers[k].w;
+				q_buf_puts(&b, "qspool_consumer_slots");
+				prom_labels(&b, &rows[i], NULL);
+				b.len--;        /* into the braces */
+				q_buf_printf(&b, ",pid=\"%lld\",slots=\"%s\"} %lld\n",
+				    (long long)w[Q_L_PID], busy ? "busy" : "target",
+				    (long long)w[busy ? Q_L_RUNNING : Q_L_TARGET]);
+			}
 	for (size_t k = 0; k < sizeof counters / sizeof counters[0]; k++) {
 		q_buf_printf(&b, "# HELP qspool_%s_total %s\n# TYPE qspool_%s_total"
 		    " counter\n", counters[k].name, counters[k].help,
@@ -937,6 +1097,9 @@ main(int argc, char *argv[])
 		{ "repair", no_argument, NULL, OPT_REPAIR },
 		{ "doctor", no_argument, NULL, OPT_DOCTOR },
 		{ "types", no_argument, NULL, OPT_TYPES },
+		{ "pause", no_argument, NULL, OPT_PAUSE },
+		{ "resume", no_argument, NULL, OPT_RESUME },
+		{ "reason", required_argument, NULL, OPT_REASON },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -982,6 +1145,15 @@ main(int argc, char *argv[])
 		case OPT_CHECK: o.check = true; break;
 		case OPT_REPAIR: o.repair = true; break;
 		case OPT_DOCTOR: o.doctor = true; break;
+		case OPT_PAUSE: o.pause = true; break;
+		case OPT_RESUME: o.resume = true; break;
+		case OPT_REASON:
+			if ((why = q_reason_error(optarg))) {
+				q_warnx("bad reason '%s': %s", optarg, why);
+				return EX_USAGE;
+			}
+			o.reason = optarg;
+			break;
 		case 'h': fputs(USAGE, stdout); return 0;
 		case 'V': puts("qstat " PACKAGE_VERSION); return 0;
 		default: usage();
@@ -1016,6 +1188,20 @@ main(int argc, char *argv[])
 		    " --reap, --check or --doctor");
 		return EX_USAGE;
 	}
+	if ((o.pause || o.resume) && (o.pause == o.resume || formats ||
+	    o.reap || o.check || o.doctor || o.types || o.max_age >= 0 ||
+	    o.max_oldest >= 0 || o.max_depth >= 0 || o.max_dead >= 0)) {
+		q_warnx("--pause and --resume change a queue: one of them, alone");
+		return EX_USAGE;
+	}
+	if (o.reason && !o.pause) {
+		q_warnx("--reason goes with --pause");
+		return EX_USAGE;
+	}
+	if ((o.pause || o.resume) && argc == 0) {
+		q_warnx("--pause and --resume need a queue or a topic");
+		return EX_USAGE;
+	}
 	if (o.sub && argc != 1) {
 		q_warnx("-s names a subscription of one topic: give the topic");
 		return EX_USAGE;
@@ -1045,7 +1231,7 @@ main(int argc, char *argv[])
 	if (o.doctor) {
 		if (print_doctor(&o) && !status)
 			status = 1;
-	} else if (!o.reap && !o.check) {
+	} else if (!o.reap && !o.check && !o.pause && !o.resume) {
 		if (o.fmt == JSON)
 			print_json(&o);
 		else if (o.fmt == PROM)

@@ -223,6 +223,9 @@ handler(void *arg)
 	/* the key's lock lives as long as any process of the delivery */
 	if (o->l->keyfd != -1 && fcntl(o->l->keyfd, F_SETFD, 0) == -1)
 		goto fail;
+	for (int i = 0; i < o->nsems; i++)      /* so do its semaphores' */
+		if (fcntl(o->sems->fd[i], F_SETFD, 0) == -1)
+			goto fail;
 	if (lseek(o->l->m.fd, (off_t)o->l->m.body_off, SEEK_SET) == -1 ||
 	    dup2(o->l->m.fd, 0) == -1 || dup2(sp->errw, 2) == -1 ||
 	    (o->outfd != -1 && dup2(o->outfd, 1) == -1) ||

@@ -898,5 +898,6 @@ q_queue_close(struct q_queue *q)
 	if (q->counters)
 		q_unmap_counter((void *)q->counters, Q_COUNTERS_SIZE);
 	q->counters = NULL;
+	q_flow_close(q);
 	q_map_check();          /* a mapped file shrank: say so, at last */
 }

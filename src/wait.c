@@ -96,7 +96,12 @@ watch_buckets(struct q_waiter *w, int parentfd, int kind)
 }
 #endif
 
-enum { K_NEW, K_NEW_BUCKET, K_LATER, K_LATER_BUCKET, K_CUR };
+enum { K_NEW, K_NEW_BUCKET, K_LATER, K_LATER_BUCKET, K_CUR, K_FLOW };
+
+/* The pause comes and goes in the queue's directory; a semaphore's
+ * slot given back is touched. */
+#define FLOW_MASK (IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | \
+	IN_ATTRIB)
 
 void
 q_wait_init(struct q_waiter *w, struct q_queue *q)
@@ -130,6 +135,9 @@ q_wait_watch(struct q_waiter *w, struct q_queue *q, bool acks)
 	    K_CUR) == -1))
 		return;
 	w->acks = w->acks || acks;
+	for (int i = 0; i < w->nextra; i++)
+		if (watch_fd(w, w->extra[i], FLOW_MASK, K_FLOW) == -1)
+			return;
 	watch_buckets(w, q->newfd, K_NEW_BUCKET);
 	if (w->ifd != -1)
 		watch_buckets(w, q->laterfd, K_LATER_BUCKET);
@@ -137,6 +145,17 @@ q_wait_watch(struct q_waiter *w, struct q_queue *q, bool acks)
 	(void)w;
 	(void)q;
 	(void)acks;
+#endif
+}
+
+void
+q_wait_extra(struct q_waiter *w, int fd)
+{
+	if (w->nextra < (int)(sizeof w->extra / sizeof w->extra[0]))
+		w->extra[w->nextra++] = fd;
+#ifdef HAVE_SYS_INOTIFY_H
+	if (w->ifd != -1 && w->armed)
+		watch_fd(w, fd, FLOW_MASK, K_FLOW);
 #endif
 }
 
@@ -177,7 +196,9 @@ q_wait_consume(struct q_waiter *w)
 			if (kind == -1 || kind == K_NEW || kind == K_LATER ||
 			    e->mask & IN_IGNORED)
 				w->armed = false;
-			if (kind != K_NEW && kind != K_NEW_BUCKET)
+			if (kind == K_FLOW)
+				woke |= Q_WOKE_FLOW;
+			else if (kind != K_NEW && kind != K_NEW_BUCKET)
 				woke |= Q_WOKE_LATER;
 		}
 	} while ((size_t)len > sizeof buf - sizeof(struct inotify_event) -

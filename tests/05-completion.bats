@@ -53,6 +53,14 @@ assert_offers() {
 	assert_offers qsub $(man_longopts qpop qsub)
 }
 
+@test "completion: qstat is offered every long option of qstat(1), --pause and --resume included" {
+	# shellcheck disable=SC2046
+	assert_offers qstat $(man_longopts qstat)
+	run bash_offers qstat
+	assert_line pause
+	assert_line reason
+}
+
 @test "completion: qpush and qpub are offered every long option of their pages" {
 	# shellcheck disable=SC2046
 	assert_offers qpush $(man_longopts qpush)

@@ -110,6 +110,16 @@ EOF
 	assert_cleaned_up
 }
 
+@test "examples/flaky-api.sh: an outage dead-letters nothing; every call goes through, at most 20 a second" {
+	run "$EXAMPLES/flaky-api.sh"
+	assert_success
+	assert_line --regexp '^  qstat: breaker open until 20'
+	assert_line --regexp '^  qstat: it opened [0-9]+ times; dead letters: 0$'
+	assert_line "  qstat: breaker closed, 40 calls acked, 0 dead-lettered"
+	assert_line "== Done: every call went through once, none was dead-lettered, at most 20 a second."
+	assert_cleaned_up
+}
+
 @test "examples/cron-worker.sh: overlapping runs, a time budget, a dead-letter alert" {
 	run "$EXAMPLES/cron-worker.sh"
 	assert_success
@@ -177,7 +187,7 @@ EOF
 	run "$EXAMPLES/monitoring.sh"
 	assert_success
 	assert_line "== Done: qstat counted every message where it was, in the table, in JSON and in Prometheus text, and the check failed as it should."
-	assert_line --regexp '^    jobs +2 +1 +1 +1 +1 +[0-9.]+m?s +[0-9.]+s +[0-9]+ +0 +[0-9.]+m?s +[0-9.]+k$'
+	assert_line --regexp '^    jobs +2 +1 +1 +1 +1 +[0-9.]+m?s +[0-9.]+s +[0-9]+ +0 +[0-9.]+m?s +[0-9.]+k +-$'
 	assert_line --regexp '^    orders/billing +2 +0 +0 +0 +0 '
 	assert_line "    qstat: jobs: 5 messages (max 4)"
 	assert_line "    qstat: jobs: 1 dead letters (max 0)"
