@@ -18,6 +18,14 @@ enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
 	Q_OPT_SCALE_STEP, Q_OPT_SCALE_IDLE,
 	Q_OPT_TOOL = 300 /* the tool's own from here */ };
 
+/* The flow control options in a tool's usage (both indent by 12). */
+#define Q_CONSUME_FLOW_USAGE \
+	"            [-j jobs | -j min-max] [-v] [--scale-lag=duration]\n" \
+	"            [--scale-step=duration] [--scale-idle=duration]\n" \
+	"            [--breaker=n/duration] [--breaker-max=duration]\n" \
+	"            [--rate=n/duration] [--rate-per-key=n/duration]\n" \
+	"            [--concurrency-per-key=n] [--sem name[=n]] [--max-load=load]\n"
+
 #define Q_CONSUME_SHORTOPTS "n:fwj:l0qvH:k:p:"
 #define Q_CONSUME_LONGOPTS \
 	{ "drain", no_argument, NULL, Q_OPT_DRAIN }, \

@@ -17,7 +17,8 @@
 #define USAGE "usage: qpop [-d spool] [-n count | --drain | -f] " \
 	"[-w | --wait duration]\n" \
 	"            [--create] [-q] [--lease=duration] [--timeout=duration]\n" \
-	"            [-j jobs] [-l | -0 | --json] [--no-ack] [--peek] [--lock]\n" \
+	Q_CONSUME_FLOW_USAGE \
+	"            [-l | -0 | --json] [--no-ack] [--peek] [--lock]\n" \
 	"            [--max-time=duration] [--idempotent]\n" \
 	"            [--forward=out] [-H 'Name: value'] [-k key] [-p prio]\n" \
 	"            queue [-- command [arg ...]]\n"
