@@ -156,6 +156,18 @@ setup_signals(void)
 	sigaction(SIGCONT, &sa, NULL);
 }
 
+/* The queue's directory changed (or it is time to look): is it paused,
+ * is it still there? */
+static void
+flow_news(struct run *r)
+{
+	q_pause_refresh(r->q);  /* the file is the truth */
+	if (r->o->check && !r->gone && r->o->check(r->o->check_arg) == -1) {
+		q_warnq();      /* e.g. the subscription was removed */
+		r->gone = r->stopping = true;
+	}
+}
+
 static void
 upkeep(struct run *r)
 {
@@ -163,11 +175,7 @@ upkeep(struct run *r)
 
 	if (q_reap(r->q, &u) == -1 || q_promote(r->q, &u) == -1)
 		q_warnq();
-	q_pause_refresh(r->q);  /* the file is the truth */
-	if (r->o->check && !r->gone && r->o->check(r->o->check_arg) == -1) {
-		q_warnq();      /* e.g. the subscription was removed */
-		r->gone = r->stopping = true;
-	}
+	flow_news(r);
 	r->next_event = u.next;
 	r->upkeep_at = q_now() + Q_POLL_INTERVAL;
 	/* a topic's recovery: a publisher that died before its commit
@@ -1337,7 +1345,7 @@ q_consume(struct q_queue *q, const struct q_consumeopt *o)
 				}
 				int woke = sleep_until_event(&r, true);
 				if (woke & Q_WOKE_FLOW)
-					q_pause_refresh(q);
+					flow_news(&r);
 				/* waiting for a key's turn: an ack elsewhere is news */
 				q_wait_watch(&r.w, q, r.scan.keywait);
 				/* news in new/ alone needs only the scan below */
