@@ -418,7 +418,7 @@ _qspool_qstat()
 			return
 			;;
 		-*)
-			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --types --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair --doctor --pause --resume --reason= -h --help -V --version' -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --types --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair --doctor --pause --resume --reason= --hold --release --cancel -h --help -V --version' -- "$cur")
 			if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
 				compopt -o nospace 2>/dev/null
 			fi

@@ -721,7 +721,8 @@ q_bury(struct q_queue *q, struct q_lease *l, const struct q_diag *d)
 	}
 	q_fault("after-bury");
 	q_key_done(q, &l->n);
-	q_count(q, strcmp(d->reason, "expired") == 0 ? Q_C_EXPIRED : Q_C_DEAD, 1);
+	q_count(q, strcmp(d->reason, "expired") == 0 ? Q_C_EXPIRED :
+	    strcmp(d->reason, "cancelled") == 0 ? Q_C_CANCELLED : Q_C_DEAD, 1);
 	q_count(q, Q_C_BYTES_OUT, st.st_size);
 	return 0;
 }

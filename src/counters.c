@@ -169,7 +169,7 @@ q_depth(const struct q_queue *q, int64_t *depth, int64_t *bytes)
 	*depth = q_counter(q, Q_C_PUSHED) + q_counter(q, Q_C_REPLAYED) +
 	    q_counter(q, Q_C_ADJUST) - q_counter(q, Q_C_ACKED) -
 	    q_counter(q, Q_C_DEAD) - q_counter(q, Q_C_DROPPED) -
-	    q_counter(q, Q_C_EXPIRED);
+	    q_counter(q, Q_C_EXPIRED) - q_counter(q, Q_C_CANCELLED);
 	*bytes = q_counter(q, Q_C_BYTES_IN) + q_counter(q, Q_C_ADJUST_BYTES) -
 	    q_counter(q, Q_C_BYTES_OUT);
 }
@@ -221,6 +221,11 @@ q_recount(struct q_queue *q, int64_t *depth, int64_t *bytes)
 	walk(q->newfd, 1, &n, &b, &disk);
 	walk(q_queue_curfd(q), 0, &n, &b, &disk);
 	walk(q->laterfd, 1, &n, &b, &disk);
+	int holdfd = q_subdir(q, q->dirfd, "hold", false);
+	if (holdfd != -1) {
+		walk(holdfd, 0, &n, &b, &disk);
+		close(holdfd);
+	}
 	q_depth(q, &d, &by);
 	q_count(q, Q_C_ADJUST, n - d);
 	q_count(q, Q_C_ADJUST_BYTES, b - by);

@@ -579,6 +579,7 @@ enum { Q_C_PUSHED, Q_C_ACKED, Q_C_RETRIED, Q_C_DEAD, Q_C_DROPPED,
 	Q_C_ADJUST_BYTES, Q_C_RECOUNTED /* time of the last real count */,
 	Q_C_DISK /* allocated bytes: estimated, corrected by a recount */,
 	Q_C_REPLIES_DROPPED /* replies whose caller was gone */,
+	Q_C_CANCELLED /* messages cancelled (qstat --cancel) */,
 	Q_NCOUNTERS = 16 };
 #define Q_COUNTERS_SIZE (Q_NCOUNTERS * 8)
 void q_count(struct q_queue *q, int slot, int64_t delta);
@@ -705,10 +706,11 @@ int q_pread_full(int fd, void *p, size_t n, off_t off);
 /* stats.c: what a queue or topic holds (qstat). */
 struct q_stats {
 	q_time now;
-	int64_t ready, in_flight, delayed, retrying;
+	int64_t ready, in_flight, delayed, retrying, held;
 	int64_t dead;           /* dead letters that failed */
 	int64_t expired;        /* dead letters that expired (reason expired) */
 	int64_t expired_leases, bad;
+	int64_t cancelled;      /* dead letters that were cancelled */
 	int64_t bytes;          /* from the counters */
 	int64_t disk;           /* allocated bytes, from the counters */
 	q_time oldest_ready;    /* earliest ready-since in new/, 0 none */
@@ -806,6 +808,23 @@ void q_live_set(struct q_live *lv, int word, int64_t v);
 void q_live_end(struct q_live *lv);
 void q_live_reap(int dirfd);
 int q_live_list(struct q_queue *q, struct q_live_state **out);
+
+/* hold.c: live messages by id: hold, release, cancel. */
+enum q_where { Q_AT_NONE, Q_AT_NEW, Q_AT_LATER, Q_AT_HOLD, Q_AT_CUR };
+struct q_found {
+	enum q_where at;
+	int dirfd;              /* its directory (to close), or -1 */
+	char name[Q_FNAME_MAX];
+	struct q_name n;
+	int hits;               /* messages whose id begins so */
+};
+/* Find ID (or a unique beginning of it): 0 with F->at (Q_AT_NONE when
+ * there is none); -1 on error or an ambiguous id, q_what() set. */
+int q_find(struct q_queue *q, const char *id, struct q_found *f);
+void q_found_free(struct q_found *f);
+int q_park(struct q_queue *q, struct q_found *f);
+int q_unpark(struct q_queue *q, struct q_found *f);
+int q_cancel(struct q_queue *q, struct q_found *f, const char *why);
 
 /* keys.c: ordering keys (q-spool(5), ORDERING KEYS). */
 #define Q_KEY_MAX 256

@@ -31,11 +31,13 @@
 	"             [--max-oldest=duration] [--max-depth=n] [--max-dead=n]\n" \
 	"             [--reap | --check [--repair] | --doctor] [queue | topic ...]\n" \
 	"       qstat [-d spool] [-s sub] --pause [--reason text] | --resume" \
-	" queue | topic ...\n"
+	" queue | topic ...\n" \
+	"       qstat [-d spool] [-s sub] --hold | --release | --cancel" \
+	" queue | topic id ...\n"
 
 enum { OPT_JSON = 256, OPT_PROM, OPT_MAXAGE, OPT_MAXOLDEST, OPT_MAXDEPTH,
 	OPT_MAXDEAD, OPT_REAP, OPT_CHECK, OPT_REPAIR, OPT_DOCTOR, OPT_TYPES,
-	OPT_PAUSE, OPT_RESUME, OPT_REASON };
+	OPT_PAUSE, OPT_RESUME, OPT_REASON, OPT_HOLD, OPT_RELEASE, OPT_CANCEL };
 enum format { HUMAN, JSON, PROM };
 
 /* One queue or subscription. */
@@ -70,6 +72,7 @@ struct opts {
 	bool reap, check, repair, doctor, types;
 	bool pause, resume;
 	const char *reason;
+	int byid;               /* OPT_HOLD, OPT_RELEASE, OPT_CANCEL, or 0 */
 	struct q_config cfg;
 };
 
@@ -647,10 +650,10 @@ print_human(void)
 	}
 	if (nrows) {
 		/* columns added later go last: scripts pick them by place */
-		printf("%-*s %8s %9s %8s %8s %6s %8s %8s %8s %7s %8s %8s %s\n",
-		    w, "QUEUE", "READY", "INFLIGHT", "DELAYED", "RETRYING",
-		    "DEAD", "AGE", "LEASE", "BYTES", "EXPIRED", "OLDEST", "DISK",
-		    "FLOW");
+		printf("%-*s %8s %9s %8s %8s %6s %8s %8s %8s %7s %8s %8s %6s"
+		    " %s\n", w, "QUEUE", "READY", "INFLIGHT", "DELAYED",
+		    "RETRYING", "DEAD", "AGE", "LEASE", "BYTES", "EXPIRED",
+		    "OLDEST", "DISK", "HELD", "FLOW");
 	}
 	for (size_t i = 0; i < nrows; i++) {
 		struct q_stats *s = &rows[i].st;
@@ -670,10 +673,11 @@ print_human(void)
 		fmt_size(size, sizeof size, s->bytes);
 		fmt_size(disk, sizeof disk, s->disk);
 		printf("%-*s %8lld %9lld %8lld %8lld %6lld %8s %8s %8s %7lld %8s"
-		    " %8s %s\n", w, vis, (long long)s->ready,
+		    " %8s %6lld %s\n", w, vis, (long long)s->ready,
 		    (long long)s->in_flight, (long long)s->delayed,
 		    (long long)s->retrying, (long long)s->dead, age, lease, size,
-		    (long long)s->expired, old, disk, flow_word(&rows[i]));
+		    (long long)s->expired, old, disk, (long long)s->held,
+		    flow_word(&rows[i]));
 	}
 	for (size_t i = 0; i < nrows; i++)
 		print_flow(&rows[i]);
@@ -710,6 +714,7 @@ static const struct {
 	    Q_C_EXPIRED },
 	{ "replies_dropped", "Replies to requests whose caller was gone.",
 	    Q_C_REPLIES_DROPPED },
+	{ "cancelled", "Messages cancelled (qstat --cancel).", Q_C_CANCELLED },
 };
 
 static void
@@ -752,12 +757,13 @@ print_json(const struct opts *o)
 			q_buf_printf(&b, ",\"filter\":%s", rows[i].filter ?
 			    rows[i].filter : "null");
 		q_buf_printf(&b, ",\"ready\":%lld,\"in_flight\":%lld,"
-		    "\"delayed\":%lld,\"retrying\":%lld,\"dead\":%lld,"
-		    "\"expired\":%lld,\"expired_leases\":%lld,\"bytes\":%lld,"
+		    "\"delayed\":%lld,\"retrying\":%lld,\"held\":%lld,\"dead\":%lld,"
+		    "\"cancelled\":%lld,\"expired\":%lld,\"expired_leases\":%lld,\"bytes\":%lld,"
 		    "\"disk_bytes\":%lld",
 		    (long long)s->ready, (long long)s->in_flight,
 		    (long long)s->delayed, (long long)s->retrying,
-		    (long long)s->dead, (long long)s->expired,
+		    (long long)s->held, (long long)s->dead,
+		    (long long)s->cancelled, (long long)s->expired,
 		    (long long)s->expired_leases, (long long)s->bytes,
 		    (long long)s->disk);
 		json_age(&b, "oldest_ready_age_seconds", s->oldest_ready, s->now);
@@ -895,15 +901,15 @@ print_prom(void)
 {
 	struct q_buf b = { 0 };
 	static const char *states[] = { "ready", "in_flight", "delayed",
-		"retrying", "dead", "expired" };
+		"retrying", "dead", "expired", "held" };
 
 	q_buf_puts(&b, "# HELP qspool_messages Messages in a queue or"
 	    " subscription, by state.\n# TYPE qspool_messages gauge\n");
 	for (size_t i = 0; i < nrows; i++) {
 		struct q_stats *s = &rows[i].st;
 		int64_t v[] = { s->ready, s->in_flight, s->delayed, s->retrying,
-			s->dead, s->expired };
-		for (size_t k = 0; k < 6; k++) {
+			s->dead, s->expired, s->held };
+		for (size_t k = 0; k < 7; k++) {
 			q_buf_puts(&b, "qspool_messages");
 			prom_labels(&b, &rows[i], states[k]);
 			q_buf_printf(&b, " %lld\n", (long long)v[k]);
@@ -1049,7 +1055,8 @@ thresholds(const struct opts *o)
 	for (size_t i = 0; i < nrows; i++) {
 		struct q_stats *s = &rows[i].st;
 		char vis[4 * PATH_MAX], a[32], m[32];
-		int64_t depth = s->ready + s->in_flight + s->delayed + s->retrying;
+		int64_t depth = s->ready + s->in_flight + s->delayed + s->retrying +
+		    s->held;
 		/* raw: q_warnx puts the whole line through vis(3) */
 		strlcpy(vis, rows[i].name, sizeof vis);
 		if (o->max_age >= 0 && s->oldest_ready &&
@@ -1082,6 +1089,85 @@ thresholds(const struct opts *o)
 	return over;
 }
 
+/* --hold, --release, --cancel: one message. */
+static int
+one_by_id(const struct opts *o, struct q_queue *q, const char *id)
+{
+	static const char *const where[] = { "", "ready", "delayed",
+		"held", "in flight" };
+	struct q_found f;
+	int r = 0;
+
+	if (q_find(q, id, &f) == -1) {
+		q_warnq();
+		return errno ? q_exit_for_errno(errno) : 1;
+	}
+	if (f.at == Q_AT_NONE) {
+		q_warnx("%s: no message '%s' (ready, delayed, held or in flight)",
+		    q->operand, id);
+		return 1;
+	}
+	if (o->byid == OPT_HOLD && f.at == Q_AT_NEW)
+		r = q_park(q, &f);
+	else if (o->byid == OPT_HOLD && f.at == Q_AT_HOLD)
+		r = 0;          /* held already: what was asked is true */
+	else if (o->byid == OPT_RELEASE && f.at == Q_AT_HOLD)
+		r = q_unpark(q, &f);
+	else if (o->byid == OPT_CANCEL && f.at != Q_AT_CUR)
+		r = q_cancel(q, &f, "cancelled by qstat --cancel");
+	else {
+		q_warnx("%s: %s is %s: %s", q->operand, f.n.id, where[f.at],
+		    o->byid == OPT_HOLD ? "only a ready message can be held" :
+		    o->byid == OPT_RELEASE ? "only a held message can be"
+		    " released" : "a running delivery cannot be cancelled yet");
+		q_found_free(&f);
+		return 1;
+	}
+	q_found_free(&f);
+	if (r == -1) {
+		q_warnq();
+		return q_exit_for_errno(errno);
+	}
+	return 0;
+}
+
+static int
+by_id(struct opts *o, const char *operand, char **ids, int nids)
+{
+	static struct q_topic t;
+	struct q_queue q;
+	bool topic = q_operand_kind(&o->cfg, operand) == Q_KIND_TOPIC;
+	int st = 0;
+
+	if (topic && !o->sub) {
+		q_warnx("%s: a topic: name the subscription with -s", operand);
+		return EX_USAGE;
+	}
+	if (!topic && o->sub) {
+		q_warnx("%s: is a queue, not a topic", operand);
+		return EX_USAGE;
+	}
+	if (topic) {
+		if (q_topic_open(&t, &o->cfg, operand, Q_OPEN_EXISTING |
+		    Q_OPEN_LOOK) == -1 || q_sub_openat(&t, o->sub, &q) == -1) {
+			q_warnq();
+			return q_open_status();
+		}
+	} else if (q_queue_open(&q, &o->cfg, operand, Q_OPEN_EXISTING) == -1) {
+		q_warnq();
+		return q_open_status();
+	}
+	for (int i = 0; i < nids; i++) {
+		int r = one_by_id(o, &q, ids[i]);
+		if (r > st)
+			st = r;
+	}
+	q_queue_close(&q);
+	if (topic)
+		q_topic_close(&t);
+	return st;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -1100,6 +1186,9 @@ main(int argc, char *argv[])
 		{ "pause", no_argument, NULL, OPT_PAUSE },
 		{ "resume", no_argument, NULL, OPT_RESUME },
 		{ "reason", required_argument, NULL, OPT_REASON },
+		{ "hold", no_argument, NULL, OPT_HOLD },
+		{ "release", no_argument, NULL, OPT_RELEASE },
+		{ "cancel", no_argument, NULL, OPT_CANCEL },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -1146,6 +1235,16 @@ main(int argc, char *argv[])
 		case OPT_REPAIR: o.repair = true; break;
 		case OPT_DOCTOR: o.doctor = true; break;
 		case OPT_PAUSE: o.pause = true; break;
+		case OPT_HOLD:
+		case OPT_RELEASE:
+		case OPT_CANCEL:
+			if (o.byid && o.byid != c) {
+				q_warnx("--hold, --release and --cancel exclude each"
+				    " other");
+				return EX_USAGE;
+			}
+			o.byid = c;
+			break;
 		case OPT_RESUME: o.resume = true; break;
 		case OPT_REASON:
 			if ((why = q_reason_error(optarg))) {
@@ -1188,6 +1287,17 @@ main(int argc, char *argv[])
 		    " --reap, --check or --doctor");
 		return EX_USAGE;
 	}
+	if (o.byid && (o.pause || o.resume || formats || o.reap ||
+	    o.check || o.doctor || o.types || o.max_age >= 0 ||
+	    o.max_oldest >= 0 || o.max_depth >= 0 || o.max_dead >= 0)) {
+		q_warnx("--hold, --release and --cancel change messages: alone");
+		return EX_USAGE;
+	}
+	if (o.byid && argc < 2) {
+		q_warnx("--hold, --release and --cancel need a queue (or a topic"
+		    " with -s) and message ids");
+		return EX_USAGE;
+	}
 	if ((o.pause || o.resume) && (o.pause == o.resume || formats ||
 	    o.reap || o.check || o.doctor || o.types || o.max_age >= 0 ||
 	    o.max_oldest >= 0 || o.max_depth >= 0 || o.max_dead >= 0)) {
@@ -1202,11 +1312,11 @@ main(int argc, char *argv[])
 		q_warnx("--pause and --resume need a queue or a topic");
 		return EX_USAGE;
 	}
-	if (o.sub && argc != 1) {
+	if (o.sub && argc != 1 && !o.byid) {
 		q_warnx("-s names a subscription of one topic: give the topic");
 		return EX_USAGE;
 	}
-	for (int i = 0; i < argc; i++)
+	for (int i = 0; i < (o.byid ? 1 : argc); i++)
 		if ((why = q_operand_error(argv[i]))) {
 			q_warnx("bad queue name '%s': %s", argv[i], why);
 			return EX_USAGE;
@@ -1219,6 +1329,8 @@ main(int argc, char *argv[])
 
 	if (q_config_load(&o.cfg, o.spool) == -1)
 		q_exitq(q_config_status());
+	if (o.byid)
+		return by_id(&o, argv[0], argv + 1, argc - 1);
 	if (argc == 0)
 		do_spool(&o);
 	for (int i = 0; i < argc; i++) {

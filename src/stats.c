@@ -108,6 +108,20 @@ count_later(struct q_stats *st, const char *name)
 }
 
 static void
+count_hold(struct q_stats *st, const char *name)
+{
+	struct q_name n;
+	enum q_state s;
+
+	if (q_name_parse(name, &n, &s) == -1 || s != Q_NEW) {
+		st->bad++;
+		return;
+	}
+	st->held++;
+	oldest(&st->oldest_push, q_id_time(n.id));
+}
+
+static void
 count_dlq(struct q_stats *st, const char *name)
 {
 	struct q_name n;
@@ -123,6 +137,8 @@ count_dlq(struct q_stats *st, const char *name)
 	/* expired is not failed: counted apart (qstat --max-dead) */
 	if (strcmp(n.reason, "expired") == 0)
 		st->expired++;
+	else if (strcmp(n.reason, "cancelled") == 0)
+		st->cancelled++;        /* asked for, not failed */
 	else
 		st->dead++;
 }
@@ -139,6 +155,13 @@ q_stats(struct q_queue *q, struct q_stats *st)
 	    each_name(q, q->laterfd, true, count_later, st) == -1 ||
 	    each_name(q, q->dlqfd, false, count_dlq, st) == -1)
 		return -1;
+	int holdfd = q_subdir(q, q->dirfd, "hold", false);
+	if (holdfd != -1) {
+		int r = each_name(q, holdfd, false, count_hold, st);
+		close(holdfd);
+		if (r == -1)
+			return -1;
+	}
 	for (int i = 0; i < Q_NCOUNTERS; i++)
 		st->counters[i] = q_counter(q, i);
 	q_depth(q, &depth, &st->bytes);

@@ -507,3 +507,124 @@ rate_bound() {
 	for i in $(seq 1 40); do grep -qx "m$i" "$T/out" || fail "m$i lost"; done
 	wait_for breaker_is q closed
 }
+
+# --- hold, release, cancel ------------------------------------------------------
+
+@test "qstat --hold parks a ready message out of delivery; --release puts it back" {
+	local a b
+	a=$(echo a | qpush -i q)
+	b=$(echo b | qpush -i q)
+	run qstat --hold q "$a"
+	assert_success
+	assert_output ""
+	[[ $(find "$QSPOOL/q/hold" -type f | wc -l) -eq 1 ]]
+	assert_equal "$(flow q held)" 1
+	run qstat q
+	assert_line --regexp '^q +1 +0 +0 +0 +0 .* 1 -$'
+	run qstat --prom q
+	assert_line 'qspool_messages{queue="q",state="held"} 1'
+	# held again: already true; consumers never see it
+	run qstat --hold q "$a"
+	assert_success
+	run qpop --drain q
+	assert_output b
+	run qstat --release q "${a:0:12}"
+	assert_success
+	assert_output ""
+	assert_equal "$(flow q held)" 0
+	run qpop --drain q
+	assert_output a
+}
+
+@test "qstat --hold, --release: what cannot be done is said, exit 1; nothing moves" {
+	local d r
+	d=$(echo d | qpush -i --delay=1h q)
+	r=$(echo r | qpush -i q)
+	run --separate-stderr qstat --hold q "$d"
+	assert_failure 1
+	[[ $stderr == "qstat: q: $d is delayed: only a ready message can be held" ]]
+	run --separate-stderr qstat --release q "$r"
+	assert_failure 1
+	[[ $stderr == *"is ready: only a held message can be released" ]]
+	run --separate-stderr qstat --hold q 0123456789abcdef01234567
+	assert_failure 1
+	[[ $stderr == *"no message '0123456789abcdef01234567'"* ]]
+	run --separate-stderr qstat --hold q "${r:0:1}${d:1:0}"
+	# a prefix that fits both is ambiguous
+	if [[ ${r:0:1} == "${d:0:1}" ]]; then
+		assert_failure 1
+		[[ $stderr == *"ambiguous"* ]]
+	fi
+	run --separate-stderr qstat --hold q
+	assert_failure 64
+	run --separate-stderr qstat --hold --cancel q "$r"
+	assert_failure 64
+	run --separate-stderr qstat --hold --json q "$r"
+	assert_failure 64
+	assert_equal "$(counts q)" "new=1 cur=0 later=1 dlq=0 tmp=0"
+}
+
+@test "qstat --cancel: a ready, delayed or held message is dead-lettered as cancelled, not counted as failed" {
+	local a b c
+	a=$(echo a | qpush -i q)
+	b=$(echo b | qpush -i --delay=1h q)
+	c=$(echo c | qpush -i q)
+	qstat --hold q "$c"
+	run qstat --cancel q "$a" "$b" "$c"
+	assert_success
+	assert_output ""
+	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=3 tmp=0"
+	run qdlq ls q
+	assert_line --partial "$a  cancelled"
+	assert_line --partial "$b  cancelled"
+	assert_equal "$(flow q cancelled)" 3
+	assert_equal "$(flow q dead)" 0
+	assert_equal "$(flow q counters.cancelled)" 3
+	# replayable, as any dead letter
+	run qdlq replay q "$a"
+	assert_success
+	run qpop -n1 q
+	assert_output a
+	run qstat --max-dead=0 q
+	assert_success
+}
+
+@test "qstat --cancel of a keyed message lets the key's next one go" {
+	local a
+	a=$(echo a | qpush -i -k k q)
+	echo b | qpush -k k q
+	qstat --hold q "$a"
+	# held, it keeps its key's place: nothing of k goes
+	run qpop -n1 q
+	assert_failure 1
+	qstat --cancel q "$a"
+	run qpop -n1 q
+	assert_output b
+}
+
+@test "qstat --hold -s: a subscription's message" {
+	qsub -s a --create t
+	local id
+	id=$(echo m | qpub -i t)
+	run --separate-stderr qstat --hold t "$id"
+	assert_failure 64
+	qstat --hold -s a t "$id"
+	run qsub -s a -n1 t
+	assert_failure 1
+	qstat --release -s a t "$id"
+	run qsub -s a -n1 t
+	assert_output m
+}
+
+@test "qstat --cancel killed after its claim: the message is an ordinary lease, delivered later" {
+	need_fault_points
+	qconf q 'lease = 1s'
+	local a
+	a=$(echo a | qpush -i q)
+	QSPOOL_CRASH_AT=after-cancel-claim run "$QSPOOL_BIN/qstat" --cancel q "$a"
+	assert_failure 137
+	has_count cur q 1
+	run qpop -n1 --wait=20s q
+	assert_success
+	assert_output a
+}
