@@ -26,7 +26,8 @@
 #include "q.h"
 
 enum why { W_NONE, W_TIMEOUT, W_LOST, W_SHUTDOWN,
-	W_DEADLINE /* the warden ended it at the lease deadline */ };
+	W_DEADLINE /* the warden ended it at the lease deadline */,
+	W_CANCEL /* qstat --cancel marked it */ };
 
 struct job {
 	bool busy;
@@ -66,6 +67,7 @@ struct run {
 	bool gate_empty;        /* ... and it is as good as empty (pause) */
 	struct q_semset sems;
 	struct q_live live;
+	bool cancels;           /* cancel/ exists: look for marks */
 };
 
 static int sigpipe_fds[2] = { -1, -1 };
@@ -176,6 +178,9 @@ upkeep(struct run *r)
 	if (q_reap(r->q, &u) == -1 || q_promote(r->q, &u) == -1)
 		q_warnq();
 	flow_news(r);
+	q_cancel_clean(r->q);
+	r->cancels = faccessat(r->q->dirfd, "cancel", F_OK,
+	    AT_SYMLINK_NOFOLLOW) == 0;
 	r->next_event = u.next;
 	r->upkeep_at = q_now() + Q_POLL_INTERVAL;
 	/* a topic's recovery: a publisher that died before its commit
@@ -479,6 +484,29 @@ answered_before(struct run *r, struct job *j)
 	q_lease_done(l);
 }
 
+/* Dead-letter L as cancelled (qstat --cancel), and drop its mark. */
+static void
+bury_cancelled(struct run *r, struct q_lease *l, const struct q_child *c)
+{
+	char id[Q_ID_LEN + 1];
+
+	strlcpy(id, l->n.id, sizeof id);
+	r->handled++;
+	bury(r, l, "cancelled", "cancelled by qstat --cancel", c, 0);
+	q_cancel_unmark(r->q, id);
+}
+
+/* A message cancelled while it was between deliveries: not run again. */
+static bool
+cancelled_before(struct run *r, struct q_lease *l)
+{
+	if (l->corrupt || !q_cancel_marked(r->q, l->n.id))
+		return false;
+	bury_cancelled(r, l, NULL);
+	q_lease_done(l);
+	return true;
+}
+
 /* Where the output of a request nobody waits for goes. */
 static int
 open_reply_gone(struct run *r)
@@ -552,6 +580,8 @@ start_job(struct run *r, struct job *j)
 		j->l.expired = false;   /* its outputs are committed: finish */
 	if (!r->o->forward && !r->o->no_ack && dying(r, &j->l))
 		return;
+	if (r->cancels && !r->o->no_ack && cancelled_before(r, &j->l))
+		return;
 	if (!r->o->forward && (got = open_reply(r, j)) == 1)
 		j->l.expired = false;   /* answered: finish */
 	if (got == -1 && !r->o->forward)
@@ -601,6 +631,8 @@ start_job(struct run *r, struct job *j)
 	if (q_ward_watch(r->ward) == -1 || q_run_start(&ro, &j->c) == -1)
 		goto fail;
 	q_ward_deadline(r->ward, slot, r->o->no_ack ? 0 : j->l.n.deadline);
+	if (!r->o->no_ack)
+		q_lease_tag(&j->l, j->c.pid);   /* for qstat --cancel */
 	if (slot < MAX_GROUPS)
 		groups[slot] = j->c.pid;
 	j->busy = true;
@@ -640,6 +672,8 @@ describe(int status, enum why why, char *buf, size_t len)
 	else if (why == W_DEADLINE && !(WIFEXITED(status) &&
 	    WEXITSTATUS(status) == 0))
 		snprintf(buf, len, "ended at its lease deadline (qpop stopped?)");
+	else if (why == W_CANCEL)
+		snprintf(buf, len, "cancelled");
 	else if (WIFEXITED(status))
 		snprintf(buf, len, "exit %d", WEXITSTATUS(status));
 	else if (WIFSIGNALED(status))
@@ -768,6 +802,15 @@ finish_job(struct run *r, struct job *j, int status)
 		q_count(r->q, Q_C_REPLIES_DROPPED, 1);
 	}
 	j->reply = Q_REPLY_NONE;
+	if (!ok && !r->o->no_ack && j->why != W_LOST && (j->why == W_CANCEL ||
+	    q_cancel_marked(r->q, l->n.id))) {
+		/* qstat --cancel: its end is no failure of the handler */
+		if (probe)
+			q_breaker_unprobe(r->q);
+		bury_cancelled(r, l, &j->c);
+		q_lease_done(l);
+		return;
+	}
 	if (probe && (j->why == W_SHUTDOWN || j->why == W_LOST) && !ok)
 		q_breaker_unprobe(r->q);        /* says nothing: let another */
 	if (j->why == W_SHUTDOWN && !ok && !fwd_failed) {
@@ -915,6 +958,11 @@ tick(struct run *r)
 				if (j->probe)   /* still at it: no second probe */
 					q_breaker_probe_extend(r->q,
 					    j->l.n.deadline);
+				/* a cancel its signal did not reach (another
+				 * host, no record of the group) */
+				if (r->cancels && q_cancel_marked(r->q,
+				    j->l.n.id))
+					kill_job(r, j, W_CANCEL, SIGTERM);
 				j->next_hb = now + r->q->cfg.lease / 3;
 			} else if (errno == ENOENT) {
 				j->next_hb = 0;

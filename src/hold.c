@@ -8,9 +8,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#ifdef HAVE_SYS_XATTR_H
+#include <sys/xattr.h>
+#endif
 
 #include "q.h"
 
@@ -186,4 +192,157 @@ q_cancel(struct q_queue *q, struct q_found *f, const char *why)
 	if (q_bury(q, &l, &d) == -1)
 		return -1;
 	return sync_dir(q, q->dlqfd);
+}
+
+/* --- cancelling a delivery in flight --- */
+
+#define GROUP_XATTR "user.qspool.group"
+
+/* This host, this boot: a group id means something only here. */
+static uint64_t
+host_tag(void)
+{
+	static uint64_t tag;
+	char host[256] = "", boot[64] = "";
+
+	if (tag)
+		return tag;
+	gethostname(host, sizeof host - 1);
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	if (fd != -1) {
+		ssize_t n = read(fd, boot, sizeof boot - 1);
+		boot[n > 0 ? n : 0] = '\0';
+		close(fd);
+	}
+	tag = q_hash64(boot, strlen(boot), q_hash64(host, strlen(host),
+	    Q_HASH64_INIT)) | 1;
+	return tag;
+}
+
+/*
+ * Record the process group of L's handler with the lease: an extended
+ * attribute of its file, which the heartbeat's renames keep.  Where the
+ * file system has none, a cancel is only marked, and the consumer finds
+ * the mark at its next heartbeat.
+ */
+void
+q_lease_tag(const struct q_lease *l, pid_t group)
+{
+#ifdef HAVE_SYS_XATTR_H
+	char v[64];
+	int n = snprintf(v, sizeof v, "%016llx:%ld",
+	    (unsigned long long)host_tag(), (long)group);
+
+	if (l->m.fd != -1)
+		(void)fsetxattr(l->m.fd, GROUP_XATTR, v, (size_t)n, 0);
+#else
+	(void)l;
+	(void)group;
+#endif
+}
+
+static int
+cancel_dir(struct q_queue *q, bool create)
+{
+	return q_subdir(q, q->dirfd, "cancel", create);
+}
+
+/*
+ * --cancel of the delivery F in flight: the mark cancel/ID (synced)
+ * tells its consumer to dead-letter it as cancelled, not to retry it;
+ * then its handler's group, if recorded and on this host, is sent
+ * SIGTERM.  *SIGNALLED says whether it was.
+ */
+int
+q_cancel_running(struct q_queue *q, struct q_found *f, bool *signalled)
+{
+	int dfd = cancel_dir(q, true), fd;
+
+	*signalled = false;
+	if (dfd == -1)
+		return q_fail("cannot open %s/cancel", q->operand);
+	if ((fd = q_open_create(dfd, f->n.id, O_WRONLY)) == -1 ||
+	    q_fsync_dir(dfd) == -1) {
+		int saved = errno;
+		if (fd != -1)
+			close(fd);
+		close(dfd);
+		errno = saved;
+		return q_fail("cannot mark %s/cancel/%s", q->operand, f->n.id);
+	}
+	close(fd);
+	close(dfd);
+	q_fault("after-cancel-mark");
+#ifdef HAVE_SYS_XATTR_H
+	char v[64];
+	unsigned long long tag;
+	long group;
+	int mfd = openat(f->dirfd, f->name, O_RDONLY | O_NOFOLLOW |
+	    O_CLOEXEC | O_NONBLOCK);
+	ssize_t n = mfd == -1 ? -1 : fgetxattr(mfd, GROUP_XATTR, v,
+	    sizeof v - 1);
+	if (mfd != -1)
+		close(mfd);
+	if (n > 0) {
+		v[n] = '\0';
+		if (sscanf(v, "%16llx:%ld", &tag, &group) == 2 &&
+		    tag == host_tag() && group > 1 && kill(-(pid_t)group,
+		    SIGTERM) == 0)
+			*signalled = true;
+	}
+#endif
+	return 0;
+}
+
+bool
+q_cancel_marked(struct q_queue *q, const char *id)
+{
+	int dfd = cancel_dir(q, false);
+
+	if (dfd == -1)
+		return false;
+	bool marked = faccessat(dfd, id, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+	close(dfd);
+	return marked;
+}
+
+void
+q_cancel_unmark(struct q_queue *q, const char *id)
+{
+	int dfd = cancel_dir(q, false);
+
+	if (dfd != -1) {
+		unlinkat(dfd, id, 0);
+		close(dfd);
+	}
+}
+
+/*
+ * Marks whose delivery ended before its consumer saw them (it succeeded
+ * first): removed once older than a lease and their id is in no lease.
+ */
+void
+q_cancel_clean(struct q_queue *q)
+{
+	char **marks = NULL;
+	size_t n = 0, cap = 0;
+	int dfd = cancel_dir(q, false);
+
+	if (dfd == -1)
+		return;
+	if (q_listdir(dfd, &marks, &n, &cap) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			struct stat st;
+			struct q_found f;
+			if (fstatat(dfd, marks[i], &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+			    q_mtime(&st) + q->cfg.lease > q_now())
+				continue;
+			if (q_find(q, marks[i], &f) == 0 && f.at != Q_AT_CUR)
+				unlinkat(dfd, marks[i], 0);
+			q_found_free(&f);
+		}
+	}
+	q_freelist(marks, n);
+	free(marks);
+	close(dfd);
 }

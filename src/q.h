@@ -825,6 +825,11 @@ void q_found_free(struct q_found *f);
 int q_park(struct q_queue *q, struct q_found *f);
 int q_unpark(struct q_queue *q, struct q_found *f);
 int q_cancel(struct q_queue *q, struct q_found *f, const char *why);
+void q_lease_tag(const struct q_lease *l, pid_t group);
+int q_cancel_running(struct q_queue *q, struct q_found *f, bool *signalled);
+bool q_cancel_marked(struct q_queue *q, const char *id);
+void q_cancel_unmark(struct q_queue *q, const char *id);
+void q_cancel_clean(struct q_queue *q);
 
 /* keys.c: ordering keys (q-spool(5), ORDERING KEYS). */
 #define Q_KEY_MAX 256

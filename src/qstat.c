@@ -1115,11 +1115,13 @@ one_by_id(const struct opts *o, struct q_queue *q, const char *id)
 		r = q_unpark(q, &f);
 	else if (o->byid == OPT_CANCEL && f.at != Q_AT_CUR)
 		r = q_cancel(q, &f, "cancelled by qstat --cancel");
-	else {
+	else if (o->byid == OPT_CANCEL) {
+		bool signalled;         /* else its consumer sees the mark */
+		r = q_cancel_running(q, &f, &signalled);
+	} else {
 		q_warnx("%s: %s is %s: %s", q->operand, f.n.id, where[f.at],
 		    o->byid == OPT_HOLD ? "only a ready message can be held" :
-		    o->byid == OPT_RELEASE ? "only a held message can be"
-		    " released" : "a running delivery cannot be cancelled yet");
+		    "only a held message can be released");
 		q_found_free(&f);
 		return 1;
 	}
