@@ -287,6 +287,15 @@ q_producer_check(const char *operand, const char *kind,
 		errno = EBADF;
 		return q_fail("standard output is closed");
 	}
+	if (a->unique[0] && strcmp(kind, "topic") == 0)
+		return q_fail("--unique is for a queue: its subscriptions may"
+		    " hold the key differently");
+	if (a->unique[0] && (a->delim != -1 || nargs > 1))
+		return q_fail("--unique names one message: not with -l, -0 or"
+		    " several messages");
+	if (a->unique[0] && a->call)
+		return q_fail("--call waits for its own request: not with"
+		    " --unique");
 	if (a->dedup && (a->delim != -1 || nargs > 1))
 		return q_fail("--dedup names one message: not with -l, -0 or"
 		    " several arguments");
@@ -308,9 +317,9 @@ int
 q_produce(struct q_producer *p, const struct q_produceargs *a, int nargs,
     char *const *args)
 {
-	struct q_seen seen;
+	struct q_seen seen = { .fd = -1, .idsfd = -1, .timefd = -1 };
 	char orig[Q_ID_LEN + 1];
-	int lock = -1, r = -1;
+	int lock = -1, ulock = -1, r = -1, state;
 
 	p->opt = &a->opt;
 	p->print_ids = a->print_ids;
@@ -319,24 +328,46 @@ q_produce(struct q_producer *p, const struct q_produceargs *a, int nargs,
 	p->block_for = a->block_for;
 	p->sync = p->q->cfg.fsync != Q_FSYNC_NEVER;
 	p->group = p->sync && p->batch;
-	if (!a->dedup)
+	if (!a->dedup && !a->unique[0])
 		return nargs > 0 ? q_produce_args(p, args, nargs) :
 		    q_produce_stdin(p, a->delim);
 	/* the message is staged first, so the lock is never held while
 	 * standard input trickles in or --block waits */
-	if (q_seen_open(p->q, "dedup", p->q->cfg.dedup_window, &seen) == -1)
-		return -1;
-	q_seen_clean(&seen);
+	if (a->dedup) {
+		if (q_seen_open(p->q, "dedup", p->q->cfg.dedup_window,
+		    &seen) == -1)
+			return -1;
+		q_seen_clean(&seen);
+	}
 	p->defer = true;
 	r = nargs > 0 ? q_produce_args(p, args, nargs) :
 	    q_produce_stdin(p, a->delim);
 	p->defer = false;
 	if (r == -1)
 		goto out;
-	if ((lock = q_seen_lock(&seen, a->dedup)) == -1 ||
-	    (r = q_seen_get(&seen, a->dedup, orig, sizeof orig)) == -1)
+	if (a->dedup && ((lock = q_seen_lock(&seen, a->dedup)) == -1 ||
+	    (r = q_seen_get(&seen, a->dedup, orig, sizeof orig)) == -1))
 		goto out;
-	if (r == 1) {
+	if (a->unique[0] && (!a->dedup || r == 0)) {
+		/* unique while pending: decided under the key's lock, from
+		 * the files that exist, and committed under it */
+		uint64_t h = q_unique_hash(a->unique);
+		if ((ulock = q_unique_lock(p->q, h)) == -1 ||
+		    (r = q_unique_pending(p->q, h, a->unique_mode, orig,
+		    &state)) == -1)
+			goto out;
+		if (r == 1) {
+			q_warnx("%s: '%s' is %s as %s: not pushed",
+			    p->q->operand, a->unique, state ==
+			    Q_UNIQUE_RUNNING ? "running" : "queued", orig);
+			q_count(p->q, Q_C_NOT_UNIQUE, 1);
+			if (p->print_ids)
+				printf("%s\n", orig);
+			r = 0;
+			goto out;
+		}
+	}
+	if (a->dedup && r == 1) {
 		q_warnx("%s: duplicate of %s (dedup id '%s'): dropped",
 		    p->q->operand, orig, a->dedup);
 		if (p->print_ids)
@@ -345,7 +376,7 @@ q_produce(struct q_producer *p, const struct q_produceargs *a, int nargs,
 		goto out;
 	}
 	r = commit_pending(p);
-	if (r == 0 && p->last_id[0]) {
+	if (r == 0 && p->last_id[0] && a->dedup) {
 		q_fault("before-dedup-record");
 		/* pushed (its id is out), but the record may not hold: a
 		 * retry may duplicate it.  An I/O error all the same. */
@@ -359,7 +390,10 @@ out:;
 	p->npending = 0;
 	if (lock != -1)
 		close(lock);
-	q_seen_close(&seen);
+	if (ulock != -1)
+		close(ulock);
+	if (a->dedup)
+		q_seen_close(&seen);
 	errno = saved;
 	return r;
 }
@@ -525,6 +559,12 @@ q_produce_option(struct q_produceargs *a, int c, const char *arg)
 		if (q_key_error(arg))
 			bad("dedup id", arg, "1 to 256 bytes, no control characters");
 		a->dedup = arg;
+		return 1;
+	case Q_OPT_UNIQUE:
+		if ((why = q_unique_parse(arg, a->unique, sizeof a->unique,
+		    &a->unique_mode)))
+			bad("unique key", arg, why);
+		a->opt.unique = a->unique;
 		return 1;
 	case Q_OPT_CALL:
 		t = Q_FOREVER;

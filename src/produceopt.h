@@ -10,7 +10,7 @@
 #include "q.h"
 
 enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK,
-	Q_OPT_CALL };
+	Q_OPT_CALL, Q_OPT_UNIQUE };
 
 #define Q_PRODUCE_SHORTOPTS "d:l0iH:p:k:t:"
 #define Q_PRODUCE_LONGOPTS \
@@ -19,7 +19,8 @@ enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK,
 	{ "ttl", required_argument, NULL, Q_OPT_TTL }, \
 	{ "dedup", required_argument, NULL, Q_OPT_DEDUP }, \
 	{ "block", required_argument, NULL, Q_OPT_BLOCK }, \
-	{ "call", optional_argument, NULL, Q_OPT_CALL }
+	{ "call", optional_argument, NULL, Q_OPT_CALL }, \
+	{ "unique", required_argument, NULL, Q_OPT_UNIQUE }
 
 struct q_produceargs {
 	const char *spool;
@@ -30,6 +31,8 @@ struct q_produceargs {
 	struct q_pushopt opt;
 	int timing;             /* --delay and --at given */
 	const char *dedup;
+	char unique[Q_KEY_MAX + 1];     /* --unique's key, or "" */
+	int unique_mode;        /* Q_UNIQUE_* */
 	bool block;
 	bool no_block;          /* --block=0 */
 	q_time block_for;       /* 0: no limit */

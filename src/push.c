@@ -119,6 +119,8 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	m->due = o->due;
 	m->has_key = o->key != NULL;
 	m->key = o->key ? q_key_hash(o->key) : 0;
+	m->has_unique = o->unique != NULL;
+	m->unique = o->unique ? q_unique_hash(o->unique) : 0;
 	m->max_size = o->max_size ? o->max_size : q->cfg.max_message_size;
 	q_time ttl = o->ttl ? o->ttl : q->cfg.ttl;
 	/* a delayed message's time to live starts when it is due */
@@ -154,6 +156,7 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	    (cause && out_add(m, "Causation-Id", cause) == -1) ||
 	    (trace && out_add(m, "traceparent", trace) == -1) ||
 	    (o->key && out_add(m, "Key", o->key) == -1) ||
+	    (o->unique && out_add(m, "Unique-Key", o->unique) == -1) ||
 	    (o->reply_to && out_add(m, "Reply-To", o->reply_to) == -1))
 		goto fail;
 	for (int i = 0; o->user && i < o->user->n; i++) {
@@ -452,6 +455,11 @@ q_out_commit(struct q_out *m, bool dirsync)
 	 * message blocks the later ones of its key */
 	if (m->has_key && q_key_index(q, q->tmpfd, m->id, m->key, n.seq,
 	    m->id) == -1) {
+		q_out_abort(m);
+		return -1;
+	}
+	/* so is its unique entry: from the commit on, it is pending */
+	if (m->has_unique && q_unique_index(q, m->unique, m->id) == -1) {
 		q_out_abort(m);
 		return -1;
 	}

@@ -292,6 +292,7 @@ struct q_pushopt {
 	/* set by --forward; else from the environment, or new */
 	const char *id, *corr, *cause, *trace;
 	const char *reply_to;   /* Reply-To: --call's reply queue */
+	const char *unique;     /* --unique's key: Unique-Key, indexed */
 };
 
 struct q_out {
@@ -309,6 +310,8 @@ struct q_out {
 	bool has_key;
 	uint32_t key;
 	long long max_size;
+	bool has_unique;        /* indexed in unique/ before the commit */
+	uint64_t unique;
 };
 
 int q_out_begin(struct q_queue *q, const struct q_pushopt *o,
@@ -580,6 +583,7 @@ enum { Q_C_PUSHED, Q_C_ACKED, Q_C_RETRIED, Q_C_DEAD, Q_C_DROPPED,
 	Q_C_DISK /* allocated bytes: estimated, corrected by a recount */,
 	Q_C_REPLIES_DROPPED /* replies whose caller was gone */,
 	Q_C_CANCELLED /* messages cancelled (qstat --cancel) */,
+	Q_C_NOT_UNIQUE /* pushes refused by --unique */,
 	Q_NCOUNTERS = 16 };
 #define Q_COUNTERS_SIZE (Q_NCOUNTERS * 8)
 void q_count(struct q_queue *q, int slot, int64_t delta);
@@ -830,6 +834,18 @@ int q_cancel_running(struct q_queue *q, struct q_found *f, bool *signalled);
 bool q_cancel_marked(struct q_queue *q, const char *id);
 void q_cancel_unmark(struct q_queue *q, const char *id);
 void q_cancel_clean(struct q_queue *q);
+
+/* unique.c: unique while pending (q-spool(5), UNIQUE KEYS). */
+enum { Q_UNIQUE_QUEUED = 1, Q_UNIQUE_RUNNING = 2, Q_UNIQUE_BOTH = 3 };
+/* KEY[:queued|running|both] into KEY (LEN bytes) and *MODE; why not */
+const char *q_unique_parse(const char *arg, char *key, size_t len, int *mode);
+uint64_t q_unique_hash(const char *key);
+int q_unique_lock(struct q_queue *q, uint64_t hash);
+/* 1 with the id and Q_UNIQUE_* state of a message of HASH pending in a
+ * state of MODE; 0 if none; -1 on error. */
+int q_unique_pending(struct q_queue *q, uint64_t hash, int mode, char *id,
+    int *state);
+int q_unique_index(struct q_queue *q, uint64_t hash, const char *id);
 
 /* keys.c: ordering keys (q-spool(5), ORDERING KEYS). */
 #define Q_KEY_MAX 256

@@ -3,7 +3,8 @@
  *
  *	qpush [-d spool] [-l | -0] [-i] [-H 'Name: value']... [-p prio]
  *	      [-k key] [--delay=duration | --at=time] [--ttl=duration]
- *	      [--dedup=id] [--block duration] [--call[=timeout]] queue
+ *	      [--dedup=id] [--unique=key[:mode]] [--block duration]
+ *	      [--call[=timeout]] queue
  *	      [message ...]
  *
  * Each message argument is one message; with none, standard input is
@@ -20,8 +21,8 @@
 	"[-p prio]\n" \
 	"             [-k key] [-t type[@version]] [--delay=duration | --at=time] " \
 	"[--ttl=duration]\n" \
-	"             [--dedup=id] [--block duration] [--call[=timeout]] queue\n" \
-	"             [message ...]\n"
+	"             [--dedup=id] [--unique=key[:mode]] [--block duration]\n" \
+	"             [--call[=timeout]] queue [message ...]\n"
 
 int
 main(int argc, char *argv[])

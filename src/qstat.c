@@ -715,6 +715,8 @@ static const struct {
 	{ "replies_dropped", "Replies to requests whose caller was gone.",
 	    Q_C_REPLIES_DROPPED },
 	{ "cancelled", "Messages cancelled (qstat --cancel).", Q_C_CANCELLED },
+	{ "not_unique", "Pushes refused by qpush --unique: the key was pending.",
+	    Q_C_NOT_UNIQUE },
 };
 
 static void
