@@ -548,7 +548,7 @@ _qspool()
 	case $tool in
 	qpush | qpub)
 		opts='-d -l -0 -i -H -p -k -t --delay= --at= --ttl= --dedup= --block= --call --call= -h --help -V --version'
-		[[ $tool == qpush ]] && opts+=' --unique='
+		[[ $tool == qpush ]] && opts+=' --unique= --debounce='
 		argopts='-d -H -p -k -t'
 		longargs='--delay --at --ttl --dedup --block'
 		;;
@@ -739,7 +739,7 @@ _qspool()
 		esac
 		return
 		;;
-	--wait=* | --lease=* | --timeout=* | --since=* | --max-time=* | --delay=* | --at=* | --ttl=* | --dedup=* | --unique=* | --block=* | --call=* | --jobs=* | \
+	--wait=* | --lease=* | --timeout=* | --since=* | --max-time=* | --delay=* | --at=* | --ttl=* | --dedup=* | --unique=* | --debounce=* | --block=* | --call=* | --jobs=* | \
 	--breaker=* | --breaker-max=* | --rate=* | --rate-per-key=* | --concurrency-per-key=* | --sem=* | --max-load=* | --scale-*=*)
 		# A duration, a time, a rate, a name or an id: nothing to offer.
 		return

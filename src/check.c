@@ -442,7 +442,7 @@ q_check_queue(struct q_queue *q, bool repair, struct q_check *c)
 	static const char *const known[] = { "format", "seq", "counters",
 		"q.conf", "lock", "tmp", "new", "cur", "later", "dlq", "keys",
 		"dedup", "done", "fwd", "replay", "live", "flow", "paused",
-		"consumers", "hold", "cancel", "unique", NULL };
+		"consumers", "hold", "cancel", "unique", "debounce", NULL };
 	char **names;
 	size_t n;
 	struct q_stats st;

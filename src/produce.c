@@ -245,7 +245,8 @@ q_queue_commit(void *ctx, struct q_out *m, int n, int *committed)
 
 	*committed = 0;
 	for (int i = 0; i < n; i++) {
-		if (q_out_commit(&m[i], false) == -1) {
+		if ((m[i].has_debounce ? q_debounce_commit(&m[i]) :
+		    q_out_commit(&m[i], false)) == -1) {
 			r = -1;
 			break;
 		}
@@ -290,6 +291,12 @@ q_producer_check(const char *operand, const char *kind,
 	if (a->unique[0] && strcmp(kind, "topic") == 0)
 		return q_fail("--unique is for a queue: its subscriptions may"
 		    " hold the key differently");
+	if (a->debounce[0] && strcmp(kind, "topic") == 0)
+		return q_fail("--debounce is for a queue");
+	if (a->debounce[0] && (a->timing || a->call || a->unique[0] ||
+	    a->dedup))
+		return q_fail("--debounce sets the due time: not with --delay,"
+		    " --at, --call, --unique or --dedup");
 	if (a->unique[0] && (a->delim != -1 || nargs > 1))
 		return q_fail("--unique names one message: not with -l, -0 or"
 		    " several messages");
@@ -565,6 +572,12 @@ q_produce_option(struct q_produceargs *a, int c, const char *arg)
 		    &a->unique_mode)))
 			bad("unique key", arg, why);
 		a->opt.unique = a->unique;
+		return 1;
+	case Q_OPT_DEBOUNCE:
+		if ((why = q_debounce_parse(arg, a->debounce, sizeof a->debounce,
+		    &a->opt.debounce_for, &a->opt.debounce_max)))
+			bad("debounce", arg, why);
+		a->opt.debounce = a->debounce;
 		return 1;
 	case Q_OPT_CALL:
 		t = Q_FOREVER;

@@ -10,7 +10,7 @@
 #include "q.h"
 
 enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK,
-	Q_OPT_CALL, Q_OPT_UNIQUE };
+	Q_OPT_CALL, Q_OPT_UNIQUE, Q_OPT_DEBOUNCE };
 
 #define Q_PRODUCE_SHORTOPTS "d:l0iH:p:k:t:"
 #define Q_PRODUCE_LONGOPTS \
@@ -20,7 +20,8 @@ enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK,
 	{ "dedup", required_argument, NULL, Q_OPT_DEDUP }, \
 	{ "block", required_argument, NULL, Q_OPT_BLOCK }, \
 	{ "call", optional_argument, NULL, Q_OPT_CALL }, \
-	{ "unique", required_argument, NULL, Q_OPT_UNIQUE }
+	{ "unique", required_argument, NULL, Q_OPT_UNIQUE }, \
+	{ "debounce", required_argument, NULL, Q_OPT_DEBOUNCE }
 
 struct q_produceargs {
 	const char *spool;
@@ -33,6 +34,7 @@ struct q_produceargs {
 	const char *dedup;
 	char unique[Q_KEY_MAX + 1];     /* --unique's key, or "" */
 	int unique_mode;        /* Q_UNIQUE_* */
+	char debounce[Q_KEY_MAX + 1];   /* --debounce's key, or "" */
 	bool block;
 	bool no_block;          /* --block=0 */
 	q_time block_for;       /* 0: no limit */

@@ -121,6 +121,10 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	m->key = o->key ? q_key_hash(o->key) : 0;
 	m->has_unique = o->unique != NULL;
 	m->unique = o->unique ? q_unique_hash(o->unique) : 0;
+	m->has_debounce = o->debounce != NULL;
+	m->debounce = o->debounce ? q_unique_hash(o->debounce) : 0;
+	m->debounce_for = o->debounce_for;
+	m->debounce_max = o->debounce_max;
 	m->max_size = o->max_size ? o->max_size : q->cfg.max_message_size;
 	q_time ttl = o->ttl ? o->ttl : q->cfg.ttl;
 	/* a delayed message's time to live starts when it is due */
@@ -157,6 +161,7 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	    (trace && out_add(m, "traceparent", trace) == -1) ||
 	    (o->key && out_add(m, "Key", o->key) == -1) ||
 	    (o->unique && out_add(m, "Unique-Key", o->unique) == -1) ||
+	    (o->debounce && out_add(m, "Debounce-Key", o->debounce) == -1) ||
 	    (o->reply_to && out_add(m, "Reply-To", o->reply_to) == -1))
 		goto fail;
 	for (int i = 0; o->user && i < o->user->n; i++) {

@@ -293,6 +293,8 @@ struct q_pushopt {
 	const char *id, *corr, *cause, *trace;
 	const char *reply_to;   /* Reply-To: --call's reply queue */
 	const char *unique;     /* --unique's key: Unique-Key, indexed */
+	const char *debounce;   /* --debounce's key: Debounce-Key */
+	q_time debounce_for, debounce_max;
 };
 
 struct q_out {
@@ -312,6 +314,9 @@ struct q_out {
 	long long max_size;
 	bool has_unique;        /* indexed in unique/ before the commit */
 	uint64_t unique;
+	bool has_debounce;      /* committed by q_debounce_commit */
+	uint64_t debounce;
+	q_time debounce_for, debounce_max;
 };
 
 int q_out_begin(struct q_queue *q, const struct q_pushopt *o,
@@ -846,6 +851,20 @@ int q_unique_lock(struct q_queue *q, uint64_t hash);
 int q_unique_pending(struct q_queue *q, uint64_t hash, int mode, char *id,
     int *state);
 int q_unique_index(struct q_queue *q, uint64_t hash, const char *id);
+
+/* debounce.c: one message per burst (q-spool(5), DEBOUNCE). */
+struct q_waiting {              /* a debounced message still in later/ */
+	q_time first;           /* its burst's first push */
+	char id[Q_ID_LEN + 1];
+	char bucket[32], name[Q_FNAME_MAX];
+	char entry[80];
+};
+/* KEY=DUR[,max=DUR] into KEY (LEN bytes), *DUR, *MAX; why not */
+const char *q_debounce_parse(const char *arg, char *key, size_t len,
+    q_time *dur, q_time *max);
+int q_debounce_lock(struct q_queue *q, uint64_t hash);
+int q_debounce_find(struct q_queue *q, uint64_t hash, struct q_waiting *w);
+int q_debounce_commit(struct q_out *m);
 
 /* keys.c: ordering keys (q-spool(5), ORDERING KEYS). */
 #define Q_KEY_MAX 256

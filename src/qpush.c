@@ -21,7 +21,8 @@
 	"[-p prio]\n" \
 	"             [-k key] [-t type[@version]] [--delay=duration | --at=time] " \
 	"[--ttl=duration]\n" \
-	"             [--dedup=id] [--unique=key[:mode]] [--block duration]\n" \
+	"             [--dedup=id] [--unique=key[:mode]]\n" \
+	"             [--debounce=key=duration[,max=duration]] [--block duration]\n" \
 	"             [--call[=timeout]] queue [message ...]\n"
 
 int
