@@ -113,10 +113,7 @@ sem(struct q_consumeargs *a, const char *arg)
 	for (int i = 0; i < o->nsems; i++)
 		if (strcmp(o->sems[i].name, name) == 0)
 			bad("semaphore", arg, "given twice");
-	if (!(o->sems[o->nsems].name = strdup(name))) {
-		q_warn("out of memory");
-		exit(EX_OSERR);
-	}
+	strlcpy(o->sems[o->nsems].name, name, sizeof o->sems[0].name);
 	o->sems[o->nsems++].n = (int)n;
 }
 

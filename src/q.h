@@ -573,7 +573,7 @@ struct q_consumeopt {
 	q_time scale_lag, scale_step, scale_idle;
 	bool verbose;           /* -v: a line per scale change */
 	double max_load;        /* --max-load: 0 for none */
-	struct q_sem { const char *name; int n; } sems[Q_SEMS_MAX];
+	struct q_sem { char name[Q_NAME_MAX + 1]; int n; } sems[Q_SEMS_MAX];
 	int nsems;
 };
 #define Q_RECOVER_INTERVAL (2 * Q_SEC)
