@@ -71,28 +71,6 @@ debounce_dir(struct q_queue *q)
 	return q_subdir(q, q->dirfd, "debounce", true);
 }
 
-int
-q_debounce_lock(struct q_queue *q, uint64_t hash)
-{
-	char slot[8];
-	int dfd = debounce_dir(q), fd;
-
-	if (dfd == -1)
-		return q_fail("cannot open %s/debounce", q->operand);
-	snprintf(slot, sizeof slot, "%02x", (unsigned)(hash % 256));
-	fd = q_open_create(dfd, slot, O_RDWR);
-	close(dfd);
-	if (fd == -1)
-		return q_fail("cannot open %s/debounce/%s", q->operand, slot);
-	while (flock(fd, LOCK_EX) == -1)
-		if (errno != EINTR) {
-			close(fd);
-			return q_fail("cannot lock %s/debounce/%s", q->operand,
-			    slot);
-		}
-	return fd;
-}
-
 /* The key's directory of entries (made if CREATE), or -1. */
 static int
 key_dir(struct q_queue *q, uint64_t hash, bool create)
@@ -210,7 +188,7 @@ q_debounce_commit(struct q_out *m)
 	q_time now = q_now();
 	int lock, r, kfd = -1;
 
-	if ((lock = q_debounce_lock(q, m->debounce)) == -1)
+	if ((lock = q_slot_lock(q, "debounce", m->debounce)) == -1)
 		return -1;
 	if ((r = q_debounce_find(q, m->debounce, &w)) == -1)
 		goto fail;

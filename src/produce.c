@@ -359,7 +359,7 @@ q_produce(struct q_producer *p, const struct q_produceargs *a, int nargs,
 		/* unique while pending: decided under the key's lock, from
 		 * the files that exist, and committed under it */
 		uint64_t h = q_unique_hash(a->unique);
-		if ((ulock = q_unique_lock(p->q, h)) == -1 ||
+		if ((ulock = q_slot_lock(p->q, "unique", h)) == -1 ||
 		    (r = q_unique_pending(p->q, h, a->unique_mode, orig,
 		    &state)) == -1)
 			goto out;

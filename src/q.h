@@ -845,7 +845,8 @@ enum { Q_UNIQUE_QUEUED = 1, Q_UNIQUE_RUNNING = 2, Q_UNIQUE_BOTH = 3 };
 /* KEY[:queued|running|both] into KEY (LEN bytes) and *MODE; why not */
 const char *q_unique_parse(const char *arg, char *key, size_t len, int *mode);
 uint64_t q_unique_hash(const char *key);
-int q_unique_lock(struct q_queue *q, uint64_t hash);
+/* The flock of unique/SS or debounce/SS, held: an fd, or -1. */
+int q_slot_lock(struct q_queue *q, const char *dir, uint64_t hash);
 /* 1 with the id and Q_UNIQUE_* state of a message of HASH pending in a
  * state of MODE; 0 if none; -1 on error. */
 int q_unique_pending(struct q_queue *q, uint64_t hash, int mode, char *id,
@@ -862,7 +863,6 @@ struct q_waiting {              /* a debounced message still in later/ */
 /* KEY=DUR[,max=DUR] into KEY (LEN bytes), *DUR, *MAX; why not */
 const char *q_debounce_parse(const char *arg, char *key, size_t len,
     q_time *dur, q_time *max);
-int q_debounce_lock(struct q_queue *q, uint64_t hash);
 int q_debounce_find(struct q_queue *q, uint64_t hash, struct q_waiting *w);
 int q_debounce_commit(struct q_out *m);
 

@@ -62,27 +62,29 @@ unique_dir(struct q_queue *q)
 	return q_subdir(q, q->dirfd, "unique", true);
 }
 
-/* The key's lock, taken and held (blocking: others hold it briefly). */
+/*
+ * The lock of a key's slot DIR/SS (SS: HASH mod 256), taken and held;
+ * blocking, as its holders hold it briefly.  unique/ and debounce/.
+ */
 int
-q_unique_lock(struct q_queue *q, uint64_t hash)
+q_slot_lock(struct q_queue *q, const char *dir, uint64_t hash)
 {
 	char slot[8];
-	int dfd = unique_dir(q), fd;
+	int dfd = q_subdir(q, q->dirfd, dir, true), fd;
 
 	if (dfd == -1)
-		return q_fail("cannot open %s/unique", q->operand);
+		return q_fail("cannot open %s/%s", q->operand, dir);
 	snprintf(slot, sizeof slot, "%02x", (unsigned)(hash % 256));
 	fd = q_open_create(dfd, slot, O_RDWR);
 	close(dfd);
 	if (fd == -1)
-		return q_fail("cannot open %s/unique/%s", q->operand, slot);
-	while (flock(fd, LOCK_EX) == -1) {
+		return q_fail("cannot open %s/%s/%s", q->operand, dir, slot);
+	while (flock(fd, LOCK_EX) == -1)
 		if (errno != EINTR) {
 			close(fd);
-			return q_fail("cannot lock %s/unique/%s", q->operand,
+			return q_fail("cannot lock %s/%s/%s", q->operand, dir,
 			    slot);
 		}
-	}
 	return fd;
 }
 
