@@ -110,8 +110,7 @@ in_later(struct q_queue *q, const char *id, q_time due, ino_t ino,
 	}
 	for (size_t i = 0; i < n && found == 1; i++) {
 		struct stat st;
-		if (strlen(names[i]) > 17 + Q_ID_LEN &&
-		    strncmp(names[i] + 17, id, Q_ID_LEN) == 0 &&
+		if (q_name_has_id(names[i], id, Q_ID_LEN) &&
 		    fstatat(bfd, names[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    st.st_ino == ino) {
 			strlcpy(name, names[i], Q_FNAME_MAX);

@@ -20,15 +20,6 @@
 
 #include "q.h"
 
-/* Does message file NAME have the id ID (whole, or its first letters)? */
-static bool
-has_id(const char *name, const char *id, size_t len)
-{
-	/* SEQ (16 hex digits), a dot, then the id */
-	return strlen(name) > 17 + Q_ID_LEN && name[16] == '.' &&
-	    strncmp(name + 17, id, len) == 0 && name[17 + Q_ID_LEN] == '.';
-}
-
 /* Look through one directory's names for ID; count the hits. */
 static int
 look_in(int dirfd, const char *id, enum q_where at, struct q_found *f)
@@ -41,7 +32,7 @@ look_in(int dirfd, const char *id, enum q_where at, struct q_found *f)
 	for (size_t i = 0; i < n; i++) {
 		enum q_state st;
 		struct q_name qn;
-		if (!has_id(names[i], id, len) ||
+		if (!q_name_has_id(names[i], id, len) ||
 		    q_name_parse(names[i], &qn, &st) == -1)
 			continue;
 		if (f->hits == 0) {

@@ -411,3 +411,12 @@ q_hash64(const void *p, size_t n, uint64_t h)
 	}
 	return h;
 }
+
+/* Is NAME a message file name of the id ID (its first LEN letters)? */
+bool
+q_name_has_id(const char *name, const char *id, size_t len)
+{
+	/* SEQ (16 hex digits), a dot, then the id and a dot */
+	return strlen(name) > 17 + Q_ID_LEN && name[16] == '.' &&
+	    strncmp(name + 17, id, len) == 0 && name[17 + Q_ID_LEN] == '.';
+}

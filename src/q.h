@@ -99,6 +99,7 @@ char *q_put_hex(char *p, uint64_t v, int width);
 uint64_t q_hash64(const void *p, size_t n, uint64_t h);
 q_time q_id_time(const char *id);
 int q_name_parse(const char *s, struct q_name *n, enum q_state *st);
+bool q_name_has_id(const char *name, const char *id, size_t len);
 void q_name_format(char *buf, size_t len, const struct q_name *n,
     enum q_state st);
 void q_new_bucket(char *buf, size_t len, int prio, uint64_t seq);

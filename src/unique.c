@@ -99,9 +99,7 @@ listed(int dirfd, const char *id)
 	if (dirfd == -1 || q_listdir(dirfd, &names, &n, &cap) == -1)
 		return false;
 	for (size_t i = 0; i < n && !found; i++)
-		found = strlen(names[i]) > 17 + Q_ID_LEN &&
-		    strncmp(names[i] + 17, id, Q_ID_LEN) == 0 &&
-		    names[i][17 + Q_ID_LEN] == '.';
+		found = q_name_has_id(names[i], id, Q_ID_LEN);
 	q_freelist(names, n);
 	free(names);
 	return found;
