@@ -368,10 +368,15 @@ rate_bound() {
 	qconf q 'concurrency_per_key = 2'
 	local i
 	for i in $(seq 1 6); do echo "$i" | qpush -k k q; done
-	run qpop --drain -j 4 q "$T/h"
-	assert_success
+	# handlers wait until two run at once, so the peak does not hang on timing
+	HOLD=1 spawn qpop --drain -j 4 q "$T/h"
+	wait_for running 2
+	touch "$T/go"
+	bg_wait "$BG_PID"
+	assert_equal "$BG_STATUS" 0
 	assert_equal "$(peak)" 2
-	rm "$T/peak" "$T/out"
+	assert_equal "$(wc -l <"$T/out")" 6
+	rm "$T/peak" "$T/out" "$T/go"
 	qconf r
 	for i in $(seq 1 6); do echo "$i" | qpush -k k r; done
 	run qpop --drain -j 4 r "$T/h"
