@@ -418,7 +418,7 @@ _qspool_qstat()
 			return
 			;;
 		-*)
-			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --types --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair --doctor --pause --resume --reason= --hold --release --cancel -h --help -V --version' -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --types --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair --doctor --pause --resume --reason= --hold --release --cancel --schedules -h --help -V --version' -- "$cur")
 			if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
 				compopt -o nospace 2>/dev/null
 			fi
@@ -548,7 +548,7 @@ _qspool()
 	case $tool in
 	qpush | qpub)
 		opts='-d -l -0 -i -H -p -k -t --delay= --at= --ttl= --dedup= --block= --call --call= -h --help -V --version'
-		[[ $tool == qpush ]] && opts+=' --unique= --debounce='
+		[[ $tool == qpush ]] && opts+=' --unique= --debounce= --schedule= --every= --cron= --catch-up= --overlap= --remove'
 		argopts='-d -H -p -k -t'
 		longargs='--delay --at --ttl --dedup --block'
 		;;
@@ -739,7 +739,7 @@ _qspool()
 		esac
 		return
 		;;
-	--wait=* | --lease=* | --timeout=* | --since=* | --max-time=* | --delay=* | --at=* | --ttl=* | --dedup=* | --unique=* | --debounce=* | --block=* | --call=* | --jobs=* | \
+	--wait=* | --lease=* | --timeout=* | --since=* | --max-time=* | --delay=* | --at=* | --ttl=* | --dedup=* | --unique=* | --debounce=* | --schedule=* | --every=* | --cron=* | --block=* | --call=* | --jobs=* | \
 	--breaker=* | --breaker-max=* | --rate=* | --rate-per-key=* | --concurrency-per-key=* | --sem=* | --max-load=* | --scale-*=*)
 		# A duration, a time, a rate, a name or an id: nothing to offer.
 		return

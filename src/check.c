@@ -436,13 +436,28 @@ check_seen(struct q_queue *q, struct q_check *c, bool repair)
 	}
 }
 
+/* schedules/: each spec must make a schedule (it is never guessed at). */
+static void
+check_schedules(struct q_queue *q, struct q_check *c)
+{
+	struct q_schedule_info *v;
+	int n = q_schedules_list(q, &v);
+
+	for (int i = 0; i < n; i++)
+		if (v[i].corrupt)
+			note(c, "schedules/%s/spec: not a schedule (make it again"
+			    " with qpush --schedule)", v[i].s.name);
+	free(v);
+}
+
 int
 q_check_queue(struct q_queue *q, bool repair, struct q_check *c)
 {
 	static const char *const known[] = { "format", "seq", "counters",
 		"q.conf", "lock", "tmp", "new", "cur", "later", "dlq", "keys",
 		"dedup", "done", "fwd", "replay", "live", "flow", "paused",
-		"consumers", "hold", "cancel", "unique", "debounce", NULL };
+		"consumers", "hold", "cancel", "unique", "debounce",
+		"schedules", NULL };
 	char **names;
 	size_t n;
 	struct q_stats st;
@@ -463,6 +478,7 @@ q_check_queue(struct q_queue *q, bool repair, struct q_check *c)
 	check_tmp(q, c, repair);
 	check_keys(q, c, repair);
 	check_seen(q, c, repair);
+	check_schedules(q, c);
 	if (q_stats(q, &st) == 0 && st.expired_leases) {
 		note(c, "cur: %lld expired leases not reaped yet%s",
 		    (long long)st.expired_leases, repair ? " (reaped)" : "");

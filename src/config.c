@@ -52,6 +52,7 @@ q_config_defaults(struct q_config *c)
 	c->ttl = 0;
 	c->dedup_window = 5 * 60 * Q_SEC;
 	c->idempotent_window = 24 * 3600 * Q_SEC;
+	c->schedule_grace = 60 * Q_SEC;
 	c->max_message_size = 256LL << 20;
 	c->retain = 7 * 86400 * Q_SEC;
 	c->retain_count = -1;
@@ -188,6 +189,8 @@ q_config_set(struct q_config *c, const char *key, const char *value,
 		return set_duration(&c->dedup_window, value, Q_SEC, why);
 	if (strcmp(key, "idempotent_window") == 0)
 		return set_duration(&c->idempotent_window, value, Q_SEC, why);
+	if (strcmp(key, "schedule_grace") == 0)
+		return set_duration(&c->schedule_grace, value, 100 * Q_MS, why);
 	if (strcmp(key, "ttl") == 0) {
 		if (strcmp(value, "none") == 0) {
 			c->ttl = 0;

@@ -20,7 +20,10 @@
 #define MSG_CAP (Q_HDR_MAX + 32 * 1024)
 
 static const char *const reserved[] = { "Id", "Enqueued-At", "Causation-Id",
-	"Key", "Dedup-Id", "traceparent" };
+	"Key", "Dedup-Id", "traceparent", "Schedule", "Schedule-Slot",
+	"Schedule-Every", "Schedule-Cron", "Schedule-Zone", "Schedule-Catch-Up",
+	"Schedule-Overlap", "Schedule-Since", "Schedule-Priority",
+	"Schedule-TTL" };
 
 /* An ASCII letter, digit or '-' (strspn with this set costs ~40 times
  * as much: every message's headers are checked on every delivery). */

@@ -263,6 +263,39 @@ q_queue_commit(void *ctx, struct q_out *m, int n, int *committed)
 	return r;
 }
 
+/* qpush --schedule: what goes with a definition, and with --remove. */
+static int
+schedule_check(const struct q_produceargs *a, int nargs)
+{
+	const char *zone = getenv("TZ"), *why;
+
+	if (!a->schedule) {
+		if (a->when || a->remove || a->catch_up != -1 || a->overlap != -1)
+			return q_fail("--every, --cron, --remove, --catch-up and"
+			    " --overlap go with --schedule=NAME");
+		return 0;
+	}
+	if (a->when + a->remove != 1)
+		return q_fail("--schedule needs one of --every, --cron and"
+		    " --remove");
+	if (a->remove && (nargs || a->delim != -1 || a->hs.n ||
+	    a->catch_up != -1 || a->overlap != -1 || a->print_ids))
+		return q_fail("--remove takes no message and no other option");
+	if (a->delim != -1 || nargs > 1)
+		return q_fail("a schedule has one message: not with -l, -0 or"
+		    " several messages");
+	if (a->print_ids || a->opt.key || a->timing || a->dedup ||
+	    a->unique[0] || a->debounce[0] || a->call || a->block ||
+	    a->no_block)
+		return q_fail("--schedule: not with -i, -k, --delay, --at,"
+		    " --dedup, --unique, --debounce, --call or --block");
+	if (a->sched.cron[0] && zone && zone[0] && (why = q_zone_error(zone))) {
+		errno = 0;
+		return q_fail("bad time zone '%s' (TZ): %s", zone, why);
+	}
+	return 0;
+}
+
 /* The operand and input checks qpush and qpub share; open status set. */
 int
 q_producer_check(const char *operand, const char *kind,
@@ -306,6 +339,8 @@ q_producer_check(const char *operand, const char *kind,
 	if (a->dedup && (a->delim != -1 || nargs > 1))
 		return q_fail("--dedup names one message: not with -l, -0 or"
 		    " several arguments");
+	if (schedule_check(a, nargs) == -1)
+		return -1;
 	if ((nargs == 0 && (closed & 1)) || (a->print_ids && (closed & 2))) {
 		q_set_open_status(EX_IOERR);
 		errno = EBADF;
@@ -461,6 +496,7 @@ q_produce_args_init(struct q_produceargs *a)
 	a->delim = -1;
 	a->opt.prio = Q_PRIO_DEFAULT;
 	a->opt.user = &a->hs;
+	a->catch_up = a->overlap = -1;
 }
 
 static _Noreturn void
@@ -589,6 +625,39 @@ q_produce_option(struct q_produceargs *a, int c, const char *arg)
 		a->call = true;
 		a->call_for = t == Q_FOREVER ? 0 : t;
 		return 1;
+	case Q_OPT_SCHEDULE:
+		if ((why = q_name_error(arg)))
+			bad("schedule name", arg, why);
+		a->schedule = arg;
+		strlcpy(a->sched.name, arg, sizeof a->sched.name);
+		return 1;
+	case Q_OPT_EVERY:
+		if (q_parse_duration(arg, &t, &why) == -1)
+			bad("period", arg, why);
+		if (t < Q_SCHEDULE_MIN)
+			bad("period", arg, "must be at least 10ms");
+		a->sched.every = t;
+		a->when++;
+		return 1;
+	case Q_OPT_CRON:
+		if ((why = q_cron_parse(arg, &a->sched.c)))
+			bad("cron line", arg, why);
+		if (!q_cron_next(&a->sched.c, getenv("TZ"), q_now()))
+			bad("cron line", arg, "names no time in the next 5 years");
+		strlcpy(a->sched.cron, arg, sizeof a->sched.cron);
+		a->when++;
+		return 1;
+	case Q_OPT_REMOVE:
+		a->remove = true;
+		return 1;
+	case Q_OPT_CATCH_UP:
+		if ((a->catch_up = q_catch_up_parse(arg)) == -1)
+			bad("catch-up", arg, "none, one or all");
+		return 1;
+	case Q_OPT_OVERLAP:
+		if ((a->overlap = q_overlap_parse(arg)) == -1)
+			bad("overlap", arg, "queue or skip");
+		return 1;
 	case Q_OPT_BLOCK:
 		if (q_parse_wait(arg, &t, &why) == -1)
 			bad("duration", arg, why);
@@ -614,14 +683,20 @@ q_produce_getopt(int argc, char *argv[], struct q_produceargs *a,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
+	}, pushopts[] = {
+		Q_PRODUCE_LONGOPTS,
+		Q_SCHEDULE_LONGOPTS,
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	q_setprogname(argv[0]);
 	int closed = q_std_fds();
 	q_produce_args_init(a);
-	while ((c = getopt_long(argc, argv, "+hV" Q_PRODUCE_SHORTOPTS, longopts,
-	    NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+hV" Q_PRODUCE_SHORTOPTS,
+	    strcmp(kind, "queue") == 0 ? pushopts : longopts, NULL)) != -1) {
 		if (q_produce_option(a, c, optarg))
 			continue;
 		if (c == 'h') {

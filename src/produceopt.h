@@ -10,7 +10,8 @@
 #include "q.h"
 
 enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK,
-	Q_OPT_CALL, Q_OPT_UNIQUE, Q_OPT_DEBOUNCE };
+	Q_OPT_CALL, Q_OPT_UNIQUE, Q_OPT_DEBOUNCE, Q_OPT_SCHEDULE, Q_OPT_EVERY,
+	Q_OPT_CRON, Q_OPT_REMOVE, Q_OPT_CATCH_UP, Q_OPT_OVERLAP };
 
 #define Q_PRODUCE_SHORTOPTS "d:l0iH:p:k:t:"
 #define Q_PRODUCE_LONGOPTS \
@@ -22,6 +23,14 @@ enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK,
 	{ "call", optional_argument, NULL, Q_OPT_CALL }, \
 	{ "unique", required_argument, NULL, Q_OPT_UNIQUE }, \
 	{ "debounce", required_argument, NULL, Q_OPT_DEBOUNCE }
+/* qpush only: a queue's schedules */
+#define Q_SCHEDULE_LONGOPTS \
+	{ "schedule", required_argument, NULL, Q_OPT_SCHEDULE }, \
+	{ "every", required_argument, NULL, Q_OPT_EVERY }, \
+	{ "cron", required_argument, NULL, Q_OPT_CRON }, \
+	{ "remove", no_argument, NULL, Q_OPT_REMOVE }, \
+	{ "catch-up", required_argument, NULL, Q_OPT_CATCH_UP }, \
+	{ "overlap", required_argument, NULL, Q_OPT_OVERLAP }
 
 struct q_produceargs {
 	const char *spool;
@@ -40,6 +49,12 @@ struct q_produceargs {
 	q_time block_for;       /* 0: no limit */
 	bool call;              /* --call: wait for the reply */
 	q_time call_for;        /* 0: no limit */
+	/* qpush --schedule: define (--every, --cron) or --remove */
+	const char *schedule;
+	bool remove;
+	int when;               /* --every and --cron given */
+	int catch_up, overlap;  /* -1: not given */
+	struct q_schedule sched;
 };
 
 void q_produce_args_init(struct q_produceargs *a);

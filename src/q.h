@@ -140,6 +140,7 @@ struct q_config {
 	long long key_rate_n;   /* rate_per_key = N/DUR */
 	q_time key_rate_per;
 	long long key_concurrency;      /* concurrency_per_key, 1: ordered */
+	q_time schedule_grace;  /* catch-up=none: how late a slot is on time */
 };
 
 void q_config_defaults(struct q_config *c);
@@ -756,6 +757,7 @@ enum { Q_F_PAUSED /* mirrors the file paused: since when, or 0 */,
 	Q_F_PROBE /* the half-open probe's deadline, 0: none */,
 	Q_F_RATE /* the rate limit's token bucket */,
 	Q_F_OPENED /* times the breaker opened */,
+	Q_F_SCHED /* schedules: the next slot, ms, above a change count */,
 	Q_F_KEY_RATE = 64, Q_F_KEY_RATE_SLOTS = 256 };
 #define Q_FLOW_SIZE 4096
 enum { Q_BREAKER_CLOSED, Q_BREAKER_OPEN, Q_BREAKER_HALF };
@@ -866,6 +868,58 @@ const char *q_debounce_parse(const char *arg, char *key, size_t len,
     q_time *dur, q_time *max);
 int q_debounce_find(struct q_queue *q, uint64_t hash, struct q_waiting *w);
 int q_debounce_commit(struct q_out *m);
+
+/* cron.c: crontab(5) lines, and the next time they name in a zone. */
+struct q_cron {
+	uint64_t min;           /* bit N: minute N */
+	uint32_t hour, dom;     /* hours 0-23, days of the month 1-31 */
+	uint16_t mon;           /* 1-12 */
+	uint8_t dow;            /* 0-6, Sunday 0 */
+	bool min_any, hour_any, dom_any, mon_any, dow_any;     /* '*' */
+};
+const char *q_cron_parse(const char *line, struct q_cron *c);
+/* The first time after AFTER that C names in ZONE ("": local), or 0. */
+q_time q_cron_next(const struct q_cron *c, const char *zone, q_time after);
+const char *q_zone_error(const char *zone);
+
+/* schedule.c: recurring messages (q-spool(5), SCHEDULES). */
+enum { Q_CATCH_NONE, Q_CATCH_ONE, Q_CATCH_ALL };
+enum { Q_OVERLAP_QUEUE, Q_OVERLAP_SKIP };
+#define Q_SCHEDULE_MIN (10 * Q_MS)      /* the shortest --every */
+struct q_schedule {
+	char name[Q_NAME_MAX + 1];
+	q_time every;           /* --every, or 0: cron */
+	char cron[256];
+	struct q_cron c;
+	char zone[256];         /* the cron line's TZ, "": local time */
+	int catch_up, overlap;  /* Q_CATCH_*, Q_OVERLAP_* */
+	q_time since;           /* defined then: its slots come after */
+	int prio;
+	q_time ttl;             /* of each occurrence, 0: the queue's */
+};
+struct q_schedule_def {         /* the sink of a definition */
+	struct q_queue *q;
+	const char *name;
+};
+enum { Q_SLOT_NONE, Q_SLOT_PENDING, Q_SLOT_DONE, Q_SLOT_SKIPPED };
+struct q_schedule_info {
+	struct q_schedule s;
+	bool corrupt;
+	q_time last;            /* the newest slot taken, 0: none */
+	int state;              /* Q_SLOT_* of it */
+	q_time next;            /* its next slot, 0: none */
+};
+int q_catch_up_parse(const char *s);
+int q_overlap_parse(const char *s);
+const char *q_catch_up_name(int v);
+const char *q_overlap_name(int v);
+q_time q_schedule_next(const struct q_schedule *s, q_time after);
+int q_schedule_headers(const struct q_schedule *s, struct q_headers *hs,
+    char buf[][32]);
+int q_schedule_commit(void *ctx, struct q_out *m, int n, int *committed);
+int q_schedule_remove(struct q_queue *q, const char *name);
+int q_schedules_run(struct q_queue *q, struct q_upkeep *u);
+int q_schedules_list(struct q_queue *q, struct q_schedule_info **out);
 
 /* keys.c: ordering keys (q-spool(5), ORDERING KEYS). */
 #define Q_KEY_MAX 256

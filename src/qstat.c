@@ -25,6 +25,7 @@
 #include <vis.h>
 
 #include "q.h"
+#include "qstat_time.h"
 
 #define USAGE "usage: qstat [-d spool] [-s sub] [--json [--types] | --prom] " \
 	"[--max-age=duration]\n" \
@@ -33,11 +34,13 @@
 	"       qstat [-d spool] [-s sub] --pause [--reason text] | --resume" \
 	" queue | topic ...\n" \
 	"       qstat [-d spool] [-s sub] --hold | --release | --cancel" \
-	" queue | topic id ...\n"
+	" queue | topic id ...\n" \
+	"       qstat [-d spool] [--json] --schedules [queue ...]\n"
 
 enum { OPT_JSON = 256, OPT_PROM, OPT_MAXAGE, OPT_MAXOLDEST, OPT_MAXDEPTH,
 	OPT_MAXDEAD, OPT_REAP, OPT_CHECK, OPT_REPAIR, OPT_DOCTOR, OPT_TYPES,
-	OPT_PAUSE, OPT_RESUME, OPT_REASON, OPT_HOLD, OPT_RELEASE, OPT_CANCEL };
+	OPT_PAUSE, OPT_RESUME, OPT_REASON, OPT_HOLD, OPT_RELEASE, OPT_CANCEL,
+	OPT_SCHEDULES };
 enum format { HUMAN, JSON, PROM };
 
 /* One queue or subscription. */
@@ -71,6 +74,7 @@ struct opts {
 	long long max_depth, max_dead;
 	bool reap, check, repair, doctor, types;
 	bool pause, resume;
+	bool schedules;         /* --schedules: the view of schedules */
 	const char *reason;
 	int byid;               /* OPT_HOLD, OPT_RELEASE, OPT_CANCEL, or 0 */
 	struct q_config cfg;
@@ -188,7 +192,8 @@ reap_queue(struct q_queue *q)
 {
 	struct q_upkeep u = { 0 };
 
-	if (q_reap(q, &u) == -1 || q_promote(q, &u) == -1 ||
+	q_flow_open(q, true);   /* without it, no hint: still a pass */
+	if (q_schedules_run(q, &u) == -1 || q_reap(q, &u) == -1 || q_promote(q, &u) == -1 ||
 	    q_clean_tmp(q, &u) == -1) {
 		q_warnq();
 		status = EX_IOERR;
@@ -460,6 +465,26 @@ doctor_operand(struct opts *o, const char *operand)
 	q_queue_close(&q);
 }
 
+/* --schedules: a queue's; a topic has none. */
+static void
+schedules_operand(struct opts *o, const char *operand)
+{
+	struct q_queue q;
+
+	if (q_operand_kind(&o->cfg, operand) == Q_KIND_TOPIC)
+		return;
+	if (q_queue_open(&q, &o->cfg, operand, Q_OPEN_EXISTING) == -1) {
+		q_warnq();
+		status = q_open_status();
+		return;
+	}
+	if (qstat_schedules_add(&q, operand) == -1) {
+		q_warnq();
+		status = EX_IOERR;
+	}
+	q_queue_close(&q);
+}
+
 static void
 do_operand(struct opts *o, const char *operand)
 {
@@ -467,6 +492,10 @@ do_operand(struct opts *o, const char *operand)
 
 	if (o->doctor) {
 		doctor_operand(o, operand);
+		return;
+	}
+	if (o->schedules) {
+		schedules_operand(o, operand);
 		return;
 	}
 	if (q_operand_kind(&o->cfg, operand) == Q_KIND_TOPIC) {
@@ -1193,6 +1222,7 @@ main(int argc, char *argv[])
 		{ "hold", no_argument, NULL, OPT_HOLD },
 		{ "release", no_argument, NULL, OPT_RELEASE },
 		{ "cancel", no_argument, NULL, OPT_CANCEL },
+		{ "schedules", no_argument, NULL, OPT_SCHEDULES },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -1250,6 +1280,7 @@ main(int argc, char *argv[])
 			o.byid = c;
 			break;
 		case OPT_RESUME: o.resume = true; break;
+		case OPT_SCHEDULES: o.schedules = true; break;
 		case OPT_REASON:
 			if ((why = q_reason_error(optarg))) {
 				q_warnx("bad reason '%s': %s", optarg, why);
@@ -1308,6 +1339,14 @@ main(int argc, char *argv[])
 		q_warnx("--pause and --resume change a queue: one of them, alone");
 		return EX_USAGE;
 	}
+	if (o.schedules && (o.fmt == PROM || o.sub || o.reap || o.check ||
+	    o.doctor || o.types || o.pause || o.resume || o.byid ||
+	    o.max_age >= 0 || o.max_oldest >= 0 || o.max_depth >= 0 ||
+	    o.max_dead >= 0)) {
+		q_warnx("--schedules is a view of its own: only --json goes"
+		    " with it");
+		return EX_USAGE;
+	}
 	if (o.reason && !o.pause) {
 		q_warnx("--reason goes with --pause");
 		return EX_USAGE;
@@ -1344,7 +1383,9 @@ main(int argc, char *argv[])
 		if (!again)
 			do_operand(&o, argv[i]);
 	}
-	if (o.doctor) {
+	if (o.schedules) {
+		qstat_schedules_print(o.fmt == JSON);
+	} else if (o.doctor) {
 		if (print_doctor(&o) && !status)
 			status = 1;
 	} else if (!o.reap && !o.check && !o.pause && !o.resume) {
