@@ -166,9 +166,14 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 		if (s->bucketfd != -1 && s->more) {
 			char last[Q_FNAME_MAX];
 			strlcpy(last, s->names[s->n - 1], sizeof last);
-			if (list_bucket(s, last) == -1)
-				return q_fail("cannot read %s/new/%s",
-				    q->operand, s->bucket);
+			if (list_bucket(s, last) == -1) {
+				if (errno != ENOENT)
+					return q_fail("cannot read %s/new/%s",
+					    q->operand, s->bucket);
+				/* removed as empty by another consumer since */
+				s->n = 0;
+				s->more = false;
+			}
 			continue;
 		}
 		if (s->bucketfd != -1) {
@@ -208,11 +213,17 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 		}
 		strlcpy(s->bucket, s->buckets[b], sizeof s->bucket);
 		s->bucketfd = q_open_bucket(q->newfd, s->bucket);
+		q_fault("after-bucket-open");
 		if (s->bucketfd == -1 ||
 		    list_bucket(s, NULL) == -1) {
-			if (s->bucketfd == -1 && (errno == ENOENT ||
-			    errno == ELOOP || errno == ENOTDIR)) {
-				/* gone, or a planted symlink: skip it */
+			/* gone (before the open, or between the open and the
+			 * listing: removed as empty), or a planted symlink */
+			if (errno == ENOENT || (s->bucketfd == -1 &&
+			    (errno == ELOOP || errno == ENOTDIR))) {
+				if (s->bucketfd != -1)
+					close(s->bucketfd);
+				s->bucketfd = -1;
+				s->n = 0;
 				strlcpy(s->after, s->bucket, sizeof s->after);
 				continue;
 			}

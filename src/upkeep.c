@@ -91,7 +91,10 @@ q_promote(struct q_queue *q, struct q_upkeep *u)
 		if (fd == -1)
 			continue;
 		if (q_listdir(fd, &names, &n, &cap) == -1) {
-			r = q_fail("cannot read %s/later/%s", q->operand, buckets[b]);
+			/* ENOENT: removed as empty by another consumer since */
+			if (errno != ENOENT)
+				r = q_fail("cannot read %s/later/%s", q->operand,
+				    buckets[b]);
 			close(fd);
 			continue;
 		}

@@ -181,3 +181,18 @@ consumers() {
 	assert_equal "$BG_STATUS" 0
 	seq 1 50 | sed 's/^/m/' | diff - "$T/out"
 }
+
+@test "concurrency: a bucket removed between a consumer's open and its listing is passed over" {
+	need_fault_points
+	qpush q first
+	# the sequence moves past the first bucket: once empty and idle, it goes
+	seq 1 1100 | qpush -l -p 6 q
+	QSPOOL_STOP_AT=after-bucket-open spawn "$QSPOOL_BIN/qpop" -n1 q
+	local pid=$BG_PID
+	wait_for stopped "$pid"
+	qpop -n1 q >/dev/null
+	wait_for eval 'qpop --peek -n1 q >/dev/null; [[ ! -d $QSPOOL/q/new/5-000000000000 ]]'
+	kill -CONT "$pid"
+	bg_wait "$pid"
+	assert_equal "$BG_STATUS" 0
+}
