@@ -317,6 +317,18 @@ _qspool_qdlq()
 	mapfile -t COMPREPLY < <(compgen -W "$(_qspool_dlq_ids "$qdir")" -- "$cur")
 }
 
+# _qspool_value WORDS: complete the value of the --option=VALUE being
+# typed (curpart, from _qspool) from WORDS; whether or not `=' breaks
+# words here, the reply replaces what bash will replace.
+_qspool_value()
+{
+	if [[ $curpart == --*=* ]]; then
+		mapfile -t COMPREPLY < <(compgen -P "${curpart%%=*}=" -W "$1" -- "${curpart#*=}")
+	else
+		mapfile -t COMPREPLY < <(compgen -W "$1" -- "$curpart")
+	fi
+}
+
 # qstat [-d DIR] [-s SUB] [OPTION...] [QUEUE|TOPIC...]: called by _qspool
 # with its words, cword, cur and curpart.  Options come before the
 # operands (a word after the first operand is an operand); any number of
@@ -418,7 +430,7 @@ _qspool_qstat()
 			return
 			;;
 		-*)
-			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --types --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair --doctor --pause --resume --reason= --hold --release --cancel --schedules -h --help -V --version' -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W '-d -s --json --types --prom --max-age= --max-oldest= --max-depth= --max-dead= --reap --check --repair --doctor --pause --resume --reason= --hold --release --cancel --schedules --batches -h --help -V --version' -- "$cur")
 			if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *= ]]; then
 				compopt -o nospace 2>/dev/null
 			fi
@@ -548,7 +560,7 @@ _qspool()
 	case $tool in
 	qpush | qpub)
 		opts='-d -l -0 -i -H -p -k -t --delay= --at= --ttl= --dedup= --block= --call --call= -h --help -V --version'
-		[[ $tool == qpush ]] && opts+=' --unique= --debounce= --schedule= --every= --cron= --catch-up= --overlap= --remove'
+		[[ $tool == qpush ]] && opts+=' --unique= --debounce= --schedule= --every= --cron= --catch-up= --overlap= --remove --batch= --then= --on='
 		argopts='-d -H -p -k -t'
 		longargs='--delay --at --ttl --dedup --block'
 		;;
@@ -739,7 +751,24 @@ _qspool()
 		esac
 		return
 		;;
-	--wait=* | --lease=* | --timeout=* | --since=* | --max-time=* | --delay=* | --at=* | --ttl=* | --dedup=* | --unique=* | --debounce=* | --schedule=* | --every=* | --cron=* | --block=* | --call=* | --jobs=* | \
+	--then=*)
+		# qpush --batch --then=QUEUE: the callback's queue
+		[[ $tool == qpush ]] && _qspool_value "$(_qspool_queues "$(_qspool_root "$dir")" plain)"
+		return
+		;;
+	--on=*)
+		[[ $tool == qpush ]] && _qspool_value 'success complete'
+		return
+		;;
+	--catch-up=*)
+		[[ $tool == qpush ]] && _qspool_value 'none one all'
+		return
+		;;
+	--overlap=*)
+		[[ $tool == qpush ]] && _qspool_value 'queue skip'
+		return
+		;;
+	--wait=* | --lease=* | --timeout=* | --since=* | --max-time=* | --delay=* | --at=* | --ttl=* | --dedup=* | --unique=* | --debounce=* | --schedule=* | --every=* | --cron=* | --batch=* | --block=* | --call=* | --jobs=* | \
 	--breaker=* | --breaker-max=* | --rate=* | --rate-per-key=* | --concurrency-per-key=* | --sem=* | --max-load=* | --scale-*=*)
 		# A duration, a time, a rate, a name or an id: nothing to offer.
 		return

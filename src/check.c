@@ -603,8 +603,9 @@ q_check_root(int rootfd, const struct q_config *cfg, bool repair,
 		struct stat sb;
 		if (kind_of(rootfd, names[i], &sb) == -1)
 			continue;
-		if (strcmp(names[i], "sems") == 0 && S_ISDIR(sb.st_mode))
-			continue;       /* the semaphores (sem.c) */
+		if ((strcmp(names[i], "sems") == 0 ||
+		    strcmp(names[i], "batches") == 0) && S_ISDIR(sb.st_mode))
+			continue;       /* the semaphores, the batches */
 		if (!S_ISDIR(sb.st_mode)) {
 			note(c, "%s: not a queue or topic (%s)", names[i],
 			    S_ISLNK(sb.st_mode) ? "a symlink" : "not a directory");

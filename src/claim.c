@@ -565,6 +565,7 @@ q_ack(struct q_queue *q, struct q_lease *l)
 	if (remove_claimed(q, l, "ack") == -1)
 		return -1;
 	q_count(q, Q_C_ACKED, 1);
+	q_batch_left(q, l);
 	return 0;
 }
 
@@ -583,6 +584,7 @@ q_expire(struct q_queue *q, struct q_lease *l)
 	if (remove_claimed(q, l, "drop expired message") == -1)
 		return -1;
 	q_count(q, Q_C_EXPIRED, 1);
+	q_batch_left(q, l);
 	return 0;
 }
 
@@ -735,6 +737,7 @@ q_bury(struct q_queue *q, struct q_lease *l, const struct q_diag *d)
 	q_count(q, strcmp(d->reason, "expired") == 0 ? Q_C_EXPIRED :
 	    strcmp(d->reason, "cancelled") == 0 ? Q_C_CANCELLED : Q_C_DEAD, 1);
 	q_count(q, Q_C_BYTES_OUT, st.st_size);
+	q_batch_left(q, l);     /* a member failed: done, for on=complete */
 	return 0;
 }
 

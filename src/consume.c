@@ -54,6 +54,7 @@ struct run {
 	bool failed, lost, exec_failed, io_error, stopping, signalled, gone;
 	bool corrupt_seen;      /* --peek passed a corrupt message over */
 	q_time stop_at, upkeep_at, next_event, wait_until, budget_end;
+	q_time batches_at;      /* the next look at the spool's batches */
 	q_time recover_at;      /* next o->recover */
 	struct q_seen done;     /* --idempotent */
 	struct pollfd *pollfds;
@@ -192,6 +193,11 @@ upkeep(struct run *r)
 	if (r->o->recover && !r->gone && q_now() >= r->recover_at) {
 		recovered = r->o->recover(r->o->check_arg) > 0;
 		r->recover_at = q_now() + Q_RECOVER_INTERVAL;
+	}
+	/* batches whose last member's consumer died before it settled */
+	if (q_now() >= r->batches_at) {
+		q_batches_upkeep(&r->q->cfg);
+		r->batches_at = q_now() + Q_RECOVER_INTERVAL;
 	}
 	if (u.reaped || u.promoted || recovered)
 		q_scan_restart(&r->scan);       /* they may be ahead of us */

@@ -23,7 +23,8 @@ static const char *const reserved[] = { "Id", "Enqueued-At", "Causation-Id",
 	"Key", "Dedup-Id", "traceparent", "Schedule", "Schedule-Slot",
 	"Schedule-Every", "Schedule-Cron", "Schedule-Zone", "Schedule-Catch-Up",
 	"Schedule-Overlap", "Schedule-Since", "Schedule-Priority",
-	"Schedule-TTL" };
+	"Schedule-TTL", "Batch", "Batch-Then", "Batch-On", "Batch-Priority",
+	"Batch-Members", "Batch-Succeeded", "Batch-Failed" };
 
 /* An ASCII letter, digit or '-' (strspn with this set costs ~40 times
  * as much: every message's headers are checked on every delivery). */

@@ -48,6 +48,8 @@ q_operand_error(const char *operand)
 		return NULL;
 	if (strcmp(operand, "sems") == 0)
 		return "reserved: the spool's semaphores live there";
+	if (strcmp(operand, "batches") == 0)
+		return "reserved: the spool's batches live there";
 	return q_name_error(operand);
 }
 

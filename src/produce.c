@@ -244,7 +244,9 @@ q_queue_commit(void *ctx, struct q_out *m, int n, int *committed)
 	int r = 0;
 
 	*committed = 0;
-	for (int i = 0; i < n; i++) {
+	if (n > 0 && m[0].batch)        /* members, under the batch's lock */
+		r = q_batch_commit(q, m, n, committed);
+	for (int i = 0; i < n && !m[0].batch; i++) {
 		if ((m[i].has_debounce ? q_debounce_commit(&m[i]) :
 		    q_out_commit(&m[i], false)) == -1) {
 			r = -1;
@@ -296,6 +298,36 @@ schedule_check(const struct q_produceargs *a, int nargs)
 	return 0;
 }
 
+/* qpush --batch: members, or the callback with --then. */
+static int
+batch_check(const char *operand, const struct q_produceargs *a, int nargs)
+{
+	if (!a->opt.batch) {
+		if (a->then || a->on != -1)
+			return q_fail("--then and --on go with --batch=NAME");
+		return 0;
+	}
+	if (a->schedule || a->opt.unique || a->opt.debounce || a->call)
+		return q_fail("--batch: not with --schedule, --unique,"
+		    " --debounce or --call");
+	if (a->then) {
+		if (a->delim != -1 || nargs > 1)
+			return q_fail("a batch has one callback: not with -l, -0"
+			    " or several messages");
+		if (a->opt.key || a->timing || a->dedup || a->opt.ttl ||
+		    a->block || a->no_block)
+			return q_fail("--then: not with -k, --delay, --at, --ttl,"
+			    " --dedup or --block");
+		return 0;
+	}
+	if (a->on != -1)
+		return q_fail("--on goes with --then");
+	if (operand[0] == '/' || operand[0] == '.')
+		return q_fail("--batch: a member's queue is a name under the"
+		    " spool root, not a path");
+	return 0;
+}
+
 /* The operand and input checks qpush and qpub share; open status set. */
 int
 q_producer_check(const char *operand, const char *kind,
@@ -339,7 +371,8 @@ q_producer_check(const char *operand, const char *kind,
 	if (a->dedup && (a->delim != -1 || nargs > 1))
 		return q_fail("--dedup names one message: not with -l, -0 or"
 		    " several arguments");
-	if (schedule_check(a, nargs) == -1)
+	if (schedule_check(a, nargs) == -1 ||
+	    batch_check(operand, a, nargs) == -1)
 		return -1;
 	if ((nargs == 0 && (closed & 1)) || (a->print_ids && (closed & 2))) {
 		q_set_open_status(EX_IOERR);
@@ -481,6 +514,10 @@ q_produce_exit(int r)
 	}
 	if (r == 0)
 		return 0;
+	if (errno == EBUSY) {           /* a batch armed or fired meanwhile */
+		q_warnx("%s", q_what());
+		exit(EX_USAGE);
+	}
 	if (errno == EMSGSIZE || errno == EAGAIN) {
 		q_warnx("%s", q_what());
 		exit(errno == EAGAIN ? EX_TEMPFAIL : EX_DATAERR);
@@ -496,7 +533,7 @@ q_produce_args_init(struct q_produceargs *a)
 	a->delim = -1;
 	a->opt.prio = Q_PRIO_DEFAULT;
 	a->opt.user = &a->hs;
-	a->catch_up = a->overlap = -1;
+	a->catch_up = a->overlap = a->on = -1;
 }
 
 static _Noreturn void
@@ -650,6 +687,20 @@ q_produce_option(struct q_produceargs *a, int c, const char *arg)
 	case Q_OPT_REMOVE:
 		a->remove = true;
 		return 1;
+	case Q_OPT_BATCH:
+		if ((why = q_name_error(arg)))
+			bad("batch name", arg, why);
+		a->opt.batch = arg;
+		return 1;
+	case Q_OPT_THEN:
+		if ((why = q_operand_error(arg)))
+			bad("queue name", arg, why);
+		a->then = arg;
+		return 1;
+	case Q_OPT_ON:
+		if ((a->on = q_batch_on_parse(arg)) == -1)
+			bad("--on", arg, "success or complete");
+		return 1;
 	case Q_OPT_CATCH_UP:
 		if ((a->catch_up = q_catch_up_parse(arg)) == -1)
 			bad("catch-up", arg, "none, one or all");
@@ -709,6 +760,12 @@ q_produce_getopt(int argc, char *argv[], struct q_produceargs *a,
 		}
 		fputs(usage, stderr);
 		exit(EX_USAGE);
+	}
+	if (a->then) {
+		/* --then names the queue: what follows is the message */
+		if (q_producer_check(a->then, kind, a, argc - optind, closed) == -1)
+			q_exitq(q_open_status());
+		return optind - 1;
 	}
 	if (optind >= argc) {
 		fputs(usage, stderr);

@@ -11,7 +11,8 @@
 
 enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK,
 	Q_OPT_CALL, Q_OPT_UNIQUE, Q_OPT_DEBOUNCE, Q_OPT_SCHEDULE, Q_OPT_EVERY,
-	Q_OPT_CRON, Q_OPT_REMOVE, Q_OPT_CATCH_UP, Q_OPT_OVERLAP };
+	Q_OPT_CRON, Q_OPT_REMOVE, Q_OPT_CATCH_UP, Q_OPT_OVERLAP, Q_OPT_BATCH,
+	Q_OPT_THEN, Q_OPT_ON };
 
 #define Q_PRODUCE_SHORTOPTS "d:l0iH:p:k:t:"
 #define Q_PRODUCE_LONGOPTS \
@@ -23,14 +24,17 @@ enum { Q_OPT_DELAY = 400, Q_OPT_AT, Q_OPT_TTL, Q_OPT_DEDUP, Q_OPT_BLOCK,
 	{ "call", optional_argument, NULL, Q_OPT_CALL }, \
 	{ "unique", required_argument, NULL, Q_OPT_UNIQUE }, \
 	{ "debounce", required_argument, NULL, Q_OPT_DEBOUNCE }
-/* qpush only: a queue's schedules */
+/* qpush only: a queue's schedules, the spool's batches */
 #define Q_SCHEDULE_LONGOPTS \
 	{ "schedule", required_argument, NULL, Q_OPT_SCHEDULE }, \
 	{ "every", required_argument, NULL, Q_OPT_EVERY }, \
 	{ "cron", required_argument, NULL, Q_OPT_CRON }, \
 	{ "remove", no_argument, NULL, Q_OPT_REMOVE }, \
 	{ "catch-up", required_argument, NULL, Q_OPT_CATCH_UP }, \
-	{ "overlap", required_argument, NULL, Q_OPT_OVERLAP }
+	{ "overlap", required_argument, NULL, Q_OPT_OVERLAP }, \
+	{ "batch", required_argument, NULL, Q_OPT_BATCH }, \
+	{ "then", required_argument, NULL, Q_OPT_THEN }, \
+	{ "on", required_argument, NULL, Q_OPT_ON }
 
 struct q_produceargs {
 	const char *spool;
@@ -55,6 +59,9 @@ struct q_produceargs {
 	int when;               /* --every and --cron given */
 	int catch_up, overlap;  /* -1: not given */
 	struct q_schedule sched;
+	/* qpush --batch: a member, or with --then the batch's callback */
+	const char *then;
+	int on;                 /* Q_BATCH_ON_*, -1: not given */
 };
 
 void q_produce_args_init(struct q_produceargs *a);

@@ -125,6 +125,7 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	m->debounce = o->debounce ? q_unique_hash(o->debounce) : 0;
 	m->debounce_for = o->debounce_for;
 	m->debounce_max = o->debounce_max;
+	m->batch = o->batch;
 	m->max_size = o->max_size ? o->max_size : q->cfg.max_message_size;
 	q_time ttl = o->ttl ? o->ttl : q->cfg.ttl;
 	/* a delayed message's time to live starts when it is due */
@@ -162,6 +163,7 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 	    (o->key && out_add(m, "Key", o->key) == -1) ||
 	    (o->unique && out_add(m, "Unique-Key", o->unique) == -1) ||
 	    (o->debounce && out_add(m, "Debounce-Key", o->debounce) == -1) ||
+	    (o->batch && out_add(m, "Batch", o->batch) == -1) ||
 	    (o->reply_to && out_add(m, "Reply-To", o->reply_to) == -1))
 		goto fail;
 	for (int i = 0; o->user && i < o->user->n; i++) {
@@ -377,6 +379,27 @@ bucket_fd(struct q_queue *q, enum q_state st, const char *bucket, bool fresh)
 	if (*fd != -1)
 		strlcpy(name, bucket, sizeof q->newbucket);
 	return *fd;
+}
+
+/* The body of message M, as the body of OUT (a schedule's, a batch's
+ * callback's: one message made again from another). */
+int
+q_out_copy_body(struct q_out *out, const struct q_msg *m)
+{
+	char buf[16384];
+	off_t off = (off_t)m->body_off;
+
+	while (off < m->size) {
+		size_t want = m->size - off < (off_t)sizeof buf ?
+		    (size_t)(m->size - off) : sizeof buf;
+		if (q_pread_full(m->fd, buf, want, off) == -1)
+			return q_fail("cannot read a message of %s",
+			    out->q->operand);
+		if (q_out_write(out, buf, want) == -1)
+			return -1;
+		off += (off_t)want;
+	}
+	return 0;
 }
 
 /* Is new/ (or later/) itself removed: an unsubscribe deleting it? */

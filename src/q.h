@@ -297,6 +297,7 @@ struct q_pushopt {
 	const char *unique;     /* --unique's key: Unique-Key, indexed */
 	const char *debounce;   /* --debounce's key: Debounce-Key */
 	q_time debounce_for, debounce_max;
+	const char *batch;      /* --batch: a member of it (header Batch) */
 };
 
 struct q_out {
@@ -319,6 +320,7 @@ struct q_out {
 	bool has_debounce;      /* committed by q_debounce_commit */
 	uint64_t debounce;
 	q_time debounce_for, debounce_max;
+	const char *batch;      /* committed by q_batch_commit */
 };
 
 int q_out_begin(struct q_queue *q, const struct q_pushopt *o,
@@ -331,6 +333,8 @@ int q_out_finish(struct q_out *m, bool sync);
 /* The commit rename.  dirsync: fsync the target directory now. */
 int q_out_commit(struct q_out *m, bool dirsync);
 void q_out_abort(struct q_out *m);
+struct q_msg;
+int q_out_copy_body(struct q_out *out, const struct q_msg *m);
 int q_sync_new(struct q_queue *q);
 int q_place(struct q_queue *q, int fromfd, const char *from,
     const struct q_name *n, enum q_state st);
@@ -920,6 +924,31 @@ int q_schedule_commit(void *ctx, struct q_out *m, int n, int *committed);
 int q_schedule_remove(struct q_queue *q, const char *name);
 int q_schedules_run(struct q_queue *q, struct q_upkeep *u);
 int q_schedules_list(struct q_queue *q, struct q_schedule_info **out);
+
+/* batch.c: fan-in batches, SPOOL/batches/B (q-spool(5), BATCHES). */
+enum { Q_BATCH_ON_SUCCESS, Q_BATCH_ON_COMPLETE };
+struct q_batch_count {
+	int64_t members, pending, succeeded, failed;
+};
+struct q_batch_def {            /* the sink of an arming */
+	struct q_queue *q;      /* the callback's queue */
+	const char *name;
+};
+struct q_batch_info {
+	char name[Q_NAME_MAX + 1];
+	bool armed, fired;
+	char then[PATH_MAX];    /* the callback's queue, if armed */
+	int on;                 /* Q_BATCH_ON_* */
+	struct q_batch_count c;
+};
+int q_batch_on_parse(const char *s);
+int q_batch_armed(const struct q_config *cfg, const char *b);
+int q_batch_commit(struct q_queue *q, struct q_out *m, int n, int *committed);
+int q_batch_arm(void *ctx, struct q_out *m, int n, int *committed);
+int q_batch_settle(const struct q_config *cfg, const char *b);
+void q_batch_left(struct q_queue *q, const struct q_lease *l);
+void q_batches_upkeep(const struct q_config *cfg);
+int q_batches_list(const struct q_config *cfg, struct q_batch_info **out);
 
 /* keys.c: ordering keys (q-spool(5), ORDERING KEYS). */
 #define Q_KEY_MAX 256

@@ -3,7 +3,7 @@
  *
  *	qpush [-d spool] [-l | -0] [-i] [-H 'Name: value']... [-p prio]
  *	      [-k key] [--delay=duration | --at=time] [--ttl=duration]
- *	      [--dedup=id] [--unique=key[:mode]] [--block duration]
+ *	      [--dedup=id] [--unique=key[:mode]] [--batch=name] [--block duration]
  *	      [--call[=timeout]] queue
  *	      [message ...]
  *	qpush [-d spool] [-H 'Name: value']... [-p prio] [-t type]
@@ -11,6 +11,8 @@
  *	      [--catch-up=none|one|all] [--overlap=queue|skip]
  *	      --schedule=name queue [message]
  *	qpush [-d spool] --schedule=name --remove queue
+ *	qpush [-d spool] [-i] [-H 'Name: value']... [-p prio] [-t type]
+ *	      --batch=name --then=queue [--on=success|complete] [message]
  *
  * Each message argument is one message; with none, standard input is
  * one message, or with -l one per line, with -0 one per NUL-terminated
@@ -33,13 +35,42 @@
 	"             [-k key] [-t type[@version]] [--delay=duration | --at=time] " \
 	"[--ttl=duration]\n" \
 	"             [--dedup=id] [--unique=key[:mode]]\n" \
-	"             [--debounce=key=duration[,max=duration]] [--block duration]\n" \
-	"             [--call[=timeout]] queue [message ...]\n" \
+	"             [--debounce=key=duration[,max=duration]] [--batch=name]\n" \
+	"             [--block duration] [--call[=timeout]] queue [message ...]\n" \
 	"       qpush [-d spool] [-H 'Name: value']... [-p prio] [-t type[@version]]\n" \
 	"             [--ttl=duration] --every=duration | --cron='m h dom mon dow'\n" \
 	"             [--catch-up=none|one|all] [--overlap=queue|skip]\n" \
 	"             --schedule=name queue [message]\n" \
-	"       qpush [-d spool] --schedule=name --remove queue\n"
+	"       qpush [-d spool] --schedule=name --remove queue\n" \
+	"       qpush [-d spool] [-i] [-H 'Name: value']... [-p prio] [-t type[@version]]\n" \
+	"             --batch=name --then=queue [--on=success|complete] [message]\n"
+
+/* --batch --then: the message is the batch's callback, pushed to the
+ * queue when the batch is done (at once, if it is done already). */
+static int
+arm(struct q_producer *p, struct q_produceargs *a, int n,
+    char *const *messages)
+{
+	static const char *const on[] = { "success", "complete" };
+	static char prio[4];
+	struct q_batch_def d = { .q = p->q, .name = a->opt.batch };
+
+	snprintf(prio, sizeof prio, "%d", a->opt.prio);
+	if (q_header_add(&a->hs, "Batch-Then", a->then) == -1 ||
+	    q_header_add(&a->hs, "Batch-On", on[a->on == -1 ?
+	    Q_BATCH_ON_SUCCESS : a->on]) == -1 ||
+	    q_header_add(&a->hs, "Batch-Priority", prio) == -1)
+		q_exitq(EX_USAGE);
+	a->opt.batch = NULL;    /* the callback is not a member */
+	p->commit = q_batch_arm;
+	p->ctx = &d;
+	p->room = NULL;
+	p->batch = false;
+	int r = q_produce(p, a, n, messages);
+	if (r == 0 && q_batch_settle(&p->q->cfg, d.name) == -1)
+		q_warnq();      /* armed: any consumer's upkeep fires it */
+	return q_produce_exit(r);
+}
 
 /* --schedule: the message becomes the schedule's spec, not a push. */
 static int
@@ -88,7 +119,7 @@ main(int argc, char *argv[])
 	struct q_produceargs a;
 	struct q_config cfg;
 	int operand = q_produce_getopt(argc, argv, &a, "qpush", "queue", USAGE);
-	const char *name = argv[operand];
+	const char *name = a.then ? a.then : argv[operand];
 	char *const *messages = argv + operand + 1;
 	int nmessages = argc - operand - 1;
 
@@ -115,6 +146,15 @@ main(int argc, char *argv[])
 	p.batch = q.cfg.fsync == Q_FSYNC_BATCH;
 	if (a.schedule)
 		return define(&p, &a, nmessages, messages);
+	if (a.then)
+		return arm(&p, &a, nmessages, messages);
+	int armed = a.opt.batch ? q_batch_armed(&q.cfg, a.opt.batch) : 0;
+	if (armed == 1) {
+		q_warnx("batch '%s' is armed: no more members", a.opt.batch);
+		return EX_USAGE;
+	}
+	if (armed == -1)
+		q_exitq(EX_IOERR);
 	if (a.call)
 		return q_produce_call(&p, &a, q.dirfd, &q, name, nmessages,
 		    messages);

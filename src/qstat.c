@@ -35,12 +35,13 @@
 	" queue | topic ...\n" \
 	"       qstat [-d spool] [-s sub] --hold | --release | --cancel" \
 	" queue | topic id ...\n" \
-	"       qstat [-d spool] [--json] --schedules [queue ...]\n"
+	"       qstat [-d spool] [--json] --schedules [queue ...]\n" \
+	"       qstat [-d spool] [--json] --batches\n"
 
 enum { OPT_JSON = 256, OPT_PROM, OPT_MAXAGE, OPT_MAXOLDEST, OPT_MAXDEPTH,
 	OPT_MAXDEAD, OPT_REAP, OPT_CHECK, OPT_REPAIR, OPT_DOCTOR, OPT_TYPES,
 	OPT_PAUSE, OPT_RESUME, OPT_REASON, OPT_HOLD, OPT_RELEASE, OPT_CANCEL,
-	OPT_SCHEDULES };
+	OPT_SCHEDULES, OPT_BATCHES };
 enum format { HUMAN, JSON, PROM };
 
 /* One queue or subscription. */
@@ -75,6 +76,7 @@ struct opts {
 	bool reap, check, repair, doctor, types;
 	bool pause, resume;
 	bool schedules;         /* --schedules: the view of schedules */
+	bool batches;           /* --batches: the view of batches */
 	const char *reason;
 	int byid;               /* OPT_HOLD, OPT_RELEASE, OPT_CANCEL, or 0 */
 	struct q_config cfg;
@@ -1223,6 +1225,7 @@ main(int argc, char *argv[])
 		{ "release", no_argument, NULL, OPT_RELEASE },
 		{ "cancel", no_argument, NULL, OPT_CANCEL },
 		{ "schedules", no_argument, NULL, OPT_SCHEDULES },
+		{ "batches", no_argument, NULL, OPT_BATCHES },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -1281,6 +1284,7 @@ main(int argc, char *argv[])
 			break;
 		case OPT_RESUME: o.resume = true; break;
 		case OPT_SCHEDULES: o.schedules = true; break;
+		case OPT_BATCHES: o.batches = true; break;
 		case OPT_REASON:
 			if ((why = q_reason_error(optarg))) {
 				q_warnx("bad reason '%s': %s", optarg, why);
@@ -1339,12 +1343,17 @@ main(int argc, char *argv[])
 		q_warnx("--pause and --resume change a queue: one of them, alone");
 		return EX_USAGE;
 	}
-	if (o.schedules && (o.fmt == PROM || o.sub || o.reap || o.check ||
+	if (o.batches && (o.schedules || argc > 0)) {
+		q_warnx("--batches shows the spool's batches: no queue, no"
+		    " --schedules");
+		return EX_USAGE;
+	}
+	if ((o.schedules || o.batches) && (o.fmt == PROM || o.sub || o.reap || o.check ||
 	    o.doctor || o.types || o.pause || o.resume || o.byid ||
 	    o.max_age >= 0 || o.max_oldest >= 0 || o.max_depth >= 0 ||
 	    o.max_dead >= 0)) {
-		q_warnx("--schedules is a view of its own: only --json goes"
-		    " with it");
+		q_warnx("--schedules and --batches are views of their own: only"
+		    " --json goes with them");
 		return EX_USAGE;
 	}
 	if (o.reason && !o.pause) {
@@ -1374,6 +1383,19 @@ main(int argc, char *argv[])
 		q_exitq(q_config_status());
 	if (o.byid)
 		return by_id(&o, argv[0], argv + 1, argc - 1);
+	if (o.reap)
+		q_batches_upkeep(&o.cfg);       /* as a consumer's upkeep does */
+	if (o.batches) {
+		if (qstat_batches_print(&o.cfg, o.fmt == JSON) == -1) {
+			q_warnq();
+			status = EX_IOERR;
+		}
+		if (fflush(stdout) == EOF) {
+			q_warn("cannot write");
+			return EX_IOERR;
+		}
+		return status;
+	}
 	if (argc == 0)
 		do_spool(&o);
 	for (int i = 0; i < argc; i++) {

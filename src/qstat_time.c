@@ -1,6 +1,7 @@
 /*
  * qstat_time.c - qstat --schedules: each schedule of the queues named
- * (or of every queue), when it runs, its last slot and its next.
+ * (or of every queue), when it runs, its last slot and its next; qstat
+ * --batches: each batch of the spool, its members and its callback.
  */
 #include "config.h"
 
@@ -185,4 +186,58 @@ qstat_schedules_print(bool json)
 	free(srows);
 	srows = NULL;
 	nsrows = capsrows = 0;
+}
+
+static const char *const ons[] = { "success", "complete" };
+
+int
+qstat_batches_print(const struct q_config *cfg, bool json)
+{
+	struct q_batch_info *v;
+	struct q_buf b = { 0 };
+	int n = q_batches_list(cfg, &v);
+
+	if (n < 0)
+		return -1;
+	if (!json) {
+		size_t w = strlen("BATCH");
+		for (int i = 0; i < n; i++)
+			if (strlen(v[i].name) > w)
+				w = strlen(v[i].name);
+		printf("%-*s  %7s  %7s  %9s  %6s  %s\n", (int)w, "BATCH",
+		    "MEMBERS", "PENDING", "SUCCEEDED", "FAILED", "THEN");
+		for (int i = 0; i < n; i++) {
+			const struct q_batch_count *c = &v[i].c;
+			printf("%-*s  %7lld  %7lld  %9lld  %6lld  ", (int)w,
+			    v[i].name, (long long)c->members,
+			    (long long)c->pending, (long long)c->succeeded,
+			    (long long)c->failed);
+			if (v[i].armed)
+				printf("%s (on %s)%s\n", v[i].then, ons[v[i].on],
+				    v[i].fired ? ", fired" : "");
+			else
+				puts("-");
+		}
+		free(v);
+		return 0;
+	}
+	q_buf_puts(&b, "{\"batches\":[");
+	for (int i = 0; i < n; i++) {
+		const struct q_batch_count *c = &v[i].c;
+		q_buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
+		q_json_string(&b, v[i].name, strlen(v[i].name));
+		q_buf_printf(&b, ",\"members\":%lld,\"pending\":%lld,"
+		    "\"succeeded\":%lld,\"failed\":%lld",
+		    (long long)c->members, (long long)c->pending,
+		    (long long)c->succeeded, (long long)c->failed);
+		json_str(&b, "then", v[i].armed ? v[i].then : NULL);
+		json_str(&b, "on", v[i].armed ? ons[v[i].on] : NULL);
+		q_buf_printf(&b, ",\"fired\":%s}", v[i].fired ? "true" :
+		    "false");
+	}
+	q_buf_puts(&b, "]}\n");
+	fwrite(b.p, 1, b.len, stdout);
+	q_buf_free(&b);
+	free(v);
+	return 0;
 }

@@ -453,26 +453,6 @@ skip_slot(struct q_queue *q, int slotsfd, q_time t)
 	return 1;
 }
 
-/* Copy the body of spec M into OUT. */
-static int
-copy_body(struct q_queue *q, const struct q_msg *m, struct q_out *out)
-{
-	char buf[16384];
-	off_t off = (off_t)m->body_off;
-
-	while (off < m->size) {
-		size_t want = m->size - off < (off_t)sizeof buf ?
-		    (size_t)(m->size - off) : sizeof buf;
-		if (q_pread_full(m->fd, buf, want, off) == -1)
-			return q_fail("cannot read %s/schedules/spec",
-			    q->operand);
-		if (q_out_write(out, buf, want) == -1)
-			return -1;
-		off += (off_t)want;
-	}
-	return 0;
-}
-
 /*
  * Commit the occurrence of slot T: stage it as tmp/ID, link the slot's
  * marker to it (the arbiter), sync the marker, commit.  1 committed,
@@ -513,7 +493,7 @@ commit_slot(struct q_queue *q, const struct q_schedule *s,
 			return 0;
 	}
 	bool sync = q->cfg.fsync != Q_FSYNC_NEVER;
-	if (copy_body(q, spec, &out) == -1 || q_out_finish(&out, sync) == -1) {
+	if (q_out_copy_body(&out, spec) == -1 || q_out_finish(&out, sync) == -1) {
 		q_out_abort(&out);
 		return -1;
 	}

@@ -195,7 +195,8 @@ fuzz_operand(const char *s)
 {
 	const char *oe = q_operand_error(s), *ne = q_name_error(s);
 	bool path = s[0] == '/' || strncmp(s, "./", 2) == 0;
-	bool reserved = strcmp(s, "sems") == 0;   /* the semaphores' */
+	bool reserved = strcmp(s, "sems") == 0 ||  /* the semaphores' */
+	    strcmp(s, "batches") == 0;              /* the batches' */
 
 	if ((oe == NULL) != (path || (ne == NULL && !reserved)))
 		FAIL("operand '%s': q_operand_error and q_name_error disagree",
