@@ -556,7 +556,7 @@ _qspool()
 	# or the rest of theirs); longargs: the long options whose argument
 	# may be the next word.
 	local opts argopts longargs
-	local consume='-n --drain -f --follow -w --wait= --create -q --quiet --lease= --timeout= -j --jobs= -l -0 --json --no-ack --peek --lock --max-time= --idempotent --forward= -H -k -p -v --verbose --breaker= --breaker-max= --rate= --rate-per-key= --concurrency-per-key= --sem= --max-load= --scale-lag= --scale-step= --scale-idle='
+	local consume='-n --drain -f --follow -w --wait= --create -q --quiet --lease= --timeout= -j --jobs= -l -0 --json --no-ack --peek --lock --max-time= --idempotent --forward= -H -k -p -v --verbose --breaker= --breaker-max= --rate= --rate-per-key= --concurrency-per-key= --sem= --max-load= --scale-lag= --scale-step= --scale-idle= --batch --batch= --batch-paths'
 	case $tool in
 	qpush | qpub)
 		opts='-d -l -0 -i -H -p -k -t --delay= --at= --ttl= --dedup= --block= --call --call= -h --help -V --version'

@@ -130,6 +130,15 @@ q_consume_option(struct q_consumeargs *a, int c, const char *arg)
 			bad("count", arg, why);
 		o->max = v;
 		a->modes |= 1;
+		a->count = arg;
+		return 1;
+	case Q_OPT_BATCH:
+		o->batch = true;
+		if (arg)
+			o->batch_wait = duration("wait", arg);
+		return 1;
+	case Q_OPT_BATCH_PATHS:
+		o->batch_paths = true;
 		return 1;
 	case Q_OPT_DRAIN:
 		o->drain = true;
@@ -268,10 +277,46 @@ q_consume_option(struct q_consumeargs *a, int c, const char *arg)
 	return 0;
 }
 
+/* --batch: -n is the batch's size (with --drain or -f too); what a run
+ * of many messages cannot do is refused. */
+static void
+batch_check(struct q_consumeargs *a)
+{
+	struct q_consumeopt *o = &a->o;
+	const char *why;
+	long long n;
+
+	if (o->batch_paths && !o->batch)
+		usage_error("--batch-paths goes with --batch");
+	if (!o->batch)
+		return;
+	if (a->count) {
+		if (q_parse_count(a->count, 1, 100000, &n, &why) == -1)
+			bad("count", a->count, "a batch is 1 to 100000 messages");
+		o->batch_size = n;
+		if (a->modes & 6) {     /* with --drain or -f: the size only */
+			a->modes &= ~1;
+			o->max = 0;
+		}
+	}
+	if (!o->argv)
+		usage_error("--batch runs a command: give one");
+	if (a->jobs_given || a->forward || o->no_ack || o->peek || o->json ||
+	    o->idempotent || o->lock || o->max_time || a->breaker_given ||
+	    a->breaker_max_given || a->rate_given || a->key_rate_given ||
+	    a->key_conc_given || o->nsems || o->max_load)
+		usage_error("--batch: not with -j, --forward, --no-ack, --peek,"
+		    " --json, --idempotent, --lock, --max-time or flow control");
+	if (o->batch_paths && a->frames)
+		usage_error("--batch-paths gives files: not with -l or -0");
+}
+
 void
 q_consume_args_check(struct q_consumeargs *a, int closed)
 {
 	const struct q_consumeopt *o = &a->o;
+
+	batch_check(a);
 
 	if (a->modes & (a->modes - 1))   /* a repeated one: the last counts */
 		usage_error("-n, --drain and -f exclude each other");
@@ -279,7 +324,7 @@ q_consume_args_check(struct q_consumeargs *a, int closed)
 		usage_error("-l and -0 exclude each other");
 	if (o->json && (a->frames || o->argv))
 		usage_error("--json prints messages: not with -l, -0 or a command");
-	if (a->frames && o->argv && !a->forward)
+	if (a->frames && o->argv && !a->forward && !o->batch)
 		usage_error("-l and -0 frame printed messages, or with --forward"
 		    " the command's output: not with a command alone");
 	if (a->forward && (!o->argv || o->no_ack || o->peek))

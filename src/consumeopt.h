@@ -15,7 +15,7 @@ enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
 	Q_OPT_FORWARD, Q_OPT_JSON, Q_OPT_CREATE, Q_OPT_QUIET,
 	Q_OPT_BREAKER, Q_OPT_BREAKER_MAX, Q_OPT_RATE, Q_OPT_RATE_KEY,
 	Q_OPT_KEY_CONC, Q_OPT_SEM, Q_OPT_MAXLOAD, Q_OPT_SCALE_LAG,
-	Q_OPT_SCALE_STEP, Q_OPT_SCALE_IDLE,
+	Q_OPT_SCALE_STEP, Q_OPT_SCALE_IDLE, Q_OPT_BATCH, Q_OPT_BATCH_PATHS,
 	Q_OPT_TOOL = 300 /* the tool's own from here */ };
 
 /* The flow control options in a tool's usage (both indent by 12). */
@@ -53,7 +53,9 @@ enum { Q_OPT_DRAIN = 256, Q_OPT_WAIT, Q_OPT_LEASE, Q_OPT_TIMEOUT,
 	{ "max-load", required_argument, NULL, Q_OPT_MAXLOAD }, \
 	{ "scale-lag", required_argument, NULL, Q_OPT_SCALE_LAG }, \
 	{ "scale-step", required_argument, NULL, Q_OPT_SCALE_STEP }, \
-	{ "scale-idle", required_argument, NULL, Q_OPT_SCALE_IDLE }
+	{ "scale-idle", required_argument, NULL, Q_OPT_SCALE_IDLE }, \
+	{ "batch", optional_argument, NULL, Q_OPT_BATCH }, \
+	{ "batch-paths", no_argument, NULL, Q_OPT_BATCH_PATHS }
 
 struct q_consumeargs {
 	struct q_consumeopt o;
@@ -72,6 +74,7 @@ struct q_consumeargs {
 	struct q_config flow;
 	bool breaker_given, breaker_max_given, rate_given, key_rate_given,
 	    key_conc_given, scale_given;
+	const char *count;      /* the last -n: with --batch, its size */
 };
 
 void q_consume_args_init(struct q_consumeargs *a);

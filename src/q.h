@@ -536,6 +536,12 @@ struct q_runopt {
 	const struct q_lease *l;
 	const struct q_semhold *sems;   /* slots its process group holds */
 	int nsems;
+	/* qpop --batch: one run for the leases L[0..NLEASES); its standard
+	 * input INFD, QIDS and QFAILFD (FAILFD, kept open) in its
+	 * environment instead of one message's */
+	int nleases;
+	int infd, failfd;
+	const char *qids;
 };
 
 int q_run_check(const char *cmd);
@@ -581,10 +587,18 @@ struct q_consumeopt {
 	double max_load;        /* --max-load: 0 for none */
 	struct q_sem { char name[Q_NAME_MAX + 1]; int n; } sems[Q_SEMS_MAX];
 	int nsems;
+	/* qpop --batch: up to batch_size messages to one run of CMD,
+	 * waiting batch_wait for it to fill; --batch-paths */
+	bool batch, batch_paths;
+	long long batch_size;
+	q_time batch_wait;
 };
+#define Q_BATCH_DEFAULT 100     /* --batch without -n */
 #define Q_RECOVER_INTERVAL (2 * Q_SEC)
 
 int q_consume(struct q_queue *q, const struct q_consumeopt *o);
+/* consume_batch.c: qpop --batch. */
+int q_consume_batch(struct q_queue *q, const struct q_consumeopt *o);
 
 /* counters.c: cumulative counters per queue, kept in a mapped file
  * with atomic adds: no lock, no scan (q-spool(5), COUNTERS). */

@@ -4,7 +4,8 @@
  *
  *	qpop [-d spool] [-n count | --drain | -f] [-w | --wait duration]
  *	     [--lease=duration] [--timeout=duration] [-j jobs] [-l | -0]
- *	     [--no-ack] [--peek] queue [-- command [arg ...]]
+ *	     [--no-ack] [--peek] [--batch[=wait] [--batch-paths]]
+ *	     queue [-- command [arg ...]]
  */
 #include "config.h"
 
@@ -14,12 +15,14 @@
 
 #include "consumeopt.h"
 
+
 #define USAGE "usage: qpop [-d spool] [-n count | --drain | -f] " \
 	"[-w | --wait duration]\n" \
 	"            [--create] [-q] [--lease=duration] [--timeout=duration]\n" \
 	Q_CONSUME_FLOW_USAGE \
 	"            [-l | -0 | --json] [--no-ack] [--peek] [--lock]\n" \
 	"            [--max-time=duration] [--idempotent]\n" \
+	"            [--batch[=wait] [--batch-paths]]\n" \
 	"            [--forward=out] [-H 'Name: value'] [-k key] [-p prio]\n" \
 	"            queue [-- command [arg ...]]\n"
 
@@ -41,6 +44,7 @@ options(int argc, char *argv[], const struct option *longopts,
 		if (q_consume_option(a, c, optarg))
 			continue;
 		switch (c) {
+
 		case 'd':
 			*spool = optarg;
 			break;
@@ -98,7 +102,7 @@ main(int argc, char *argv[])
 	q_consume_apply(&a, &q);
 	static struct q_fwd fwd;
 	q_consume_forward(&a, &cfg, &fwd);
-	int status = q_consume(&q, &a.o);
+	int status = a.o.batch ? q_consume_batch(&q, &a.o) : q_consume(&q, &a.o);
 	if (a.forward)
 		q_forward_close(&fwd);
 	q_queue_close(&q);

@@ -29,6 +29,7 @@
 	Q_CONSUME_FLOW_USAGE \
 	"            [-l | -0 | --json] [--no-ack] [--peek] [--lock]\n" \
 	"            [--max-time=duration] [--idempotent]\n" \
+	"            [--batch[=wait] [--batch-paths]]\n" \
 	"            [--forward=out] [-H 'Name: value'] [-k key] [-p prio]\n" \
 	"            topic [-- command [arg ...]]\n" \
 	"       qsub [-d spool] -s name --unsubscribe topic\n" \
@@ -263,7 +264,8 @@ main(int argc, char *argv[])
 	ap->o.check = q_sub_check;
 	ap->o.check_arg = &s;
 	ap->o.recover = q_topic_recover_sub;
-	int status = q_consume(&s.q, &ap->o);
+	int status = ap->o.batch ? q_consume_batch(&s.q, &ap->o) :
+	    q_consume(&s.q, &ap->o);
 	if (ap->forward)
 		q_forward_close(&fwd);
 	if (q_sub_close(&s) == -1)

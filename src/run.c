@@ -146,6 +146,17 @@ make_env(const struct q_runopt *o, struct env *e)
 
 	memset(e, 0, sizeof *e);
 	env_inherit(e);
+	if (o->nleases) {
+		/* a batch: its ids and where to say which failed */
+		env_put(e, "QIDS", o->qids);
+		env_put(e, "QFAILFD", "3");    /* a shell redirects 0-9 */
+		env_put(e, "QQUEUE", o->q->operand);
+		snprintf(buf, sizeof buf, "%lld", o->q->cfg.max_attempts);
+		env_put(e, "QMAX_ATTEMPTS", buf);
+		if (o->sub)
+			env_put(e, "QSUB", o->sub);
+		goto done;
+	}
 	env_put(e, "QID", o->l->n.id);
 	env_put(e, "QQUEUE", o->q->operand);
 	snprintf(buf, sizeof buf, "%u", o->l->n.attempts);
@@ -179,6 +190,7 @@ make_env(const struct q_runopt *o, struct env *e)
 		name[j] = '\0';
 		env_put(e, name, hs->h[i].value);
 	}
+done:
 	if (e->nomem) {
 		env_free(e);
 		errno = ENOMEM;
@@ -221,13 +233,23 @@ handler(void *arg)
 	if (getppid() != sp->qpop)
 		_exit(126);
 	/* the key's lock lives as long as any process of the delivery */
-	if (o->l->keyfd != -1 && fcntl(o->l->keyfd, F_SETFD, 0) == -1)
-		goto fail;
+	for (int i = 0; i < (o->nleases ? o->nleases : 1); i++)
+		if (o->l[i].keyfd != -1 && fcntl(o->l[i].keyfd, F_SETFD, 0) == -1)
+			goto fail;
+	if (o->nleases && o->failfd != 3) {
+		/* $QFAILFD is 3: a lock's fd there moves, still held */
+		for (int i = 0; i < o->nleases; i++)
+			if (o->l[i].keyfd == 3 && fcntl(3, F_DUPFD, 10) == -1)
+				goto fail;
+		if (dup2(o->failfd, 3) == -1)
+			goto fail;
+	}
 	for (int i = 0; i < o->nsems; i++)      /* so do its semaphores' */
 		if (fcntl(o->sems->fd[i], F_SETFD, 0) == -1)
 			goto fail;
-	if (lseek(o->l->m.fd, (off_t)o->l->m.body_off, SEEK_SET) == -1 ||
-	    dup2(o->l->m.fd, 0) == -1 || dup2(sp->errw, 2) == -1 ||
+	if ((o->nleases ? dup2(o->infd, 0) == -1 :
+	    lseek(o->l->m.fd, (off_t)o->l->m.body_off, SEEK_SET) == -1 ||
+	    dup2(o->l->m.fd, 0) == -1) || dup2(sp->errw, 2) == -1 ||
 	    (o->outfd != -1 && dup2(o->outfd, 1) == -1) ||
 	    fcntl(0, F_SETFL, 0) == -1)
 		goto fail;
