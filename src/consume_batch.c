@@ -64,6 +64,7 @@ upkeep(struct brun *b)
 	if (q_reap(b->q, &u) == -1 || q_promote(b->q, &u) == -1)
 		q_warnq();
 	q_cancel_clean(b->q);
+	q_pause_refresh(b->q);  /* the file is the truth */
 	if (q_now() >= b->batches_at) {
 		q_batches_upkeep(&b->q->cfg);
 		b->batches_at = q_now() + Q_RECOVER_INTERVAL;
@@ -119,6 +120,8 @@ claim(struct brun *b)
 {
 	struct q_lease *l = &b->l[b->n];
 
+	if (q_paused(b->q))
+		return 1;       /* qstat --pause: as good as empty */
 	for (;;) {
 		int r = q_claim(b->q, &b->scan, b->q->cfg.lease, l);
 		if (r != 0)
@@ -150,8 +153,8 @@ sleep_until(struct brun *b, q_time until)
 		poll(NULL, 0, ms < 0 || ms > 1000 ? 1000 : ms);
 		return;
 	}
-	if (poll(&p, 1, ms) > 0)
-		q_wait_consume(&b->w);
+	if (poll(&p, 1, ms) > 0 && (q_wait_consume(&b->w) & Q_WOKE_FLOW))
+		q_pause_refresh(b->q);
 }
 
 /* A file in tmp/ for the run, unlinked at once: an fd, or -1. */
@@ -522,6 +525,7 @@ q_consume_batch(struct q_queue *q, const struct q_consumeopt *o)
 	q_flow_open(q, true);   /* the schedules' hint */
 	q_scan_init(&b.scan);
 	q_wait_init(&b.w, q);
+	q_wait_extra(&b.w, q->dirfd);   /* news of a pause or a resume */
 	q_clean_tmp(q, &(struct q_upkeep){ 0 });
 	upkeep(&b);
 	if (o->wait_for)
@@ -561,8 +565,11 @@ q_consume_batch(struct q_queue *q, const struct q_consumeopt *o)
 		/* nothing at all */
 		bool wait = o->follow || (o->wait && (!o->wait_for ||
 		    q_now() < b.wait_until));
-		if (!wait)
+		if (!wait) {
+			if (q_paused(q) && b.handled == 0)
+				q_warnx("%s: paused", q->operand);
 			break;
+		}
 		q_wait_watch(&b.w, q, false);
 		if (claim(&b) == 0)
 			continue;       /* raced in before the watch */

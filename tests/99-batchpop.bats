@@ -149,3 +149,18 @@ EOF
 	run qsub -s s -n 3 --batch t -- cat
 	assert_failure 1
 }
+
+@test "--batch: a paused queue is as good as empty; a waiting batch consumer goes on at the resume" {
+	qpush q a b
+	qstat --pause q
+	run --separate-stderr qpop -n 2 --batch q -- cat
+	assert_failure 1
+	assert_equal "$stderr" "qpop: q: paused"
+	spawn qpop -n 2 --batch --wait=10s q -- cat
+	local pid=$BG_PID
+	wait_for sleeping "$pid"
+	qstat --resume q
+	bg_wait "$pid"
+	assert_equal "$BG_STATUS" 0
+	has_count new q 0
+}
