@@ -19,10 +19,10 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 if [[ -n ${QSPOOL_BIN-} ]]; then
 	PATH=$QSPOOL_BIN:$PATH
-elif [[ -x $here/../src/qpush && -x $here/../src/qpop ]]; then
+elif [[ -x $here/../src/qpush && -x $here/../src/qpop && -x $here/../src/qdlq ]]; then
 	PATH=$(cd "$here/../src" && pwd):$PATH
 fi
-for tool in qpush qpop; do
+for tool in qpush qpop qdlq; do
 	if ! command -v "$tool" >/dev/null; then
 		echo "demo: $tool not found: build it (make) or set QSPOOL_BIN" >&2
 		exit 1
@@ -136,15 +136,19 @@ echo "$ndone jobs succeeded."
 echo "The broken job was tried $(grep -c '^broken.jpg ' "$work/attempts") times:"
 grep '^broken.jpg ' "$work/attempts" | sed 's/^/    /'
 
-say "The dead letter: ls $queue/dlq"
-ls -l "$queue/dlq"
+say "The dead letter: qdlq ls images"
+qdlq ls images
+id=$(qdlq ls images | awk 'NR == 1 { print $1 }')
+[[ -n $id ]] || fail "qdlq ls shows no dead letter"
 echo
-echo "A dead letter's file name carries its id, attempts and the reason"
-echo "(x...), and the .diag file beside it says what went wrong:"
+echo "qdlq show says what went wrong: the reason, the handler's exit"
+echo "status and the end of its standard error, then the message:"
+say "qdlq show images $id"
+qdlq show images "$id"
+echo
+echo "Fixed the handler? 'qdlq replay images $id' puts it back on the queue."
 diags=("$queue"/dlq/*.diag)
 [[ -f ${diags[0]} ]] || fail "no .diag file in dlq/"
-say "cat ${diags[0]##*/}"
-cat "${diags[0]}"
 
 # ---------------------------------------------------------------------
 # Check the outcome, so that the demo doubles as a test.

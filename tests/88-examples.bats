@@ -234,7 +234,7 @@ EOF
 }
 
 @test "the README builds what a user installs: no test-only configure flag" {
-	run grep -E '^sudo apt-get install .* && autoreconf -fi && \./configure && make && examples/demo\.sh$' "$QSPOOL_SRCDIR/README.md"
+	run grep -E '^sudo=\$\(command -v sudo\); \$sudo apt-get update && \$sudo apt-get install -y .* && autoreconf -fi && \./configure && make && examples/demo\.sh$' "$QSPOOL_SRCDIR/README.md"
 	assert_success
 	run grep -e '--enable-fault-points' "$QSPOOL_SRCDIR/README.md" "$QSPOOL_SRCDIR/.ci/run"
 	assert_failure 1
