@@ -38,13 +38,16 @@ struct brun {
 	q_time upkeep_at, next_event, batches_at, wait_until, recover_at;
 };
 
-static volatile sig_atomic_t got_stop;
+static volatile sig_atomic_t got_stop, got_quit;
 
+/* qpop(1), SIGNALS: stop taking messages; a run still going after the
+ * grace period is stopped (SIGQUIT: at once) and its messages go back */
 static void
 on_stop(int sig)
 {
-	(void)sig;
-	got_stop++;
+	got_stop = 1;
+	if (sig == SIGQUIT)
+		got_quit = 1;
 }
 
 static q_time
@@ -400,7 +403,7 @@ run_batch(struct brun *b)
 	heartbeat(b);
 	q_time now = q_now(), next_hb = now + b->q->cfg.lease / 3;
 	q_time deadline = b->q->cfg.timeout ? now + b->q->cfg.timeout : 0;
-	q_time kill_at = 0;
+	q_time kill_at = 0, stop_seen = 0;
 	bool timed_out = false, stopped = false;
 	for (;;) {
 		pid_t w = waitpid(c.pid, &status, WNOHANG);
@@ -416,8 +419,11 @@ run_batch(struct brun *b)
 			kill(-c.pid, SIGTERM);
 			kill_at = now + b->q->cfg.grace;
 		}
-		if (got_stop > 1 && !stopped) {
-			stopped = true;         /* asked twice: stop the run */
+		if (got_stop && !stop_seen)
+			stop_seen = now;
+		if (stop_seen && !stopped && (got_quit ||
+		    now >= stop_seen + b->q->cfg.grace)) {
+			stopped = true;         /* shutting down: end the run */
 			kill(-c.pid, SIGTERM);
 			kill_at = now + b->q->cfg.grace;
 		}
@@ -441,6 +447,13 @@ run_batch(struct brun *b)
 		goto release;
 	}
 	bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && !timed_out;
+	if (stopped && !ok) {
+		/* ended by the shutdown, not by its messages: back unspent */
+		if (!b->o->quiet)
+			q_warnx("%s: a batch of %d stopped by a signal: released",
+			    b->q->operand, b->n);
+		goto release_ok;
+	}
 	if (timed_out)
 		snprintf(cause, sizeof cause, "timed out");
 	else if (WIFEXITED(status))
@@ -477,7 +490,9 @@ run_batch(struct brun *b)
 	b->n = 0;
 	return;
 release:
-	/* not run: back as they were, attempts unspent */
+	b->io_error = b->io_error || !b->exec_failed;
+release_ok:
+	/* not run (or stopped): back as they were, attempts unspent */
 	for (int i = 0; i < b->n; i++) {
 		if (!b->lost[i] && q_release(b->q, &b->l[i]) == -1 &&
 		    errno != ENOENT)
@@ -493,7 +508,6 @@ release:
 		close(infd);
 	if (paths.argv)
 		free_paths(b, &paths);
-	b->io_error = b->io_error || !b->exec_failed;
 }
 
 int
@@ -513,6 +527,7 @@ q_consume_batch(struct q_queue *q, const struct q_consumeopt *o)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (!(b.l = calloc((size_t)size, sizeof *b.l)) ||
 	    !(b.lost = calloc((size_t)size, sizeof *b.lost)) ||

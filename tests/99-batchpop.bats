@@ -164,3 +164,26 @@ EOF
 	assert_equal "$BG_STATUS" 0
 	has_count new q 0
 }
+
+@test "--batch and SIGTERM: a run that ends within the grace period is settled; one that does not goes back unspent" {
+	qconf q 'grace = 1s'
+	qpush q a b
+	spawn qpop -n 2 --batch q -- sh -c "echo \$\$ >'$T/h.pid'; cat >/dev/null; sleep 0.3"
+	local pid=$BG_PID
+	read_pid "$T/h.pid" >/dev/null
+	kill -TERM "$pid"
+	bg_wait "$pid"
+	assert_equal "$BG_STATUS" 0
+	assert_equal "$(qstat --json q | jq .queues[0].counters.acked)" 2
+	qpush q c
+	spawn qpop -n 1 --batch q -- sh -c "echo \$\$ >'$T/h2.pid'; exec sleep 60"
+	pid=$BG_PID
+	local hpid
+	hpid=$(read_pid "$T/h2.pid")
+	kill -TERM "$pid"
+	bg_wait "$pid"
+	assert_equal "$BG_STATUS" 0
+	dead "$hpid"
+	has_count new q 1
+	[[ $(find "$QSPOOL/q/new" -type f -name '*.a0.*') ]] || fail "the message used an attempt"
+}
