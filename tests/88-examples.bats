@@ -211,6 +211,67 @@ EOF
 	assert_cleaned_up
 }
 
+@test "examples/saga-orchestration.sh: one order ships; the other is compensated, refund before release" {
+	run "$EXAMPLES/saga-orchestration.sh"
+	assert_success
+	assert_line "== Done: order 1 shipped; order 2 refunded, then its stock released."
+	assert_line "    order-2 refund 2"
+	assert_cleaned_up
+}
+
+@test "examples/saga-orchestration.sh fails when a failed step is not reported to the coordinator" {
+	wrap qpush <<'EOF'
+"$REAL_BIN/qpush" "$@"
+exit 0
+EOF
+	QSPOOL_BIN=$WRAP_BIN run "$EXAMPLES/saga-orchestration.sh"
+	assert_failure 1
+	assert_line --partial "saga-orchestration: FAILED: order 2 went through"
+	assert_cleaned_up
+}
+
+@test "examples/saga-choreography.sh: the same saga with no coordinator" {
+	run "$EXAMPLES/saga-choreography.sh"
+	assert_success
+	assert_line "== Done: order 1 shipped; order 2 refunded, then its stock released, with no coordinator."
+	assert_cleaned_up
+}
+
+@test "examples/idempotent-consumer.sh: a charge delivered twice (kill -9 mid-handler) is made once" {
+	run "$EXAMPLES/idempotent-consumer.sh"
+	assert_success
+	assert_line --regexp '^    4111-1111: [0-9a-f]{24} charged already \(attempt 2\): not again$'
+	assert_line "== Done: 3 charges, each once, though the first was delivered twice."
+	assert_cleaned_up
+}
+
+@test "examples/outbox.sh: one event for each state change, though a command ran twice" {
+	run "$EXAMPLES/outbox.sh"
+	assert_success
+	assert_line "    killed: order 1001 is recorded; its event is not committed"
+	assert_line "== Done: 3 orders, 3 events, one each, though a command ran twice."
+	assert_cleaned_up
+}
+
+@test "examples/outbox.sh fails when an event goes out on each run, not with the ack" {
+	# qpop without --forward: the handler's output is not committed with
+	# the ack, so the example's events queue misses them
+	wrap qpop <<'EOF'
+case " $* " in
+*" --forward=events "*)
+	for a; do
+		shift
+		case $a in --forward=events | -l) ;; *) set -- "$@" "$a" ;; esac
+	done ;;
+esac
+exec "$REAL_BIN/qpop" "$@"
+EOF
+	QSPOOL_BIN=$WRAP_BIN run "$EXAMPLES/outbox.sh"
+	assert_failure 1
+	assert_line --partial "outbox: FAILED: not one OrderPlaced event for each order"
+	assert_cleaned_up
+}
+
 @test "the tools make install installs have no fault points; the suite's have them" {
 	local st=0
 	# The suite's own build (tests/fault/): QSPOOL_CRASH_AT kills it.
