@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # shellcheck disable=SC2154 # status output lines: set by run
-# The bash and zsh completions offer every long option the manual pages
-# list for qpush, qpub, qpop and qsub (qsub takes qpop's options too).
+# The bash, zsh and fish completions offer every option of every tool
+# (its --help, and the options lists of the manual pages), and the names
+# in the spool.
 
 load helper
 
@@ -97,4 +98,69 @@ assert_offers() {
 	grep -q "_reply\.\*) && continue" "$QSPOOL_SRCDIR/completions/_qspool" ||
 		grep -q '_reply\.\* \]\] && continue' "$QSPOOL_SRCDIR/completions/_qspool" ||
 		fail "zsh: reply queues are offered"
+}
+
+# help_opts TOOL: the options TOOL --help names, one a line: --long or -s
+help_opts() {
+	"$QSPOOL_INSTALL_BIN/$1" --help |
+		grep -oE -- '(--[a-z][a-z0-9-]*|(^|[][ |])-[a-zA-Z0-9])\b' |
+		tr -d ' []|' | sort -u
+}
+
+@test "completion: every option of every tool's --help is in its manual page and in the bash, zsh and fish completions" {
+	local tool o missing='' man pages offered bashfile=$QSPOOL_SRCDIR/completions/qspool.bash
+	for tool in qpush qpop qdlq qpub qsub qstat qbridge; do
+		[[ -x $QSPOOL_INSTALL_BIN/$tool ]] || continue
+		pages=("$QSPOOL_SRCDIR/man/$tool.1")
+		[[ $tool == qsub ]] && pages+=("$QSPOOL_SRCDIR/man/qpop.1")
+		man=$(cat "${pages[@]}")
+		offered=
+		[[ $tool == qdlq || $tool == qbridge ]] || offered=$(bash_offers "$tool")
+		for o in $(help_opts "$tool"); do
+			# (qbridge(1) writes Fl \-name)
+			grep -qE -- "Fl (\\\\)?${o#-}( |$)" <<<"$man" || missing+=" man:$tool:$o"
+			if [[ $o == --* ]]; then
+				if [[ -n $offered ]]; then
+					grep -qx -- "${o#--}" <<<"$offered" || missing+=" bash:$tool:$o"
+				else
+					grep -qE -- "(^|[ '])$o([ =')]|$)" "$bashfile" || missing+=" bash:$tool:$o"
+				fi
+				grep -qE -- "$o(\[|=|\}|\+|\))" "$QSPOOL_SRCDIR/completions/_qspool" ||
+					missing+=" zsh:$tool:$o"
+				grep -qE -- "-l ${o#--}( |$)" "$QSPOOL_SRCDIR/completions/fish/__qspool_complete.fish" ||
+					missing+=" fish:$tool:$o"
+			else
+				grep -qE -- "-s ${o#-}( |$)" "$QSPOOL_SRCDIR/completions/fish/__qspool_complete.fish" ||
+					missing+=" fish:$tool:$o"
+			fi
+		done
+	done
+	[[ -z $missing ]] || fail "not documented or completed:$missing"
+}
+
+@test "completion: fish offers each tool's long options, and queue, topic and subscription names" {
+	command -v fish >/dev/null || skip "no fish (Debian: fish)"
+	qpush work x
+	qpub events y
+	qsub -s mail --create events
+	local fishdir=$QSPOOL_SRCDIR/completions/fish tool o missing=''
+	fc() {
+		fish -c "set fish_function_path '$fishdir' \$fish_function_path
+			set fish_complete_path '$fishdir' \$fish_complete_path
+			complete -C '$1'" | cut -f1
+	}
+	for tool in qpush qpop qpub qsub qstat; do
+		for o in $(help_opts "$tool" | grep -- '^--'); do
+			fc "$tool --" | grep -qx -- "$o" || missing+=" $tool:$o"
+		done
+	done
+	[[ -z $missing ]] || fail "fish does not offer:$missing"
+	run fc "qpop w"
+	assert_output work
+	run fc "qsub ev"
+	assert_output events
+	run fc "qsub -s m"
+	assert_output mail
+	run fc "qpush --catch-up="
+	assert_line --partial -- --catch-up=all
 }
