@@ -317,6 +317,23 @@ _qspool_qdlq()
 	mapfile -t COMPREPLY < <(compgen -W "$(_qspool_dlq_ids "$qdir")" -- "$cur")
 }
 
+# The tools installed under other names (./configure --program-prefix,
+# --program-transform-name): NAME=TOOL words, filled in by make install.
+_qspool_renamed=()
+
+# _qspool_tool NAME: the tool a command name is
+_qspool_tool()
+{
+	local n=${1##*/} p
+	for p in "${_qspool_renamed[@]}"; do
+		if [[ ${p%%=*} == "$n" ]]; then
+			printf '%s\n' "${p#*=}"
+			return
+		fi
+	done
+	printf '%s\n' "$n"
+}
+
 # _qspool_value WORDS: complete the value of the --option=VALUE being
 # typed (curpart, from _qspool) from WORDS; whether or not `=' breaks
 # words here, the reply replaces what bash will replace.
@@ -517,7 +534,8 @@ _qspool_qbridge()
 
 _qspool()
 {
-	local tool=${1##*/}
+	local tool
+	tool=$(_qspool_tool "$1")
 	local -a words=()
 	local i w cword=0
 

@@ -171,7 +171,8 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 					return q_fail("cannot read %s/new/%s",
 					    q->operand, s->bucket);
 				/* removed as empty by another consumer since */
-				s->n = 0;
+				q_freelist(s->names, s->n);
+				s->n = s->i = 0;
 				s->more = false;
 			}
 			continue;
@@ -220,10 +221,13 @@ next_name(struct q_queue *q, struct q_scan *s, const char **name)
 			 * listing: removed as empty), or a planted symlink */
 			if (errno == ENOENT || (s->bucketfd == -1 &&
 			    (errno == ELOOP || errno == ENOTDIR))) {
-				if (s->bucketfd != -1)
+				if (s->bucketfd != -1) {
 					close(s->bucketfd);
+					/* what the listing read before it failed */
+					q_freelist(s->names, s->n);
+					s->n = s->i = 0;
+				}
 				s->bucketfd = -1;
-				s->n = 0;
 				strlcpy(s->after, s->bucket, sizeof s->after);
 				continue;
 			}

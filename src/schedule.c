@@ -533,7 +533,8 @@ prune(struct q_queue *q, const struct q_schedule *s, int slotsfd,
 {
 	char name[24], id[Q_ID_LEN + 1];
 
-	qsort(mk->t, mk->n, sizeof *mk->t, cmp_time);
+	if (mk->n > 1)
+		qsort(mk->t, mk->n, sizeof *mk->t, cmp_time);
 	for (size_t i = 0; i + KEEP_MARKERS < mk->n; i++) {
 		occurrence_id(s->name, mk->t[i], id);
 		if (faccessat(q->tmpfd, id, F_OK, AT_SYMLINK_NOFOLLOW) == 0)

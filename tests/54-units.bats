@@ -10,6 +10,7 @@ load helper
 unit() {
 	mkdir -p "$T/units" "$T/etc/qspool"
 	sed -e "s|@bindir@|$QSPOOL_INSTALL_BIN|g" -e "s|@sysconfdir@|$T/etc|g" \
+		-e 's|@\(q[a-z]*\)@|\1|g' \
 		"$QSPOOL_SRCDIR/src/systemd/$1.in" >"$T/units/$1"
 	echo "$T/units/$1"
 }

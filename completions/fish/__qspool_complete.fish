@@ -88,8 +88,11 @@ function __qspool_c
     complete -c $__qspool_tool $argv
 end
 
-function __qspool_complete --argument-names tool
-    set -g __qspool_tool $tool
+# __qspool_complete TOOL [NAME]: TOOL's completions, for the command
+# NAME it is installed as (./configure --program-prefix ...)
+function __qspool_complete --argument-names tool name
+    test -n "$name"; or set name $tool
+    set -g __qspool_tool $name
     __qspool_c -s h -l help -d 'print usage and exit'
     __qspool_c -s V -l version -d 'print the version and exit'
     __qspool_c -s d -r -a '(__fish_complete_directories)' -d 'spool root'

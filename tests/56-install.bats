@@ -1,0 +1,93 @@
+#!/usr/bin/env bats
+# shellcheck disable=SC2154 # status output lines: set by run
+# make install puts the tools, pages, completions, units and examples
+# where they belong, make uninstall removes exactly that, and a program
+# transform (./configure --program-prefix=q-) renames them all alike.
+
+load helper
+
+setup() {
+	common_setup
+	BUILD=${QSPOOL_INSTALL_BIN%/src}
+	[[ -f $BUILD/Makefile ]] || skip "no build tree at $BUILD"
+	ROOT=$T/root
+}
+
+# mkvar NAME: a variable of the build's Makefile, expanded
+mkvar() { make -s -C "$BUILD" --no-print-directory -f Makefile -f - print <<<"print: ; @echo \$($1)"; }
+
+installed() { (cd "$ROOT" && find . \( -type f -o -type l \) | sed 's|^\./|/|' | sort); }
+
+tools() {
+	local t
+	for t in qpush qpop qdlq qpub qsub qstat qbridge; do
+		[[ -x $QSPOOL_INSTALL_BIN/$t ]] && echo "$t"
+	done
+}
+
+@test "make install puts every file where it belongs; make uninstall removes exactly that" {
+	run make -s -C "$BUILD" install DESTDIR="$ROOT"
+	assert_success
+	local bindir mandir bash zsh fish units docdir t files
+	bindir=$(mkvar bindir) mandir=$(mkvar mandir) bash=$(mkvar bashcompdir)
+	zsh=$(mkvar zshcompdir) fish=$(mkvar fishcompdir) units=$(mkvar systemdunitdir)
+	docdir=$(mkvar docdir)
+	files=$(installed)
+	for t in $(tools); do
+		grep -qx "$bindir/$t" <<<"$files" || fail "no $bindir/$t"
+		grep -qx "$mandir/man1/$t.1" <<<"$files" || fail "no $t.1"
+		grep -qx "$bash/$t" <<<"$files" || fail "no bash completion for $t"
+		grep -qx "$fish/$t.fish" <<<"$files" || fail "no fish completion for $t"
+		[[ $("$ROOT$bindir/$t" --version) == "$t $(mkvar VERSION)" ]] ||
+			fail "$t --version is not '$t $(mkvar VERSION)'"
+	done
+	for t in man5/q-spool.5 man5/q.conf.5 man7/qspool.7; do
+		grep -qx "$mandir/$t" <<<"$files" || fail "no $t"
+	done
+	grep -qx "$zsh/_qspool" <<<"$files"
+	grep -qx "$docdir/examples/demo.sh" <<<"$files"
+	[[ -x $ROOT$docdir/examples/saga-orchestration.sh ]]
+	if [[ $units != no ]]; then
+		grep -qx "$units/qpop@.service" <<<"$files"
+		grep -qx "$units/qpop-drain@.timer" <<<"$files"
+		grep -q "^ExecStart=$bindir/qpop -f " "$ROOT$units/qpop@.service"
+	fi
+	run make -s -C "$BUILD" uninstall DESTDIR="$ROOT"
+	assert_success
+	run installed
+	assert_output ""
+}
+
+@test "--program-prefix: the tools, their pages, completions and units are renamed alike" {
+	run make -s -C "$BUILD" install DESTDIR="$ROOT" transform='s,^,q-,'
+	assert_success
+	local bindir bash fish units files
+	bindir=$(mkvar bindir) bash=$(mkvar bashcompdir) fish=$(mkvar fishcompdir)
+	units=$(mkvar systemdunitdir)
+	files=$(installed)
+	grep -qx "$bindir/q-qpush" <<<"$files"
+	grep -qx "$(mkvar mandir)/man1/q-qstat.1" <<<"$files"
+	grep -qx "$(mkvar mandir)/man5/q-spool.5" <<<"$files"
+	! grep -qx "$bindir/qpush" <<<"$files"
+	# bash: loaded by the renamed command's name, completes it
+	[[ -L $ROOT$bash/q-qpush ]]
+	run bash -c '
+		source "$1"
+		complete -p q-qpush
+		COMP_WORDS=(q-qpush --deb); COMP_CWORD=1
+		_qspool q-qpush --deb q-qpush
+		printf "%s\n" "${COMPREPLY[@]}"' _ "$ROOT$bash/q-qpush"
+	assert_line "complete -F _qspool q-qpush"
+	assert_line "--debounce="
+	grep -q '^#compdef q-qpush q-qpop' "$ROOT$(mkvar zshcompdir)/_qspool"
+	grep -qx '__qspool_complete qpush q-qpush' "$ROOT$fish/q-qpush.fish"
+	if [[ $units != no ]]; then
+		grep -q "^ExecStart=$bindir/q-qpop -f " "$ROOT$units/q-qpop@.service"
+		grep -q "^ExecStart=$bindir/q-qpop --drain " "$ROOT$units/q-qpop-drain@.service"
+		[[ -f $ROOT$units/q-qpop-drain@.timer ]]
+	fi
+	run make -s -C "$BUILD" uninstall DESTDIR="$ROOT" transform='s,^,q-,'
+	assert_success
+	run installed
+	assert_output ""
+}
