@@ -392,3 +392,13 @@ bad_header() {
 	assert_failure 75
 	assert_equal "$(count_dlq q)" 1
 }
+
+@test "manual: each tool's page has the sections a reader looks for, in order" {
+	local page want got
+	want='NAME SYNOPSIS DESCRIPTION ENVIRONMENT FILES EXIT STATUS EXAMPLES SEE ALSO'
+	for page in qpush qpop qdlq qpub qsub qstat qbridge; do
+		got=$(sed -n 's/^\.Sh //p' "$QSPOOL_SRCDIR/man/$page.1" |
+			grep -xE 'NAME|SYNOPSIS|DESCRIPTION|ENVIRONMENT|FILES|EXIT STATUS|EXAMPLES|SEE ALSO' | tr '\n' ' ')
+		assert_equal "$page: $got" "$page: $want "
+	done
+}
