@@ -786,9 +786,17 @@ _qspool()
 		[[ $tool == qpush ]] && _qspool_value 'queue skip'
 		return
 		;;
-	--wait=* | --lease=* | --timeout=* | --since=* | --max-time=* | --delay=* | --at=* | --ttl=* | --dedup=* | --unique=* | --debounce=* | --schedule=* | --every=* | --cron=* | --batch=* | --block=* | --call=* | --jobs=* | \
-	--breaker=* | --breaker-max=* | --rate=* | --rate-per-key=* | --concurrency-per-key=* | --sem=* | --max-load=* | --scale-*=*)
-		# A duration, a time, a rate, a name or an id: nothing to offer.
+	--wait=* | --lease=* | --timeout=* | --max-time=* | --delay=* | --ttl=* | --every=* | --block=* | --call=* | \
+	--breaker-max=* | --scale-*=* | --batch=*)
+		# A duration: its units, once a number is typed
+		[[ $tool == qpush && $cur == --batch=* ]] && return
+		local v=${cur#*=}
+		[[ $v =~ ^[0-9]+$ ]] && _qspool_value "${v}ms ${v}s ${v}m ${v}h ${v}d"
+		return
+		;;
+	--since=* | --at=* | --dedup=* | --unique=* | --debounce=* | --schedule=* | --cron=* | --jobs=* | \
+	--breaker=* | --rate=* | --rate-per-key=* | --concurrency-per-key=* | --sem=* | --max-load=*)
+		# A time, a rate, a name or an id: nothing to offer.
 		return
 		;;
 	-*)

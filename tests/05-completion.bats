@@ -164,3 +164,12 @@ help_opts() {
 	run fc "qpush --catch-up="
 	assert_line --partial -- --catch-up=all
 }
+
+@test "completion: a duration's number is offered its units" {
+	run bash -c '
+		source "$1/completions/qspool.bash"
+		COMP_WORDS=(qpop --lease = 30); COMP_CWORD=3
+		_qspool qpop 30 =
+		printf "%s\n" "${COMPREPLY[@]}"' _ "$QSPOOL_SRCDIR"
+	assert_output $'30ms\n30s\n30m\n30h\n30d'
+}
