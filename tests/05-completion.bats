@@ -173,3 +173,22 @@ help_opts() {
 		printf "%s\n" "${COMPREPLY[@]}"' _ "$QSPOOL_SRCDIR"
 	assert_output $'30ms\n30s\n30m\n30h\n30d'
 }
+
+@test "completion: zsh itself offers each tool's long options, and the queue and topic names" {
+	command -v zsh >/dev/null || skip "no zsh (Debian: zsh)"
+	qpush work x
+	qpub events y
+	zc() { timeout 30 zsh -f "$QSPOOL_SRCDIR/tests/zsh-complete" "$QSPOOL_SRCDIR/completions" "$1"; }
+	local tool o missing='' offered
+	for tool in qpush qpop qpub qsub qstat; do
+		offered=$(zc "$tool --")
+		for o in $(help_opts "$tool" | grep -- '^--'); do
+			grep -qx -- "$o" <<<"$offered" || missing+=" $tool:$o"
+		done
+	done
+	[[ -z $missing ]] || fail "zsh does not offer:$missing"
+	run zc "qpop wo"
+	assert_output work
+	run zc "qsub ev"
+	assert_output events
+}
