@@ -20,18 +20,18 @@
 
 #include "bridge.h"
 
-#define USAGE "usage: qbridge setup --server url[,url...] --stream name " \
-	"--subjects subj[,subj...]\n" \
+#define USAGE "usage: qbridge setup --server url[,url ...] --stream name " \
+	"--subjects subject[,subject ...]\n" \
 	"               [--replicas n] [--dedup-window duration] " \
 	"[--consumer durable]\n" \
 	"               [--ack-wait duration]\n" \
-	"       qbridge out [-d spool] [-s sub] --server url[,url...] " \
+	"       qbridge out [-d spool] [-s sub] --server url[,url ...] " \
 	"--stream name\n" \
-	"               --subject subj [-f | --drain] [--lease duration] " \
+	"               --subject subject -f | --drain [--lease duration] " \
 	"[--window n]\n" \
 	"               [--confirm duration] queue|topic\n" \
-	"       qbridge in [-d spool] --server url[,url...] --stream name\n" \
-	"               --consumer durable [-f | --drain] [--batch n] " \
+	"       qbridge in [-d spool] --server url[,url ...] --stream name\n" \
+	"               --consumer durable -f | --drain [--batch n] " \
 	"queue|topic\n"
 
 enum { O_SERVER = 256, O_STREAM, O_SUBJECT, O_SUBJECTS, O_CONSUMER,

@@ -28,15 +28,15 @@
 #include "q.h"
 
 #define USAGE \
-	"usage: qdlq [-d spool] [-s sub] ls queue [--json] [--reason list | --failed]\n" \
+	"usage: qdlq [-d spool] [-s sub] ls queue [--json] [--reason=list | --failed]\n" \
 	"       qdlq [-d spool] [-s sub] show queue id [--json | --body]\n" \
-	"       qdlq [-d spool] [-s sub] replay queue [id ... | --all]\n" \
-	"            [--reason list | --failed] [--to queue] [--reset-attempts]\n" \
-	"            [--ttl duration]\n" \
-	"       qdlq [-d spool] [-s sub] purge queue [id ... | --all]\n" \
-	"            [--older-than duration] [--reason list | --failed]\n" \
+	"       qdlq [-d spool] [-s sub] replay queue\n" \
+	"            {id ... | --all | --reason=list | --failed} [--to other]\n" \
+	"            [--reset-attempts] [--ttl=duration]\n" \
+	"       qdlq [-d spool] [-s sub] purge queue\n" \
+	"            {id ... | --all | --older-than duration | --reason=list | --failed}\n" \
 	"       qdlq [-d spool] [-s sub] count queue [--max n]" \
-	" [--reason list | --failed]\n"
+	" [--reason=list | --failed]\n"
 #define PREVIEW 40
 #define VISFLAGS (VIS_CSTYLE | VIS_TAB | VIS_NL | VIS_OCTAL)
 

@@ -102,7 +102,8 @@ synopsis() {
 @test "usage: each tool's --help is its manual page's SYNOPSIS" {
 	local tool help
 	command -v mandoc >/dev/null || skip "no mandoc (Debian: mandoc)"
-	for tool in qpush qpop qpub qsub; do
+	for tool in qpush qpop qpub qsub qstat qdlq qbridge; do
+		[[ -x $QSPOOL_INSTALL_BIN/$tool ]] || continue
 		help=$("$tool" --help | sed 's/^usage: //; s/^ *//' | tr '\n' ' ')
 		assert_equal "$help" "$(synopsis "$tool")"
 	done
