@@ -75,7 +75,7 @@ static const struct option cmdopts[] = {
 
 /* The reasons of q-spool(5) DEAD LETTERS, as --reason takes them. */
 static const char *const reasons[] = { "max-attempts", "poison", "corrupt",
-	"expired", "unreadable" };
+	"expired", "unreadable", "cancelled", "too-large", "bad-headers" };
 #define NREASONS (sizeof reasons / sizeof reasons[0])
 
 struct ctx {
@@ -86,7 +86,7 @@ struct ctx {
 	struct q_dead *dead;
 	size_t ndead;
 	unsigned reasons;       /* --reason: bits of reasons[]; 0: any */
-	bool failed;            /* --failed: any reason but expired */
+	bool failed;            /* --failed: any reason but expired, cancelled */
 };
 
 static _Noreturn void
@@ -109,8 +109,9 @@ optname(int opt)
 static bool
 wanted(const struct ctx *c, const struct q_dead *d)
 {
-	if (c->failed)
-		return strcmp(d->n.reason, "expired") != 0;
+	if (c->failed)          /* not tried, or ended by hand: no failure */
+		return strcmp(d->n.reason, "expired") != 0 &&
+		    strcmp(d->n.reason, "cancelled") != 0;
 	if (!c->reasons)
 		return true;
 	for (size_t i = 0; i < NREASONS; i++)
@@ -132,7 +133,8 @@ parse_reasons(const char *arg, unsigned *mask)
 				break;
 		if (i == NREASONS) {
 			q_warnx("bad reason '%.*s': max-attempts, poison, corrupt,"
-			    " expired or unreadable", (int)len, p);
+			    " expired, unreadable, cancelled, too-large or"
+			    " bad-headers", (int)len, p);
 			return -1;
 		}
 		*mask |= 1u << i;

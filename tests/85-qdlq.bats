@@ -560,3 +560,19 @@ boom é
 	assert_failure 64
 	assert_regex "${stderr_lines[0]}" "^qdlq: (unrecognized|unknown) option '--bogus'$"
 }
+
+@test "qdlq --reason=cancelled finds what qstat --cancel ended; --failed leaves it out" {
+	qpush -i q gone >"$T/id"
+	qpush q kept
+	qstat --cancel q "$(cat "$T/id")"
+	run qdlq count q --reason=cancelled
+	assert_success
+	assert_output 1
+	run qdlq count q --failed
+	assert_output 0
+	run qdlq count q --reason=too-large,bad-headers
+	assert_output 0
+	run qdlq count q --reason=bogus
+	assert_failure 64
+	assert_output --partial "expired, unreadable, cancelled, too-large or bad-headers"
+}
