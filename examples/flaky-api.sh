@@ -45,7 +45,9 @@ fail() {
 	exit 1
 }
 # A field of the queue's state from qstat --json, without jq.
-field() { qstat --json hooks | sed -n "s/.*\"$1\":\\([^,}]*\\).*/\\1/p" | tr -d '"'; }
+# from JSON KEY: a value of qstat --json output; field KEY: of one taken now
+from() { sed -n "s/.*\"$2\":\\([^,}]*\\).*/\\1/p" <<<"$1" | tr -d '"'; }
+field() { from "$(qstat --json hooks)" "$1"; }
 # wait_until SECONDS COMMAND...: poll until it holds.
 wait_until() {
 	local tries=$(($1 * 20))
@@ -88,10 +90,14 @@ for _ in 1 2; do
 		2>>"$work/workers.err" &
 	workers+=($!)
 done
-breaker_open() { [[ $(field state) == open ]]; }
+# (one snapshot: the state and its deadline are read together)
+breaker_open() {
+	snap=$(qstat --json hooks)
+	[[ $(from "$snap" state) == open ]]
+}
 probed() { [[ $(field opened) -ge 3 ]]; }
 wait_until 20 breaker_open || fail "the breaker did not open"
-echo "  qstat: breaker $(field state) until $(field until)"
+echo "  qstat: breaker $(from "$snap" state) until $(from "$snap" until)"
 wait_until 30 probed || fail "the breaker did not probe and open again"
 echo "  qstat: it opened $(field opened) times; dead letters: $(qstat --json hooks | sed -n 's/.*"dead":\([0-9]*\).*/\1/p')"
 
