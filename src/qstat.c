@@ -31,10 +31,10 @@
 	"[--max-age=duration]\n" \
 	"             [--max-oldest=duration] [--max-depth=n] [--max-dead=n]\n" \
 	"             [--reap | --check [--repair] | --doctor] [queue | topic ...]\n" \
-	"       qstat [-d spool] [-s sub] --pause [--reason text] | --resume" \
-	" queue | topic ...\n" \
-	"       qstat [-d spool] [-s sub] --hold | --release | --cancel" \
-	" queue | topic id ...\n" \
+	"       qstat [-d spool] [-s sub] {--pause [--reason text] | --resume}\n" \
+	"             {queue | topic} ...\n" \
+	"       qstat [-d spool] [-s sub] {--hold | --release | --cancel}\n" \
+	"             {queue | topic} id ...\n" \
 	"       qstat [-d spool] [--json] --schedules [queue ...]\n" \
 	"       qstat [-d spool] [--json] --batches\n"
 
