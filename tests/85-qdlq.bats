@@ -506,7 +506,7 @@ boom é
 	id=$(basename "$(only_file q dlq)" | cut -d. -f2)
 	run --separate-stderr qdlq count q --reason expire
 	assert_failure 64
-	assert_equal "$stderr" "qdlq: bad reason 'expire': max-attempts, poison, corrupt, expired or unreadable"
+	assert_equal "$stderr" "qdlq: bad reason 'expire': max-attempts, poison, corrupt, expired, unreadable, cancelled, too-large or bad-headers"
 	run --separate-stderr qdlq ls q --reason poison --failed
 	assert_failure 64
 	assert_equal "$stderr" "qdlq: ls: --reason and --failed do not go together"
