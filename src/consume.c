@@ -176,13 +176,9 @@ upkeep(struct run *r)
 {
 	struct q_upkeep u = { 0 };
 
-	/* the schedules' due slots first: promoted with the rest */
-	if (q_schedules_run(r->q, &u) == -1)
-		q_warnq();
-	if (q_reap(r->q, &u) == -1 || q_promote(r->q, &u) == -1)
+	if (q_upkeep(r->q, &u) == -1)
 		q_warnq();
 	flow_news(r);
-	q_cancel_clean(r->q);
 	r->cancels = faccessat(r->q->dirfd, "cancel", F_OK,
 	    AT_SYMLINK_NOFOLLOW) == 0;
 	r->next_event = u.next;

@@ -62,11 +62,8 @@ upkeep(struct brun *b)
 {
 	struct q_upkeep u = { 0 };
 
-	if (q_schedules_run(b->q, &u) == -1)
+	if (q_upkeep(b->q, &u) == -1)
 		q_warnq();
-	if (q_reap(b->q, &u) == -1 || q_promote(b->q, &u) == -1)
-		q_warnq();
-	q_cancel_clean(b->q);
 	q_pause_refresh(b->q);  /* the file is the truth */
 	if (q_now() >= b->batches_at) {
 		q_batches_upkeep(&b->q->cfg);

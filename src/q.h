@@ -463,6 +463,10 @@ struct q_upkeep {
 int q_reap(struct q_queue *q, struct q_upkeep *u);
 int q_promote(struct q_queue *q, struct q_upkeep *u);
 int q_clean_tmp(struct q_queue *q, struct q_upkeep *u);
+/* What every consumer does before it claims, in this order: the
+ * schedules' due slots, expired leases, due messages, stale cancel
+ * marks.  Each step is tried; -1 if one failed (q_what()). */
+int q_upkeep(struct q_queue *q, struct q_upkeep *u);
 int q_tmp_reclaim(struct q_queue *q, const char *name);
 
 /* wait.c: sleep until the queue may have changed. */

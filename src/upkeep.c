@@ -195,3 +195,17 @@ q_tmp_reclaim(struct q_queue *q, const char *name)
 	close(fd);
 	return r;
 }
+
+int
+q_upkeep(struct q_queue *q, struct q_upkeep *u)
+{
+	int r = 0;
+
+	/* the schedules' due slots first: promoted with the rest */
+	if (q_schedules_run(q, u) == -1)
+		r = -1;
+	if (q_reap(q, u) == -1 || q_promote(q, u) == -1)
+		r = -1;
+	q_cancel_clean(q);
+	return r;
+}
