@@ -526,7 +526,11 @@ commit_slot(struct q_queue *q, const struct q_schedule *s,
 	return 1;
 }
 
-/* Markers of old slots whose occurrence is not staged in tmp/: gone. */
+/*
+ * Markers of old slots whose occurrence is not staged in tmp/: gone.
+ * The newest slot with a message stays however old: --overlap=skip
+ * asks it whether that occurrence is still pending.
+ */
 static void
 prune(struct q_queue *q, const struct q_schedule *s, int slotsfd,
     struct marks *mk)
@@ -536,6 +540,8 @@ prune(struct q_queue *q, const struct q_schedule *s, int slotsfd,
 	if (mk->n > 1)
 		qsort(mk->t, mk->n, sizeof *mk->t, cmp_time);
 	for (size_t i = 0; i + KEEP_MARKERS < mk->n; i++) {
+		if (mk->t[i] == mk->last_msg)
+			continue;
 		occurrence_id(s->name, mk->t[i], id);
 		if (faccessat(q->tmpfd, id, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 			continue;
