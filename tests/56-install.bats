@@ -91,3 +91,21 @@ tools() {
 	run installed
 	assert_output ""
 }
+
+@test "the installed pages name the system files where this build reads them (--sysconfdir)" {
+	local man5 man7 man1 src=$QSPOOL_SRCDIR/man
+	man1=$(mkvar man1dir) man5=$(mkvar man5dir) man7=$(mkvar man7dir)
+	run make -s -C "$BUILD" install-data DESTDIR="$ROOT" sysconfdir=/opt/q/etc
+	assert_success
+	grep -q '^\.It Pa /opt/q/etc/qspool\.conf$' "$ROOT$man1/qpop.1"
+	grep -q '/opt/q/etc/qspool/QUEUE\.env' "$ROOT$man1/qpop.1"
+	grep -q '^\.Pa /opt/q/etc/qspool\.conf$' "$ROOT$man5/q.conf.5"
+	grep -q '/opt/q/etc/qspool/images\.env' "$ROOT$man7/qspool.7"
+	! grep -rq '[^A-Za-z0-9_./]/etc/qspool' "$ROOT"
+	# built for /etc: the pages as written
+	rm -rf "$ROOT"
+	run make -s -C "$BUILD" install-data DESTDIR="$ROOT" sysconfdir=/etc
+	assert_success
+	cmp "$src/qpop.1" "$ROOT$man1/qpop.1"
+	cmp "$src/qspool.7" "$ROOT$man7/qspool.7"
+}
