@@ -60,8 +60,7 @@ q_dlq_list(struct q_queue *q, struct q_dead **out, size_t *count)
 }
 
 /*
- * By id, or a unique prefix or suffix of it (ids made in one second
- * share their first digits; the random tail tells them apart).
+ * By id, or a unique prefix or suffix of it (q_id_matches).
  * 0 found; 1 no such dead letter; 2 ambiguous.
  */
 int
@@ -75,8 +74,7 @@ q_dlq_find(const struct q_dead *all, size_t n, const char *id,
 	if (len == 0 || len > Q_ID_LEN)
 		return 1;
 	for (size_t i = 0; i < n; i++) {
-		if (strncmp(all[i].n.id, id, len) != 0 &&
-		    strcmp(all[i].n.id + Q_ID_LEN - len, id) != 0)
+		if (!q_id_matches(all[i].n.id, id, len))
 			continue;
 		/* the same id may have died twice: the newest death wins */
 		if (*found && strcmp((*found)->n.id, all[i].n.id) != 0)

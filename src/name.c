@@ -414,11 +414,32 @@ q_hash64(const void *p, size_t n, uint64_t h)
 	return h;
 }
 
-/* Is NAME a message file name of the id ID (its first LEN letters)? */
+/*
+ * Does the id ID begin or end with ABBREV (LEN letters)?  Ids made in one
+ * second share their first digits; the random tail tells them apart, so
+ * either end may be given.
+ */
+bool
+q_id_matches(const char *id, const char *abbrev, size_t len)
+{
+	return len <= Q_ID_LEN && (strncmp(id, abbrev, len) == 0 ||
+	    strncmp(id + Q_ID_LEN - len, abbrev, len) == 0);
+}
+
+bool
+q_id_abbrev_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= Q_ID_ABBREV_MIN && n <= Q_ID_LEN &&
+	    strspn(s, "0123456789abcdef") == n;
+}
+
+/* Is NAME a message file name of the id ID (LEN letters of either end)? */
 bool
 q_name_has_id(const char *name, const char *id, size_t len)
 {
 	/* SEQ (16 hex digits), a dot, then the id and a dot */
 	return strlen(name) > 17 + Q_ID_LEN && name[16] == '.' &&
-	    strncmp(name + 17, id, len) == 0 && name[17 + Q_ID_LEN] == '.';
+	    name[17 + Q_ID_LEN] == '.' && q_id_matches(name + 17, id, len);
 }

@@ -100,6 +100,10 @@ uint64_t q_hash64(const void *p, size_t n, uint64_t h);
 q_time q_id_time(const char *id);
 int q_name_parse(const char *s, struct q_name *n, enum q_state *st);
 bool q_name_has_id(const char *name, const char *id, size_t len);
+/* An id as a user may give it: 4 to Q_ID_LEN lowercase hex digits. */
+#define Q_ID_ABBREV_MIN 4
+bool q_id_abbrev_ok(const char *s);
+bool q_id_matches(const char *id, const char *abbrev, size_t len);
 void q_name_format(char *buf, size_t len, const struct q_name *n,
     enum q_state st);
 void q_new_bucket(char *buf, size_t len, int prio, uint64_t seq);

@@ -764,10 +764,9 @@ main(int argc, char *argv[])
 	}
 #undef GIVEN
 	for (int i = 0; i < nids; i++) {
-		size_t n = strlen(ids[i]);
-		if (n < 4 || n > Q_ID_LEN || strspn(ids[i], "0123456789abcdef") != n) {
-			q_warnx("bad id '%s': 4 to %d lowercase hex digits", ids[i],
-			    Q_ID_LEN);
+		if (!q_id_abbrev_ok(ids[i])) {
+			q_warnx("bad id '%s': %d to %d lowercase hex digits", ids[i],
+			    Q_ID_ABBREV_MIN, Q_ID_LEN);
 			return EX_USAGE;
 		}
 	}

@@ -1373,6 +1373,12 @@ main(int argc, char *argv[])
 			q_warnx("bad queue name '%s': %s", argv[i], why);
 			return EX_USAGE;
 		}
+	for (int i = 1; o.byid && i < argc; i++)
+		if (!q_id_abbrev_ok(argv[i])) {
+			q_warnx("bad id '%s': %d to %d lowercase hex digits",
+			    argv[i], Q_ID_ABBREV_MIN, Q_ID_LEN);
+			return EX_USAGE;
+		}
 	if (closed & 2) {
 		errno = EBADF;
 		q_warn("standard output is closed");

@@ -536,6 +536,10 @@ rate_bound() {
 	run qstat --release q "${a:0:12}"
 	assert_success
 	assert_output ""
+	# by the end of its id too: the random tail tells ids apart
+	qstat --hold q "${a: -6}"
+	assert_equal "$(flow q held)" 1
+	qstat --release q "${a: -6}"
 	assert_equal "$(flow q held)" 0
 	run qpop --drain q
 	assert_output a
@@ -554,12 +558,18 @@ rate_bound() {
 	run --separate-stderr qstat --hold q 0123456789abcdef01234567
 	assert_failure 1
 	[[ $stderr == *"no message '0123456789abcdef01234567'"* ]]
-	run --separate-stderr qstat --hold q "${r:0:1}${d:1:0}"
-	# a prefix that fits both is ambiguous
-	if [[ ${r:0:1} == "${d:0:1}" ]]; then
+	# a prefix that fits both (made within hours: the same first digits)
+	run --separate-stderr qstat --hold q "${r:0:4}"
+	if [[ ${r:0:4} == "${d:0:4}" ]]; then
 		assert_failure 1
-		[[ $stderr == *"ambiguous"* ]]
+		[[ $stderr == "qstat: q: ambiguous message id '${r:0:4}'" ]]
 	fi
+	# an id is 4 to 24 lowercase hex digits, as qdlq takes them
+	for bad in "${r:0:3}" "${r^^}" "${r}0" 'ab/c'; do
+		run --separate-stderr qstat --hold q "$bad"
+		assert_failure 64
+		[[ $stderr == "qstat: bad id '$bad': 4 to 24 lowercase hex digits" ]]
+	done
 	run --separate-stderr qstat --hold q
 	assert_failure 64
 	run --separate-stderr qstat --hold --cancel q "$r"
