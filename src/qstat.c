@@ -682,9 +682,9 @@ print_human(void)
 	if (nrows) {
 		/* columns added later go last: scripts pick them by place */
 		printf("%-*s %8s %9s %8s %8s %6s %8s %8s %8s %7s %8s %8s %6s"
-		    " %s\n", w, "QUEUE", "READY", "INFLIGHT", "DELAYED",
+		    " %-9s %9s\n", w, "QUEUE", "READY", "INFLIGHT", "DELAYED",
 		    "RETRYING", "DEAD", "AGE", "LEASE", "BYTES", "EXPIRED",
-		    "OLDEST", "DISK", "HELD", "FLOW");
+		    "OLDEST", "DISK", "HELD", "FLOW", "CANCELLED");
 	}
 	for (size_t i = 0; i < nrows; i++) {
 		struct q_stats *s = &rows[i].st;
@@ -704,11 +704,11 @@ print_human(void)
 		fmt_size(size, sizeof size, s->bytes);
 		fmt_size(disk, sizeof disk, s->disk);
 		printf("%-*s %8lld %9lld %8lld %8lld %6lld %8s %8s %8s %7lld %8s"
-		    " %8s %6lld %s\n", w, vis, (long long)s->ready,
+		    " %8s %6lld %-9s %9lld\n", w, vis, (long long)s->ready,
 		    (long long)s->in_flight, (long long)s->delayed,
 		    (long long)s->retrying, (long long)s->dead, age, lease, size,
 		    (long long)s->expired, old, disk, (long long)s->held,
-		    flow_word(&rows[i]));
+		    flow_word(&rows[i]), (long long)s->cancelled);
 	}
 	for (size_t i = 0; i < nrows; i++)
 		print_flow(&rows[i]);

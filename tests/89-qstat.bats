@@ -44,8 +44,8 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 	make_states
 	run qstat jobs
 	assert_success
-	assert_line --index 0 --regexp '^QUEUE +READY +INFLIGHT +DELAYED +RETRYING +DEAD +AGE +LEASE +BYTES +EXPIRED +OLDEST +DISK +HELD +FLOW$'
-	assert_line --index 1 --regexp '^jobs +2 +1 +1 +1 +1 +[0-9.]+m?s +[0-9.]+s +[0-9.]+k? +0 +[0-9.]+m?s +[0-9.]+k +0 +-$'
+	assert_line --index 0 --regexp '^QUEUE +READY +INFLIGHT +DELAYED +RETRYING +DEAD +AGE +LEASE +BYTES +EXPIRED +OLDEST +DISK +HELD +FLOW +CANCELLED$'
+	assert_line --index 1 --regexp '^jobs +2 +1 +1 +1 +1 +[0-9.]+m?s +[0-9.]+s +[0-9.]+k? +0 +[0-9.]+m?s +[0-9.]+k +0 +- +0$'
 	run qstat --json jobs
 	assert_success
 	assert_equal "$(json_field jobs '[.ready, .in_flight, .delayed, .retrying, .dead, .expired] | @tsv')" $'2\t1\t1\t1\t1\t0'
@@ -371,7 +371,7 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 	# a message in later/ is never ready: no AGE, and --max-age stays quiet
 	run --separate-stderr qstat --max-age=0 q
 	assert_success
-	assert_line --index 1 --regexp '^q +0 +0 +1 +1 +0 +- +- +[0-9.]+k? +0 +[0-9.]+m?s +[0-9.]+k +0 +-$'
+	assert_line --index 1 --regexp '^q +0 +0 +1 +1 +0 +- +- +[0-9.]+k? +0 +[0-9.]+m?s +[0-9.]+k +0 +- +0$'
 	run qstat --json q
 	assert_equal "$(json_field q '[.oldest_ready_age_seconds, (.oldest_push_age_seconds | type)] | @tsv')" $'\tnumber'
 	run --separate-stderr qstat --max-oldest=1h q
@@ -402,7 +402,7 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 	assert_equal "$(count_dlq q)" 2
 	run --separate-stderr qstat --max-dead=1 q
 	assert_success
-	assert_line --index 1 --regexp '^q +0 +0 +0 +0 +1 +- +- +0 +1 +- +0 +0 +-$'
+	assert_line --index 1 --regexp '^q +0 +0 +0 +0 +1 +- +- +0 +1 +- +0 +0 +- +0$'
 	run --separate-stderr qstat --max-dead=0 q
 	assert_failure 1
 	assert_equal "$stderr" "qstat: q: 1 dead letters (max 0)"

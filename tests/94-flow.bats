@@ -243,7 +243,7 @@ lines_are() { [[ -f $1 && $(wc -l <"$1") -eq $2 ]]; }
 	assert_failure 1
 	[[ $stderr == "qpop: q: breaker open until 20"* ]]
 	run qstat q
-	assert_line --regexp '^q .* open$'
+	assert_line --regexp '^q .* open +0$'
 	assert_line --partial "q: breaker open until"
 }
 
@@ -525,7 +525,7 @@ rate_bound() {
 	[[ $(find "$QSPOOL/q/hold" -type f | wc -l) -eq 1 ]]
 	assert_equal "$(flow q held)" 1
 	run qstat q
-	assert_line --regexp '^q +1 +0 +0 +0 +0 .* 1 -$'
+	assert_line --regexp '^q +1 +0 +0 +0 +0 .* 1 +- +0$'
 	run qstat --prom q
 	assert_line 'qspool_messages{queue="q",state="held"} 1'
 	# held again: already true; consumers never see it
@@ -595,6 +595,9 @@ rate_bound() {
 	assert_equal "$(flow q cancelled)" 3
 	assert_equal "$(flow q dead)" 0
 	assert_equal "$(flow q counters.cancelled)" 3
+	# the table: in CANCELLED, not in DEAD (nor EXPIRED)
+	run qstat q
+	assert_line --index 1 --regexp '^q +0 +0 +0 +0 +0 .* +0 +0 +- +3$'
 	# replayable, as any dead letter
 	run qdlq replay q "$a"
 	assert_success
