@@ -102,6 +102,7 @@ last = tail[:-len(post)][-8:]
 assert base64.b64decode(last).endswith(b"\0\xff"), last
 print(m["headers"]["X-Big"])'
 
+# bats test_tags=volume
 @test "qpop --json: a message over 2 GiB is written whole, a chunk at a time" {
 	local f
 	qconf q 'fsync = never'
@@ -125,6 +126,7 @@ with open(f, "wb") as o:
 	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
 }
 
+# bats test_tags=volume
 @test "--forward: a handler output over 2 GiB becomes one message" {
 	local f
 	qconf in 'fsync = never'

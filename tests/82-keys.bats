@@ -127,6 +127,7 @@ load helper
 	assert_equal "$(tr '\n' ' ' <<<"$output")" "one two "
 }
 
+# bats test_tags=rounds
 @test "ordering chaos (short): 20 keys, 4 consumers -j 2, failures, kill -9" {
 	run timeout -k 5 200 "$QSPOOL_SRCDIR/tests/ordering" --dir "$BATS_TEST_TMPDIR"
 	assert_success

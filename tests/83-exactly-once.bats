@@ -155,6 +155,7 @@ load helper
 	assert_equal "$(counts in)" "new=0 cur=0 later=0 dlq=0 tmp=0"
 }
 
+# bats test_tags=rounds
 @test "--forward chaos: kill -9 at random, every input forwarded exactly once" {
 	mkqueue in
 	# every kill costs the messages in flight an attempt: never bury here

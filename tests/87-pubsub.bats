@@ -241,6 +241,7 @@ has_ephemeral() { (($(ephemeral_count) == $1)); }
 	assert_equal "$(tr '\n' ' ' <<<"$output")" "$(seq 11 60 | tr '\n' ' ')"
 }
 
+# bats test_tags=rounds
 @test "--from-beginning during publishing: no gap, no double" {
 	seq 1 1000 | qpub -l t
 	spawn sh -c 'for i in $(seq 1001 1300); do qpub t "$i" || exit 1; done'
@@ -347,6 +348,7 @@ has_ephemeral() { (($(ephemeral_count) == $1)); }
 	assert_equal "$(count_sub c)" 1
 }
 
+# bats test_tags=rounds
 @test "recovery in other tools never fails a live publisher" {
 	mksub a
 	spawn bash -c 'while :; do qsub --list t >/dev/null; done'
