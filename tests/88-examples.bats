@@ -294,6 +294,12 @@ EOF
 	assert_equal "$st" 1
 }
 
+@test "the README's test command is the one CI runs" {
+	grep -qx 'make -j"$(nproc)" check' "$QSPOOL_SRCDIR/README.md"
+	grep -q '^jobs=$(nproc) ' "$QSPOOL_SRCDIR/.ci/run"
+	grep -q 'make -j"$jobs" check' "$QSPOOL_SRCDIR/.ci/run"
+}
+
 @test "the README builds what a user installs: no test-only configure flag" {
 	run grep -E '^sudo=\$\(command -v sudo\); \$sudo apt-get update && \$sudo apt-get install -y .* && autoreconf -fi && \./configure && make && examples/demo\.sh$' "$QSPOOL_SRCDIR/README.md"
 	assert_success
