@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
 # shellcheck disable=SC2154 # status output lines stderr: set by run
-# A hostile member of a group-shared spool (qspool(7), SECURITY): each
+# A hostile member of a group-shared spool (qspool(7), SECURITY CONSIDERATIONS): each
 # attack is run as a second user, qspool-mallory, against a victim who is
 # not root either, qspool-alice (root ignores permissions, so a victim
 # running as root would prove nothing).  Both are in the group
