@@ -92,16 +92,24 @@ tools() {
 	assert_output ""
 }
 
-@test "the installed pages name the system files where this build reads them (--sysconfdir)" {
+@test "the installed pages and completions name the system files where this build reads them (--sysconfdir)" {
 	local man5 man7 man1 src=$QSPOOL_SRCDIR/man
 	man1=$(mkvar man1dir) man5=$(mkvar man5dir) man7=$(mkvar man7dir)
-	run make -s -C "$BUILD" install-data DESTDIR="$ROOT" sysconfdir=/opt/q/etc
+	# (a strict umask, as under sudo: install(1) sets the modes itself)
+	run bash -c 'umask 077; make -s -C "$1" install-data DESTDIR="$2" sysconfdir=/opt/q/etc' _ "$BUILD" "$ROOT"
 	assert_success
 	grep -q '^\.It Pa /opt/q/etc/qspool\.conf$' "$ROOT$man1/qpop.1"
 	grep -q '/opt/q/etc/qspool/QUEUE\.env' "$ROOT$man1/qpop.1"
 	grep -q '^\.Pa /opt/q/etc/qspool\.conf$' "$ROOT$man5/q.conf.5"
 	grep -q '/opt/q/etc/qspool/images\.env' "$ROOT$man7/qspool.7"
-	! grep -rq '[^A-Za-z0-9_./]/etc/qspool' "$ROOT"
+	# the completions read the spool root where the tools do
+	grep -q ' /opt/q/etc/qspool\.conf' "$ROOT$(mkvar bashcompdir)/qspool.bash"
+	grep -q ' /opt/q/etc/qspool\.conf' "$ROOT$(mkvar zshcompdir)/_qspool"
+	grep -q ' /opt/q/etc/qspool\.conf' "$ROOT$(mkvar fishfuncdir)/__qspool_complete.fish"
+	run grep -rl '[^A-Za-z0-9_./]/etc/qspool' "$ROOT"
+	assert_output ""
+	# the pages keep the mode they were installed with
+	[[ $(stat -c %a "$ROOT$man1/qpop.1") == 644 ]]
 	# built for /etc: the pages as written
 	rm -rf "$ROOT"
 	run make -s -C "$BUILD" install-data DESTDIR="$ROOT" sysconfdir=/etc
