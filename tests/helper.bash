@@ -135,20 +135,27 @@ now_ms() {
 
 # wait_for [-t SECONDS] COMMAND [ARG...]
 # Poll COMMAND (a command or a shell function) until it succeeds; fail the
-# test with a clear message after SECONDS (default $WAIT_TIMEOUT).
+# test with a clear message after SECONDS (default $WAIT_TIMEOUT).  The
+# pause between polls doubles from 10 ms to 80 ms: a long wait does not
+# take the CPU from the test files running beside it.
 wait_for() {
-	local timeout=$WAIT_TIMEOUT deadline
+	local timeout=$WAIT_TIMEOUT deadline pause=10 t
 	if [[ $1 == -t ]]; then
 		timeout=$2
 		shift 2
 	fi
-	deadline=$(($(now_ms) + timeout * 1000))
+	t=${EPOCHREALTIME/[.,]/}
+	deadline=$((t / 1000 + timeout * 1000))
 	until "$@"; do
-		if (($(now_ms) > deadline)); then
+		t=${EPOCHREALTIME/[.,]/}
+		if ((t / 1000 > deadline)); then
 			fail "timed out after ${timeout}s waiting for: $*"
 			return 1
 		fi
-		sleep 0.02
+		sleep "0.0$pause"
+		if ((pause < 80)); then
+			pause=$((pause * 2))
+		fi
 	done
 }
 
