@@ -124,7 +124,11 @@ teardown() { common_teardown; }
 # strace, for the tests that trace or inject: LeakSanitizer cannot run
 # under ptrace, so a tool built with ASan must not try (CI's ASan run).
 strace() {
-	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 command strace "$@"
+	# (and a log_path given by CI makes the runtime mkdir its directory,
+	# which the traces would show)
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0:log_path=stderr \
+		UBSAN_OPTIONS=${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=stderr \
+		command strace "$@"
 }
 
 # --- waiting --------------------------------------------------------------------
