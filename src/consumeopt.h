@@ -77,6 +77,7 @@ struct q_consumeargs {
 	const char *count;      /* the last -n: with --batch, its size */
 };
 
+/* The defaults into *A, which must be zero (static storage). */
 void q_consume_args_init(struct q_consumeargs *a);
 /* 1 if C was a consumption option (bad values exit 64), else 0. */
 int q_consume_option(struct q_consumeargs *a, int c, const char *arg);

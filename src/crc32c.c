@@ -7,6 +7,10 @@
  */
 #include "config.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,10 +43,15 @@ static void
 init(void)
 {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-	__builtin_cpu_init();
+	unsigned int eax, ebx, ecx = 0, edx;
+
+	/* cpuid itself, not __builtin_cpu_supports: that links in libgcc's
+	 * CPU table, filled at every start of every tool (three page
+	 * faults, more than a CRC of a small message costs) */
+	if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx))
+		ecx = 0;
 	/* QSPOOL_CRC32C_SOFT: the tables, to test them on any CPU */
-	have_hw = __builtin_cpu_supports("sse4.2") &&
-	    !getenv("QSPOOL_CRC32C_SOFT") ? 1 : 0;
+	have_hw = (ecx & bit_SSE4_2) && !getenv("QSPOOL_CRC32C_SOFT") ? 1 : 0;
 #else
 	have_hw = 0;
 #endif

@@ -69,7 +69,7 @@ main(int argc, char *argv[])
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct q_consumeargs a;
+	static struct q_consumeargs a;
 	struct q_config cfg;
 	struct q_queue q;
 	const char *spool = NULL, *why;
