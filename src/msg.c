@@ -184,6 +184,33 @@ parse_headers(struct q_msg *m, const char *name)
 }
 
 /*
+ * The CRC of the file from OFF to its end, read in chunks: a function of
+ * its own, called only for a message larger than the first read, so
+ * that the usual verify has a small stack frame (touching a new stack
+ * page is a page fault).  0, 1 if the file shrank, -1 on a read error.
+ */
+static __attribute__((noinline)) int
+crc_rest(struct q_msg *m, const char *name, off_t off, uint32_t *crc)
+{
+	char buf[64 * 1024];
+
+	while (off < m->size) {
+		size_t want_n = (uint64_t)(m->size - off) < sizeof buf ?
+		    (size_t)(m->size - off) : sizeof buf;
+		ssize_t n = pread(m->fd, buf, want_n, off);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return q_fail("cannot read %s", name);
+		if (n == 0)
+			return corrupt(name, "short file (shrank while read)");
+		*crc = q_crc32c(*crc, buf, (size_t)n);
+		off += n;
+	}
+	return 0;
+}
+
+/*
  * A version-2 file against its line: the rest of the checksum (CRC so
  * far covers the buffered chunk), read once in chunks from the end of
  * the buffer; then the length.  0, 1 if corrupt, -1 on a read error.
@@ -192,8 +219,7 @@ static int
 verify(struct q_msg *m, const char *name, uint64_t len, uint32_t want,
     uint32_t crc)
 {
-	char buf[64 * 1024];
-	off_t off = (off_t)m->buflen;
+	int r;
 
 	/* the length first: a torn or padded file costs no read */
 	if ((uint64_t)m->size < m->body_off ||
@@ -205,19 +231,9 @@ verify(struct q_msg *m, const char *name, uint64_t len, uint32_t want,
 		    (uint64_t)m->size - m->body_off), (unsigned long long)len);
 		return corrupt(name, why);
 	}
-	while (off < m->size) {
-		size_t want_n = (uint64_t)(m->size - off) < sizeof buf ?
-		    (size_t)(m->size - off) : sizeof buf;
-		ssize_t n = pread(m->fd, buf, want_n, off);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1)
-			return q_fail("cannot read %s", name);
-		if (n == 0)
-			return corrupt(name, "short file (shrank while read)");
-		crc = q_crc32c(crc, buf, (size_t)n);
-		off += n;
-	}
+	if ((off_t)m->buflen < m->size &&
+	    (r = crc_rest(m, name, (off_t)m->buflen, &crc)) != 0)
+		return r;
 	if (crc != want) {
 		char why[96];
 		snprintf(why, sizeof why, "checksum mismatch (CRC-32C %08lx,"

@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef HAVE_SYS_RANDOM_H
+#include <sys/random.h>
+#endif
 
 #include "q.h"
 
@@ -75,18 +78,34 @@ q_put_hex(char *p, uint64_t v, int width)
 /*
  * Random bits, drawn from a pool filled 32 words at a time: libbsd's
  * arc4random asks getpid(2) on every call, to notice a fork, and a push
- * or a delivery makes only five or six other system calls.  A process
- * we fork that could make ids or leases starts with the pool empty
- * (q_random_forget), or it would repeat its parent's draws.
+ * or a delivery makes only five or six other system calls.  The pool is
+ * filled by the kernel's generator, getrandom(2), where there is one:
+ * arc4random's first call maps and keys its own generator, about nine
+ * page faults that a tool run once per message pays for one id (a page
+ * fault costs more than a system call).  A process we fork that could
+ * make ids or leases starts with the pool empty (q_random_forget), or it
+ * would repeat its parent's draws.
  */
 static uint64_t random_pool[32];
 static int random_left;
+
+static void
+fill_pool(void)
+{
+#if defined(HAVE_GETRANDOM) && defined(HAVE_SYS_RANDOM_H)
+	/* up to 256 bytes: all of them, never interrupted (getrandom(2)) */
+	if (getrandom(random_pool, sizeof random_pool, 0) ==
+	    (ssize_t)sizeof random_pool)
+		return;
+#endif
+	arc4random_buf(random_pool, sizeof random_pool);
+}
 
 uint64_t
 q_random64(void)
 {
 	if (random_left == 0) {
-		arc4random_buf(random_pool, sizeof random_pool);
+		fill_pool();
 		random_left = (int)(sizeof random_pool / sizeof random_pool[0]);
 	}
 	return random_pool[--random_left];
