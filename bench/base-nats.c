@@ -10,8 +10,8 @@
  *       ack each
  *   base-nats claim URL SUBJECT DIR     the floor of qbridge out's method:
  *       each file of DIR/new (as base-push makes them) renamed into
- *       DIR/cur, read and published as pub does, its name as its
- *       Nats-Msg-Id, with the two headers every qpush gives a message
+ *       DIR/cur, read and published as pub does, its name (after a
+ *       prefix of the run's) as its Nats-Msg-Id, with the two headers every qpush gives a message
  *       (Enqueued-At, Correlation-Id); once every PubAck is in, each
  *       file unlinked
  *   base-nats store URL STREAM DURABLE COUNT DIR     the floor of qbridge
@@ -64,7 +64,8 @@ pub(jsCtx *js, const char *subject, long n)
 static void
 claim(jsCtx *js, const char *subject, const char *dir)
 {
-	char body[65536];
+	unsigned long run = (unsigned long)time(NULL) << 16 ^ (unsigned long)getpid();
+	char body[65536], id[320];
 	char **names = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *e;
@@ -96,7 +97,10 @@ claim(jsCtx *js, const char *subject, const char *dir)
 		close(fd);
 		check(natsMsg_Create(&m, subject, NULL, body, (int)len),
 		    "natsMsg_Create");
-		check(natsMsgHeader_Set(m, "Nats-Msg-Id", e->d_name), "header");
+		/* the run's own ids: the stream would take a file name of
+		 * an earlier run as a duplicate, and store nothing */
+		snprintf(id, sizeof id, "%lx-%s", run, e->d_name);
+		check(natsMsgHeader_Set(m, "Nats-Msg-Id", id), "header");
 		check(natsMsgHeader_Add(m, "Enqueued-At",
 		    "2026-12-05T23:31:51.832021Z"), "header");
 		check(natsMsgHeader_Add(m, "Correlation-Id",
