@@ -68,7 +68,8 @@ tools() {
 	grep -qx "$bindir/q-qpush" <<<"$files"
 	grep -qx "$(mkvar mandir)/man1/q-qstat.1" <<<"$files"
 	grep -qx "$(mkvar mandir)/man5/q-spool.5" <<<"$files"
-	! grep -qx "$bindir/qpush" <<<"$files"
+	run grep -qx "$bindir/qpush" <<<"$files"
+	assert_failure 1
 	# bash: loaded by the renamed command's name, completes it
 	[[ -L $ROOT$bash/q-qpush ]]
 	run bash -c '
@@ -116,4 +117,31 @@ tools() {
 	assert_success
 	cmp "$src/qpop.1" "$ROOT$man1/qpop.1"
 	cmp "$src/qspool.7" "$ROOT$man7/qspool.7"
+}
+
+@test "the default build links libbsd, libmd and inih into the tools, libc shared (--disable-static-deps: dynamically)" {
+	command -v ldd >/dev/null || skip "no ldd"
+	local libs t
+	libs=$(mkvar LIBBSD_LIBS)
+	for t in $(tools); do
+		run ldd "$QSPOOL_INSTALL_BIN/$t"
+		assert_success
+		assert_output --partial "libc.so"
+		if [[ $libs == *-Bstatic* ]]; then
+			refute_output --regexp 'libbsd|libmd|libinih'
+		else
+			assert_output --partial "libbsd"
+		fi
+	done
+	# without either option, the archives that the compiler finds are
+	# linked statically
+	if ! sed -n '/^  \$ /p' "$BUILD/config.log" | grep -q -- '-static-deps'; then
+		local a path have=1
+		for a in libbsd.a libmd.a libinih.a; do
+			path=$($(mkvar CC) -print-file-name="$a")
+			[[ $path == /* && -f $path ]] || have=
+		done
+		[[ -z $have || $libs == *-Bstatic* ]] ||
+			fail "libbsd.a, libmd.a and libinih.a are there, yet linked dynamically: $libs"
+	fi
 }
