@@ -113,6 +113,17 @@ make_room(struct q_producer *p)
 	}
 }
 
+/* Room for a message, then its tmp/ file (q_out_begin_unlocked: no
+ * lock while nothing waits; staged for dedup, messages wait on its lock). */
+static int
+begin(struct q_producer *p, struct q_out *m)
+{
+	if (make_room(p) == -1)
+		return -1;
+	return p->lazy_lock && !p->defer ? q_out_begin_unlocked(p->q, p->opt, m) :
+	    q_out_begin(p->q, p->opt, m);
+}
+
 static int
 produce_buffer(struct q_producer *p, const char *data, size_t len)
 {
@@ -125,7 +136,7 @@ produce_buffer(struct q_producer *p, const char *data, size_t len)
 		return q_fail("message too large (%zu bytes; at most %lld)",
 		    len, max);
 	}
-	if (make_room(p) == -1 || q_out_begin(p->q, p->opt, &m) == -1)
+	if (begin(p, &m) == -1)
 		return -1;
 	if (q_out_write(&m, data, len) == -1) {
 		q_out_abort(&m);
@@ -174,6 +185,10 @@ q_produce_stdin(struct q_producer *p, int delim)
 	for (;;) {
 		if (idle(p) == -1)
 			return -1;
+		/* the record in hand waits for input: a cleaner must see
+		 * its writer alive, however long that takes */
+		if (inrec && q_out_lock(&m) == -1)
+			goto fail;
 		n = read(0, buf, sizeof buf);
 		if (n == -1 && errno == EINTR)
 			continue;
@@ -187,8 +202,7 @@ q_produce_stdin(struct q_producer *p, int delim)
 			char *d = delim == -1 ? NULL :
 			    memchr(s, delim, (size_t)(end - s));
 			size_t len = (size_t)((d ? d : end) - s);
-			if (!inrec && (make_room(p) == -1 ||
-			    q_out_begin(p->q, p->opt, &m) == -1))
+			if (!inrec && begin(p, &m) == -1)
 				goto fail;
 			inrec = true;
 			if (q_out_write(&m, s, len) == -1)
@@ -202,8 +216,8 @@ q_produce_stdin(struct q_producer *p, int delim)
 			}
 		}
 	}
-	if ((inrec || delim == -1) && ((!inrec && (make_room(p) == -1 ||
-	    q_out_begin(p->q, p->opt, &m) == -1)) || done(p, &m) == -1))
+	if ((inrec || delim == -1) && ((!inrec && begin(p, &m) == -1) ||
+	    done(p, &m) == -1))
 		goto fail_done;
 	return commit_pending(p);
 fail:

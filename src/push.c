@@ -1,6 +1,8 @@
 /*
  * push.c - producing a message: write tmp/ID under a flock, sync per
  * the fsync policy, then one rename into new/ (or later/) commits it.
+ * A plain message written from memory takes the flock only before it
+ * waits (q_out_begin_unlocked): one system call less per message.
  */
 #include "config.h"
 
@@ -103,9 +105,25 @@ env_headers(void)
 	done = true;
 }
 
-/* Create tmp/ID, lock it, and write the header block. */
+/* The flock tells a cleaner that a live writer owns this file. */
 int
-q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
+q_out_lock(struct q_out *m)
+{
+	if (m->locked)
+		return 0;
+	if (flock(m->fd, LOCK_EX | LOCK_NB) == -1)
+		return q_fail("cannot lock %s/tmp/%s", m->q->operand, m->id);
+	m->locked = true;
+	return 0;
+}
+
+/*
+ * Create tmp/ID, lock it unless LAZY allows not to yet, and write the
+ * header block.  Keyed, unique, debounced and batch members are locked
+ * at once: their index entries point at tmp/ID before the commit.
+ */
+static int
+begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m, bool lazy)
 {
 	char when[40];
 	const char *corr, *cause, *trace;
@@ -134,14 +152,15 @@ q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
 		strlcpy(m->id, o->id, sizeof m->id);
 	else
 		q_new_id(m->id);
+	m->locked = false;
 	m->fd = openat(q->tmpfd, m->id,
 	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, q_file_mode());
 	if (m->fd == -1)
 		return q_fail("cannot create %s/tmp/%s", q->operand, m->id);
 	if (q_perm_fix(m->fd) == -1)
 		goto fail;
-	/* the lock tells a reaper that a live writer owns this file */
-	if (flock(m->fd, LOCK_EX | LOCK_NB) == -1)
+	lazy = lazy && !o->key && !o->unique && !o->debounce && !o->batch;
+	if (!lazy && q_out_lock(m) == -1)
 		goto fail;
 	q_fault("after-tmp-create");
 	env_headers();
@@ -184,6 +203,26 @@ fail:
 }
 
 int
+q_out_begin(struct q_queue *q, const struct q_pushopt *o, struct q_out *m)
+{
+	return begin(q, o, m, false);
+}
+
+/*
+ * The same, but a plain message is not locked yet: its caller writes
+ * and commits it without waiting for anything (input, a sync, a lock),
+ * or calls q_out_lock first.  A cleaner takes an unlocked file only once
+ * it is `stale' old; a writer stopped that long between two system calls
+ * finds it gone, and its commit fails: nothing is lost or reported.
+ */
+int
+q_out_begin_unlocked(struct q_queue *q, const struct q_pushopt *o,
+    struct q_out *m)
+{
+	return begin(q, o, m, true);
+}
+
+int
 q_out_write(struct q_out *m, const void *p, size_t n)
 {
 	if (m->max_size > 0 && m->size + (off_t)n > m->max_size) {
@@ -223,6 +262,8 @@ q_out_finish(struct q_out *m, bool sync)
 	char line[Q_MSG_V2_LEN + 1];
 	bool buffered = m->written == 0;
 
+	if (sync && q_out_lock(m) == -1)
+		return -1;      /* a sync may wait on the disk */
 	if (buffered)
 		m->crc = q_crc32c(0, m->buf + Q_MSG_V2_LEN,
 		    m->len - Q_MSG_V2_LEN);
@@ -267,10 +308,15 @@ q_out_sync(struct q_out *m, int n)
 {
 	int i, failed = n;
 
+	/* a sync may wait on the disk: lock first */
+	for (i = 0; i < n && failed == n; i++)
+		if (q_out_lock(&m[i]) == -1)
+			failed = i;
+	int locked = failed;
 #ifdef HAVE_SYNC_FILE_RANGE
 	/* a failure here still leaves the files before it to fdatasync:
 	 * only a completed fdatasync makes a message durable */
-	for (i = 0; i < n && failed == n; i++)
+	for (i = 0; i < failed; i++)
 		if (sync_file_range(m[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE) == -1 &&
 		    errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
 			failed = i;
@@ -278,7 +324,7 @@ q_out_sync(struct q_out *m, int n)
 	for (i = 0; i < failed; i++)
 		if (fdatasync(m[i].fd) == -1)
 			failed = i;
-	if (failed < n)
+	if (failed < locked)
 		q_fail("cannot sync %s/tmp/%s", m[failed].q->operand,
 		    m[failed].id);
 	return failed;
@@ -492,8 +538,16 @@ q_out_commit(struct q_out *m, bool dirsync)
 		return -1;
 	}
 	if (q_place(q, q->tmpfd, m->id, &n, later ? Q_LATER : Q_NEW) == -1) {
-		q_fail("cannot move %s/tmp/%s into %s", q->operand, m->id,
-		    later ? "later/" : "new/");
+		/* gone while the queue is not: a cleaner took the file of
+		 * a writer stopped, unlocked, for `stale' (q_out_begin_unlocked) */
+		if (errno == ENOENT && !parent_removed(q, later ? Q_LATER : Q_NEW)) {
+			errno = EIO;
+			q_fail("cannot commit %s/tmp/%s: removed as stale", q->operand,
+			    m->id);
+		} else {
+			q_fail("cannot move %s/tmp/%s into %s", q->operand, m->id,
+			    later ? "later/" : "new/");
+		}
 		q_out_abort(m);
 		return -1;
 	}

@@ -313,6 +313,7 @@ struct q_out {
 	off_t size;             /* of the body */
 	off_t written;          /* of the file so far: its size once finished */
 	uint32_t crc;           /* CRC-32C of what follows the version line */
+	bool locked;            /* holds its flock */
 	q_time due;
 	q_time expires;         /* 0: never */
 	int prio;
@@ -329,6 +330,9 @@ struct q_out {
 
 int q_out_begin(struct q_queue *q, const struct q_pushopt *o,
     struct q_out *m);
+int q_out_begin_unlocked(struct q_queue *q, const struct q_pushopt *o,
+    struct q_out *m);
+int q_out_lock(struct q_out *m);
 int q_out_write(struct q_out *m, const void *p, size_t n);
 int q_out_sync(struct q_out *m, int n);       /* how many are durable */
 /* Flush, and sync if SYNC: ready for commit (the fd stays open, and
@@ -364,6 +368,7 @@ struct q_producer {
 	bool block;                     /* --block: wait when full */
 	bool no_block;                  /* --block=0: never, whatever on_full */
 	bool defer;                     /* stage only; the caller commits */
+	bool lazy_lock;                 /* lock a plain message before a wait */
 	q_time block_for;
 	struct q_out pending[Q_BATCH_MAX];
 	int npending;

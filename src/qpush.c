@@ -148,6 +148,7 @@ main(int argc, char *argv[])
 		return define(&p, &a, nmessages, messages);
 	if (a.then)
 		return arm(&p, &a, nmessages, messages);
+	p.lazy_lock = true;     /* a plain push: its commit is one rename */
 	int armed = a.opt.batch ? q_batch_armed(&q.cfg, a.opt.batch) : 0;
 	if (armed == 1) {
 		q_warnx("batch '%s' is armed: no more members", a.opt.batch);

@@ -81,6 +81,68 @@ deliver_again() {
 	assert_equal "$(count_tmp q)" 1
 }
 
+@test "tmp/: a push waiting on input for the rest of its message holds its flock" {
+	mkqueue q
+	printf 'fsync = never\n' >"$QSPOOL/q/q.conf"
+	mkfifo "$T/in"
+	spawn sh -c 'exec qpush -l q <"$1" >"$2"' sh "$T/in" "$T/out"
+	exec 4>"$T/in"
+	printf 'half a line' >&4
+	wait_for has_count tmp q 1
+	local f=("$QSPOOL"/q/tmp/*)
+	wait_for eval '! flock -n "${f[0]}" true'
+	touch -d '2 hours ago' "${f[0]}"
+	run qpop q
+	assert_failure 1
+	assert_equal "$(count_tmp q)" 1
+	printf ', then the rest\n' >&4
+	exec 4>&-
+	bg_wait "$BG_PID"
+	assert_equal "$BG_STATUS" 0
+	run qpop q
+	assert_success
+	assert_output 'half a line, then the rest'
+	assert_equal "$(qpop q; echo $?)" 1
+}
+
+@test "tmp/: a push stopped before its sync holds its flock" {
+	need_fault_points
+	mkqueue q
+	QSPOOL_STOP_AT=after-tmp-write spawn qpush q hello
+	local pid=$BG_PID
+	wait_for stopped "$pid"
+	touch -d '2 hours ago' "$QSPOOL"/q/tmp/*
+	run qpop q
+	assert_failure 1
+	assert_equal "$(count_tmp q)" 1
+	kill -CONT "$pid"
+	bg_wait "$pid"
+	assert_equal "$BG_STATUS" 0
+	run qpop q
+	assert_output hello
+}
+
+@test "tmp/: a plain push under fsync=never, stopped before its commit until stale, fails and reports nothing" {
+	need_fault_points
+	mkqueue q
+	printf 'fsync = never\n' >"$QSPOOL/q/q.conf"
+	# its file is not locked: nothing waits between write and rename
+	QSPOOL_STOP_AT=after-tmp-write spawn qpush q hello >"$T/out" 2>"$T/err"
+	local pid=$BG_PID
+	wait_for stopped "$pid"
+	touch -d '2 hours ago' "$QSPOOL"/q/tmp/*
+	run qpop q
+	assert_failure 1
+	assert_equal "$(count_tmp q)" 0
+	kill -CONT "$pid"
+	bg_wait "$pid"
+	assert_equal "$BG_STATUS" 74
+	assert_equal "$(cat "$T/out")" ''
+	run cat "$T/err"
+	assert_output --regexp '^qpush: cannot commit q/tmp/[0-9a-f]{24}: removed as stale: '
+	assert_equal "$(counts q)" "new=0 cur=0 later=0 dlq=0 tmp=0"
+}
+
 @test "tmp/: a file made less than stale ago is not removed, however the second falls" {
 	mkqueue q
 	printf 'stale = 1s\n' >"$QSPOOL/q/q.conf"
