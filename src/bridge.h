@@ -67,6 +67,7 @@ bool b_connected(struct bridge_conn *c);
 /* -f: a stop asked for (SIGTERM, SIGINT, SIGHUP), its handlers, waits. */
 extern volatile sig_atomic_t b_stopping;
 void b_signals(bool block);
+int b_thread(pthread_t *t, void *(*fn)(void *), void *arg);
 bool b_pause(q_time d);
 q_time b_backoff(q_time *d);
 /* q_fail for a libnats status S: "what: why (text)"; returns -1. */
@@ -165,6 +166,29 @@ void b_fetch_ahead(struct b_fetcher *f);
 int b_fetch(struct b_fetcher *f, natsMsgList *list);
 /* Stop; what was fetched ahead and not taken is nak'ed. */
 void b_fetch_stop(struct b_fetcher *f);
+
+/* bridge_acker.c: qbridge out's local acks, on a thread of their own. */
+struct b_ack {
+	int fd;
+	off_t size;
+	char name[Q_FNAME_MAX];
+	char id[Q_ID_LEN + 1];
+};
+struct b_acker {
+	struct q_queue *q;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t more, room;
+	struct b_ack *pending, *spare;  /* filled, and the thread's */
+	int cap, n;
+	bool quit, started;
+	int failed, err;                /* acks that failed, the first's errno */
+	char id[Q_ID_LEN + 1];          /* and its message */
+};
+int b_acker_start(struct b_acker *k, struct q_queue *q, int cap);
+bool b_acker_take(struct b_acker *k, struct q_lease *l);
+int b_acker_failures(struct b_acker *k);
+void b_acker_stop(struct b_acker *k);
 
 /* The subcommands: each returns the exit status, having printed. */
 int b_setup(const struct bridge_args *a);

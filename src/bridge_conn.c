@@ -97,6 +97,20 @@ b_signals(bool block)
 	pthread_sigmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
+/* A thread of ours, with every signal blocked: a stop interrupts the
+ * main thread's waits only if the main thread is the one that takes it. */
+int
+b_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	errno = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return errno ? q_fail("cannot start a thread") : 0;
+}
+
 /* Sleep up to D (less if a stop is asked for): false once stopping. */
 bool
 b_pause(q_time d)

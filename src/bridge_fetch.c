@@ -52,10 +52,10 @@ b_fetch_start(struct b_fetcher *f, natsSubscription *sub, int want,
 	f->wait_ms = wait_ms;
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cv, NULL);
-	if (pthread_create(&f->thread, NULL, run, f) != 0) {
+	if (b_thread(&f->thread, run, f) == -1) {
 		pthread_mutex_destroy(&f->mu);
 		pthread_cond_destroy(&f->cv);
-		return q_fail("cannot start a thread");
+		return -1;
 	}
 	f->started = true;
 	return 0;

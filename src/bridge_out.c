@@ -12,7 +12,8 @@
  *
  * The window slides: a slot freed by an answer is filled by the next
  * claim at once, so the broker always has up to --window publishes to
- * answer and the local acks overlap the round trips.
+ * answer and the local acks overlap the round trips.  The acks of plain
+ * messages are done on a thread of their own (bridge_acker.c).
  *
  * With --confirm (the default) the local ack waits longer: the message
  * is held until the stream is seen to still have it (bridge_hold.c).
@@ -63,6 +64,7 @@ struct out {
 	char why[160];                  /* the last one's, said once */
 	int status;                     /* exit status so far */
 	struct b_hold hold;             /* --confirm: acked by the broker */
+	struct b_acker acker;           /* the local acks of plain messages */
 	q_time check_after;             /* a failed check: not before */
 };
 
@@ -376,7 +378,10 @@ settle(struct out *o)
 	for (int k = 0; k < n; k++) {
 		struct slot *s = &o->slots[o->settling[k]];
 		int state = s->state;   /* answered: ours alone now */
-		if (state == ACKED) {
+		if (state == ACKED && !o->a->confirm &&
+		    b_acker_take(&o->acker, &s->l)) {
+			o->acked++;
+		} else if (state == ACKED) {
 			if ((o->a->confirm ? b_hold_add(&o->hold, o->q, &s->l,
 			    s->seq) : q_ack(o->q, &s->l)) == -1)
 				fail(o, errno == ENOENT ? EX_TEMPFAIL : EX_IOERR);
@@ -392,6 +397,9 @@ settle(struct out *o)
 		q_lease_done(&s->l);
 		unuse(o, s);
 	}
+	int status = b_acker_failures(&o->acker);
+	if (status)
+		fail(o, status);
 	return n;
 }
 
@@ -651,6 +659,9 @@ b_out(const struct bridge_args *a)
 		goto out;
 	}
 	o.hold.lease = lease_of(&o);
+	/* without the thread, the acks are done here */
+	if (!a->confirm && b_acker_start(&o.acker, &q, a->window) == -1)
+		q_warnq();
 	q_scan_init(&o.scan);
 	q_clean_tmp(&q, &u);
 	if (q_reap(&q, &u) == -1 || q_promote(&q, &u) == -1)
@@ -662,6 +673,10 @@ b_out(const struct bridge_args *a)
 		settle(&o);
 	}
 	settle(&o);
+	b_acker_stop(&o.acker);
+	int status = b_acker_failures(&o.acker);
+	if (status)
+		fail(&o, status);
 	report(&o);
 	b_close(&o.c);
 	q_scan_free(&o.scan);
