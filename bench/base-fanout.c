@@ -1,10 +1,16 @@
 /*
- * base-fanout DIR SUBS < LINES: the least a publish to SUBS durable
- * subscriptions does in qspool's format (q-spool(5), Publish), with no
- * other logic: for each line, create tmp/ID and write it, link it into
- * every subscription's tmp/, link it into log/ (the commit), rename each
- * subscription's link into its new/, unlink tmp/ID.  Nothing is synced.
- * The floor of the fan-out ratio: its time for 10 over its time for 1.
+ * base-fanout DIR SUBS [direct] < LINES: the least a publish to SUBS
+ * durable subscriptions does in qspool's format (q-spool(5), Publish),
+ * with no other logic: for each line, create tmp/ID and write it, link
+ * it into every subscription's tmp/, link it into log/ (the commit),
+ * rename each subscription's link into its new/, unlink tmp/ID.  Nothing
+ * is synced.  The floor of the fan-out ratio: its time for 10 over its
+ * time for 1.
+ *
+ * With "direct", the least any hard-link fan-out could do: one link per
+ * subscription, straight into its new/, and none into a tmp/ first (no
+ * format does only this: a crash between the links would leave no trace
+ * of which subscriptions still need the message).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -32,13 +38,14 @@ dir(int at, const char *name)
 int
 main(int argc, char **argv)
 {
-	int subs = argc == 3 ? atoi(argv[2]) : 0;
+	int subs = argc >= 3 ? atoi(argv[2]) : 0;
+	int direct = argc == 4 && strcmp(argv[3], "direct") == 0;
 	int stmp[MAXSUBS], snew[MAXSUBS];
 	char line[4096], id[32], name[96], sub[16];
 	unsigned long i = 0;
 
-	if (subs < 1 || subs > MAXSUBS) {
-		fprintf(stderr, "usage: base-fanout DIR SUBS < LINES\n");
+	if (subs < 1 || subs > MAXSUBS || argc > 4 || (argc == 4 && !direct)) {
+		fprintf(stderr, "usage: base-fanout DIR SUBS [direct] < LINES\n");
 		return 2;
 	}
 	int root = dir(AT_FDCWD, argv[1]), tmp = dir(root, "tmp"),
@@ -59,14 +66,15 @@ main(int argc, char **argv)
 			perror(id);
 			return 2;
 		}
-		for (int s = 0; s < subs; s++)
+		for (int s = 0; s < subs && !direct; s++)
 			if (linkat(tmp, id, stmp[s], id, 0) == -1)
 				return perror("link"), 2;
 		snprintf(name, sizeof name, "%016lx.%s", i, id);
 		if (linkat(tmp, id, log, name, 0) == -1)
 			return perror("log"), 2;
 		for (int s = 0; s < subs; s++)
-			if (renameat(stmp[s], id, snew[s], name) == -1)
+			if (direct ? linkat(tmp, id, snew[s], name, 0) == -1 :
+			    renameat(stmp[s], id, snew[s], name) == -1)
 				return perror("rename"), 2;
 		if (unlinkat(tmp, id, 0) == -1)
 			return perror("unlink"), 2;

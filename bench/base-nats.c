@@ -16,8 +16,8 @@
  *       file unlinked
  *   base-nats store URL STREAM DURABLE COUNT DIR     the floor of qbridge
  *       in's method: fetch as fetch does, write each message (its
- *       headers as lines, a blank line, its body) to a locked file in
- *       DIR/tmp renamed into DIR/new, as base-push -l does, then ack
+ *       headers as lines, a blank line, its body) to a file in DIR/tmp,
+ *       locked as qbridge in locks it, renamed into DIR/new; then ack
  *       the batch
  */
 #include <dirent.h>

@@ -1,10 +1,11 @@
 /*
  * base-once - the floor for a tool run once per message: a process that
- * pushes one message (creates a file in DIR/tmp, locks it as q-spool(5)
- * asks, writes MESSAGE, renames it into DIR/new) or pops one (lists
- * DIR/new, renames the first file into DIR/cur, reads it, writes it to
- * stdout, unlinks it), and exits.  Linked against libc alone, like
- * /bin/true, with no configuration, no format check and no ordering.
+ * pushes one message (creates a file in DIR/tmp, writes MESSAGE, renames
+ * it into DIR/new; a plain push under fsync=never takes no lock, as
+ * q-spool(5) allows) or pops one (lists DIR/new, renames the first file
+ * into DIR/cur, reads it, writes it to stdout, unlinks it), and exits.
+ * Linked against libc alone, like /bin/true, with no configuration, no
+ * format check and no ordering.
  *
  * usage: base-once push DIR MESSAGE | base-once pop DIR
  *        (pop exits 1 when DIR/new is empty)
@@ -14,7 +15,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,7 +34,7 @@ push(int dirfd, const char *msg)
 	    (newfd = openat(dirfd, "new", O_RDONLY | O_DIRECTORY)) == -1)
 		err(1, "tmp, new");
 	fd = openat(tmpfd, name, O_WRONLY | O_CREAT | O_EXCL, 0600);
-	if (fd == -1 || flock(fd, LOCK_EX | LOCK_NB) == -1)
+	if (fd == -1)
 		err(1, "tmp/%s", name);
 	if (write(fd, msg, len) != (ssize_t)len || close(fd) == -1)
 		err(1, "write tmp/%s", name);

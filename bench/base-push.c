@@ -1,18 +1,15 @@
 /*
  * base-push - the baseline for qpush -l: one file per input line, made
  * the plain way (open O_CREAT|O_EXCL, write, close, rename from tmp/ into
- * new/), with no headers and no syncing.  With -l it also takes
- * LOCK_EX on each file before writing it, as q-spool(5) asks of a writer
- * in tmp/: the floor for the method, not only for the calls.
+ * new/), with no headers and no syncing.  (No lock either: a plain push
+ * under fsync=never takes none, q-spool(5).)
  *
- * usage: base-push [-l] DIR < lines      (DIR gets tmp/ and new/)
+ * usage: base-push DIR < lines      (DIR gets tmp/ and new/)
  */
 #include <err.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,14 +20,10 @@ main(int argc, char *argv[])
 	size_t cap = 0;
 	ssize_t len;
 	unsigned long n = 0;
-	int dirfd, tmpfd, newfd, fd, lock = 0;
+	int dirfd, tmpfd, newfd, fd;
 
-	if (argc == 3 && strcmp(argv[1], "-l") == 0) {
-		lock = 1;
-		argv++, argc--;
-	}
 	if (argc != 2)
-		errx(64, "usage: base-push [-l] DIR < lines");
+		errx(64, "usage: base-push DIR < lines");
 	if ((dirfd = open(argv[1], O_RDONLY | O_DIRECTORY)) == -1)
 		err(1, "%s", argv[1]);
 	(void)mkdirat(dirfd, "tmp", 0700);
@@ -45,8 +38,6 @@ main(int argc, char *argv[])
 		fd = openat(tmpfd, name, O_WRONLY | O_CREAT | O_EXCL, 0600);
 		if (fd == -1)
 			err(1, "tmp/%s", name);
-		if (lock && flock(fd, LOCK_EX | LOCK_NB) == -1)
-			err(1, "lock tmp/%s", name);
 		if (write(fd, line, (size_t)len) != len)
 			err(1, "write tmp/%s", name);
 		if (close(fd) == -1)
