@@ -134,9 +134,10 @@ q_remove_idle_bucket(struct q_queue *q, int parentfd, const char *bucket,
 /*
  * The names of the bucket being walked, in the order of delivery, a
  * batch at a time (after AFTER): a claim that takes one message from a
- * full bucket copies 64 names, not 1024.  Each further batch of the same
- * walk is twice as large: a consumer that drains the bucket reads it a
- * few times, not once per 64 messages.
+ * full bucket keeps and sorts 64 names, not 1024.  Each further listing
+ * of the scan, in this bucket or the next, keeps twice as many: a
+ * consumer that drains the queue soon lists each bucket once, where
+ * starting each bucket at 64 again read it five times.
  */
 #define LIST_BATCH 64
 #define LIST_BATCH_MAX 4096
@@ -145,7 +146,7 @@ static int
 list_bucket(struct q_scan *s, const char *after)
 {
 	s->i = 0;
-	s->batch = !after || !s->batch ? LIST_BATCH :
+	s->batch = !s->batch ? LIST_BATCH :
 	    s->batch < LIST_BATCH_MAX ? s->batch * 2 : LIST_BATCH_MAX;
 	return q_listdir_next(s->bucketfd, after, s->batch, &s->names,
 	    &s->n, &s->cap, &s->more);
