@@ -113,15 +113,16 @@ make_room(struct q_producer *p)
 	}
 }
 
-/* Room for a message, then its tmp/ file (q_out_begin_unlocked: no
- * lock while nothing waits; staged for dedup, messages wait on its lock). */
+/* Room for a message, then its tmp/ file: unlocked (q_out_begin_unlocked)
+ * only when it is committed as soon as it is written; staged ones (a
+ * batch, or for --dedup and --unique) wait for input or a lock. */
 static int
 begin(struct q_producer *p, struct q_out *m)
 {
 	if (make_room(p) == -1)
 		return -1;
-	return p->lazy_lock && !p->defer ? q_out_begin_unlocked(p->q, p->opt, m) :
-	    q_out_begin(p->q, p->opt, m);
+	return p->lazy_lock && !p->batch && !p->defer ?
+	    q_out_begin_unlocked(p->q, p->opt, m) : q_out_begin(p->q, p->opt, m);
 }
 
 static int
@@ -183,11 +184,11 @@ q_produce_stdin(struct q_producer *p, int delim)
 	ssize_t n;
 
 	for (;;) {
-		if (idle(p) == -1)
-			return -1;
-		/* the record in hand waits for input: a cleaner must see
-		 * its writer alive, however long that takes */
+		/* the record in hand waits for input (and idle may sync):
+		 * a cleaner must see its writer alive, however long */
 		if (inrec && q_out_lock(&m) == -1)
+			goto fail;
+		if (idle(p) == -1)
 			goto fail;
 		n = read(0, buf, sizeof buf);
 		if (n == -1 && errno == EINTR)

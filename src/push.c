@@ -111,8 +111,12 @@ q_out_lock(struct q_out *m)
 {
 	if (m->locked)
 		return 0;
-	if (flock(m->fd, LOCK_EX | LOCK_NB) == -1)
-		return q_fail("cannot lock %s/tmp/%s", m->q->operand, m->id);
+	/* held by another only for a moment: a cleaner taking the file of
+	 * a writer stopped for `stale' (then the commit fails), or a check */
+	while (flock(m->fd, LOCK_EX) == -1)
+		if (errno != EINTR)
+			return q_fail("cannot lock %s/tmp/%s", m->q->operand,
+			    m->id);
 	m->locked = true;
 	return 0;
 }
