@@ -308,8 +308,10 @@ msg_open(int dirfd, const char *name, struct q_msg *m, bool check)
 			return corrupt(name, "not a regular file");
 		return q_fail("cannot open %s", name);
 	}
+	/* pread: a FIFO fails (ESPIPE) rather than hand over what a writer
+	 * put in it, and goes to fstat, as not a regular file */
 	do
-		n = read(m->fd, m->buf, m->cap);
+		n = pread(m->fd, m->buf, m->cap, 0);
 	while (n == -1 && errno == EINTR);
 	m->buflen = n > 0 ? (size_t)n : 0;
 	if (n != -1 && whole(m)) {
@@ -327,7 +329,8 @@ msg_open(int dirfd, const char *name, struct q_msg *m, bool check)
 	}
 	m->size = st.st_size;
 	while (m->buflen < m->cap && (off_t)m->buflen < m->size) {
-		n = read(m->fd, m->buf + m->buflen, m->cap - m->buflen);
+		n = pread(m->fd, m->buf + m->buflen, m->cap - m->buflen,
+		    (off_t)m->buflen);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1)

@@ -234,6 +234,26 @@ assert_one_corrupt() {
 	assert_equal "$(find "$QSPOOL/q/dlq" -maxdepth 1 -type p -name "*.$id.*.xcorrupt.*" | wc -l)" 1
 }
 
+@test "corrupt: a FIFO in new/BUCKET/ holding a whole message is dead-lettered, not delivered" {
+	qpush q good
+	qpush q planted
+	local f
+	f=$(find "$QSPOOL/q/new" -type f -exec grep -l '^planted$' {} +)
+	local body
+	body=$(cat "$f")
+	rm "$f"
+	mkfifo "$f"
+	# a writer keeps it open, a valid message in it (its size unknown
+	# but to fstat, which says it is not a regular file)
+	exec 4<>"$f"
+	printf '%s' "$body" >&4
+	run --separate-stderr timeout -k 2 10 qpop --drain -l q
+	exec 4>&-
+	assert_failure 75
+	assert_output good
+	assert_equal "$(find "$QSPOOL/q/dlq" -maxdepth 1 -type p -name "*xcorrupt*" | wc -l)" 1
+}
+
 @test "corrupt: a directory in new/BUCKET/ is dead-lettered" {
 	local id=00000000000010000000000a
 	qpush q good
