@@ -66,19 +66,25 @@ int
 b_acker_start(struct b_acker *k, struct q_queue *q, int cap)
 {
 	memset(k, 0, sizeof *k);
+	pthread_mutex_init(&k->mu, NULL);
+	pthread_cond_init(&k->more, NULL);
+	pthread_cond_init(&k->room, NULL);
 	k->q = q;
 	k->cap = cap;
 	k->pending = calloc((size_t)cap, sizeof *k->pending);
 	k->spare = calloc((size_t)cap, sizeof *k->spare);
+	/* the block size, found once here, not raced for by two threads */
+	q_alloc_size(q, 0);
 	if (!k->pending || !k->spare)
-		return q_fail("out of memory");
-	pthread_mutex_init(&k->mu, NULL);
-	pthread_cond_init(&k->more, NULL);
-	pthread_cond_init(&k->room, NULL);
-	if (b_thread(&k->thread, run, k) == -1)
-		return -1;
-	k->started = true;
-	return 0;
+		q_fail("out of memory");
+	else if (b_thread(&k->thread, run, k) == 0)
+		k->started = true;
+	if (k->started)
+		return 0;
+	free(k->pending);
+	free(k->spare);
+	k->pending = k->spare = NULL;
+	return -1;
 }
 
 /*
@@ -119,8 +125,8 @@ b_acker_failures(struct b_acker *k)
 	int failed, err;
 	char id[Q_ID_LEN + 1];
 
-	if (!k->started)
-		return 0;
+	if (!k->q)
+		return 0;       /* never started */
 	pthread_mutex_lock(&k->mu);
 	failed = k->failed;
 	err = k->err;
@@ -136,7 +142,8 @@ b_acker_failures(struct b_acker *k)
 	return err == ENOENT ? EX_TEMPFAIL : EX_IOERR;
 }
 
-/* Finish every ack handed over, and stop the thread. */
+/* Finish every ack handed over, and stop the thread (its failures stay
+ * for b_acker_failures). */
 void
 b_acker_stop(struct b_acker *k)
 {

@@ -303,6 +303,24 @@ out_until_empty() {
 	[[ $(nats_stream_msgs JOBS) -eq 100 ]]
 }
 
+@test "qbridge out: a local ack that finds its lease lost is said, exit 75" {
+	need_fault_points
+	nats_start
+	make_stream
+	qpush jobs one
+	QSPOOL_STOP_AT=bridge-after-pubacks spawn qbridge out --server "$NATS_URL" \
+		--stream JOBS --subject jobs --drain --confirm 0 jobs 2>"$T/err"
+	local pid=$BG_PID
+	wait_for stopped "$pid"
+	# the lease was taken meanwhile: the file is no longer where it was
+	mv "$QSPOOL"/jobs/cur/* "$T/"
+	kill -CONT "$pid"
+	bg_wait "$pid"
+	assert_equal "$BG_STATUS" 75
+	run cat "$T/err"
+	assert_output --partial 'cannot ack (lease lost'
+}
+
 @test "qbridge out: killed while it holds what the broker acknowledged: held again, no duplicate" {
 	need_fault_points
 	nats_start
