@@ -40,13 +40,10 @@ run(void *arg)
 		pthread_mutex_unlock(&k->mu);
 		for (int i = 0; i < n; i++) {
 			struct b_ack *a = &work[i];
-			int r = unlinkat(k->q->curfd, a->name, 0), err = errno;
+			int r = q_ack_file(k->q, a->name, a->size), err = errno;
 			close(a->fd);
-			if (r == 0) {
-				q_count(k->q, Q_C_BYTES_OUT, a->size);
-				q_count(k->q, Q_C_ACKED, 1);
+			if (r == 0)
 				continue;
-			}
 			pthread_mutex_lock(&k->mu);
 			if (!k->failed++) {
 				k->err = err;
@@ -96,8 +93,7 @@ b_acker_start(struct b_acker *k, struct q_queue *q, int cap)
 bool
 b_acker_take(struct b_acker *k, struct q_lease *l)
 {
-	if (!k->started || l->n.has_key || l->keyfd != -1 ||
-	    q_header_get(&l->m.hs, "Batch"))
+	if (!k->started || !q_ack_plain(l))
 		return false;
 	pthread_mutex_lock(&k->mu);
 	while (k->n == k->cap || !k->pending)

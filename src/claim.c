@@ -574,6 +574,30 @@ q_ack(struct q_queue *q, struct q_lease *l)
 	return 0;
 }
 
+/* Does L's ack touch only cur/ (no key's entry, no batch to settle)?
+ * Then q_ack_file can do it from the file's name alone. */
+bool
+q_ack_plain(const struct q_lease *l)
+{
+	return !l->n.has_key && l->keyfd == -1 &&
+	    !q_header_get(&l->m.hs, "Batch");
+}
+
+/*
+ * The ack of a plain message (q_ack_plain) from cur/NAME and its SIZE,
+ * as q_ack does it: the unlink, then the counts.  Says nothing: -1 with
+ * errno, for a caller on a thread of its own (q_fail's text is shared).
+ */
+int
+q_ack_file(struct q_queue *q, const char *name, off_t size)
+{
+	if (unlinkat(q->curfd, name, 0) == -1)
+		return -1;
+	q_count(q, Q_C_BYTES_OUT, size);
+	q_count(q, Q_C_ACKED, 1);
+	return 0;
+}
+
 /*
  * Past its time to live: dead-lettered (reason expired), or with
  * on_expiry = drop removed and counted as expired.

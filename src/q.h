@@ -437,6 +437,8 @@ void q_remove_idle_bucket(struct q_queue *q, int parentfd,
 int q_take(struct q_queue *q, struct q_scan *s, struct q_lease *l);
 int q_peek(struct q_queue *q, struct q_scan *s, struct q_lease *l);
 int q_ack(struct q_queue *q, struct q_lease *l);
+bool q_ack_plain(const struct q_lease *l);
+int q_ack_file(struct q_queue *q, const char *name, off_t size);
 /* A claimed message past its TTL: to dlq/ or gone, by on_expiry. */
 int q_expire(struct q_queue *q, struct q_lease *l);
 int q_heartbeat(struct q_queue *q, struct q_lease *l, q_time lease);
