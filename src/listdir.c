@@ -33,6 +33,7 @@ struct want {
 	const char *after;      /* NULL: from the first */
 	size_t limit;           /* 0: no limit */
 	bool more;              /* names were left out */
+	const char *bound;      /* once trimmed: the last name kept */
 };
 
 /* Keep the LIMIT first of *names (sorted): the rest are left out. */
@@ -45,6 +46,7 @@ trim(char **names, size_t *n, struct want *w)
 		q_freelist(names + w->limit, *n - w->limit);
 		*n = w->limit;
 		w->more = true;
+		w->bound = names[w->limit - 1];
 	}
 }
 
@@ -72,6 +74,11 @@ keep(const char *name, char ***names, size_t *n, size_t *cap, struct want *w)
 {
 	if (name[0] == '.' || (w->after && strcmp(name, w->after) <= 0))
 		return 0;
+	/* after LIMIT smaller ones: it would only be trimmed away */
+	if (w->bound && strcmp(name, w->bound) > 0) {
+		w->more = true;
+		return 0;
+	}
 	if (add_name(name, names, n, cap) == -1)
 		return -1;
 	if (w->limit && *n == 2 * w->limit)
