@@ -13,8 +13,7 @@
  *       DIR/cur, read and published as pub does, its name (after a
  *       prefix of the run's) as its Nats-Msg-Id, with the two headers
  *       every qpush gives a message (Enqueued-At, Correlation-Id); once
- *       every PubAck is in, each
- *       file unlinked
+ *       every PubAck is in, each file unlinked
  *   base-nats store URL STREAM DURABLE COUNT DIR     the floor of qbridge
  *       in's method: fetch as fetch does, write each message (its
  *       headers as lines, a blank line, its body) to a file in DIR/tmp,
