@@ -17,12 +17,13 @@
  *   base-nats store URL STREAM DURABLE COUNT DIR     the floor of qbridge
  *       in's method: fetch as fetch does, write each message (its
  *       headers as lines, a blank line, its body) to a file in DIR/tmp,
- *       unlocked as qbridge in leaves it under fsync = never, renamed
- *       into DIR/new; then ack the batch
+ *       locked as qbridge in locks it, renamed into DIR/new; then ack
+ *       the batch
  */
 #include <dirent.h>
 #include <err.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +148,8 @@ store_one(natsMsg *m, int tmpfd, int newfd, unsigned long n)
 	snprintf(name, sizeof name, "%016lx", n);
 	if ((fd = openat(tmpfd, name, O_WRONLY | O_CREAT | O_EXCL, 0600)) == -1)
 		err(1, "tmp/%s", name);
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1)
+		err(1, "lock tmp/%s", name);
 	if (write(fd, head, len) != (ssize_t)len ||
 	    write(fd, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m)) !=
 	    natsMsg_GetDataLength(m))

@@ -118,17 +118,11 @@ stage(struct in *in, struct item *it, const struct q_headers *hs,
 		/* Id, Enqueued-At, Dedup-Id: this host's own */
 	}
 	o.user = &user;
-	/* nothing to wait for before the commit: no sync, no topic lock
-	 * (q-spool(5), BRIDGED BATCHES) */
-	int (*begin)(struct q_queue *, const struct q_pushopt *,
-	    struct q_out *) = !in->t && in->q->cfg.fsync == Q_FSYNC_NEVER ?
-	    q_out_begin_unlocked : q_out_begin;
-	if (begin(in->q, &o, m) == -1) {
-		/* tmp/ID of a run that died (or stopped) while it wrote
-		 * this message */
+	if (q_out_begin(in->q, &o, m) == -1) {
+		/* tmp/ID of a run that died while it wrote this message */
 		if (errno != EEXIST || !o.id ||
 		    q_tmp_reclaim(in->q, o.id) != 1 ||
-		    begin(in->q, &o, m) == -1)
+		    q_out_begin(in->q, &o, m) == -1)
 			return -1;
 	}
 	int len = natsMsg_GetDataLength(it->nm);

@@ -169,10 +169,9 @@ q_clean_tmp(struct q_queue *q, struct q_upkeep *u)
 }
 
 /*
- * tmp/NAME, left by a writer that died, or by one that does not lock
- * and stopped (unlocked, one link: no topic's publish): remove it now,
- * whatever its age, so NAME can be written again (qbridge in keeps a
- * message's id).  1 removed, 0 not there or
+ * tmp/NAME, left by a writer that died (unlocked, one link: no topic's
+ * publish): remove it now, whatever its age, so NAME can be written
+ * again (qbridge in keeps a message's id).  1 removed, 0 not there or
  * still someone's, -1 error.
  */
 int

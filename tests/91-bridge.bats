@@ -448,39 +448,6 @@ out_until_empty() {
 	seq 1 20 | diff - "$T/got"
 }
 
-@test "qbridge in: fsync=never, its files unlocked: stopped until stale, it loses a file, fails 74, and the redelivery comes in once" {
-	need_fault_points
-	nats_start
-	qbridge setup --server "$NATS_URL" --stream JOBS --subjects jobs \
-		--consumer hostb --dedup-window 10m --ack-wait 1s >/dev/null
-	seq 1 20 | qpush -d "$T/a" -l jobs
-	qbridge out -d "$T/a" --server "$NATS_URL" --stream JOBS --subject jobs --drain --confirm 0 jobs
-	qpop -d "$T/b" --create jobs || [[ $? -eq 1 ]]
-	printf 'fsync = never\n' >"$T/b/jobs/q.conf"
-	QSPOOL_STOP_AT=after-tmp-write spawn qbridge in -d "$T/b" \
-		--server "$NATS_URL" --stream JOBS --consumer hostb --drain jobs \
-		>"$T/out" 2>"$T/err"
-	local pid=$BG_PID
-	wait_for stopped "$pid"
-	# nothing waits between its write and its commit: no lock to keep
-	# a cleaner off a file older than stale
-	touch -d '2 hours ago' "$T/b/jobs"/tmp/*
-	run qpop -d "$T/b" jobs
-	assert_failure 1
-	assert_equal "$(count_tmp "$T/b/jobs")" 0
-	kill -CONT "$pid"
-	bg_wait "$pid" 60
-	assert_equal "$BG_STATUS" 74
-	run cat "$T/err"
-	assert_output --regexp '^qbridge: cannot commit jobs/tmp/[0-9a-f]{24}: removed as stale: '
-	assert_equal "$(count_new "$T/b/jobs")" 0
-	# nothing acked: the broker delivers the batch again
-	wait_for -t 60 in_until_acked "$T/b"
-	assert_equal "$(counts "$T/b/jobs")" "new=20 cur=0 later=0 dlq=0 tmp=0"
-	qpop -d "$T/b" -l --drain jobs | sort -n >"$T/got"
-	seq 1 20 | diff - "$T/got"
-}
-
 # --- -f: following, through outages and kills ------------------------------
 
 # follow_out A: qbridge out -f from spool A's jobs, in the background.
