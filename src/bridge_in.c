@@ -9,8 +9,9 @@
  * sync), list them in acking/; only then ack the broker, the last ack
  * waiting for its answer, and remove the list.  A crash before the
  * commit leaves the broker to deliver the batch again; one after it, the
- * list makes the redelivery a no-op (only a crash between a commit and
- * its list can make a second copy).
+ * list makes the redelivery a no-op (a second copy takes a crash between
+ * a commit and its list, or a second run given the message while the
+ * first, past the ack wait, has not listed it yet: qbridge(1)).
  *
  * The subscription is bound to the existing durable (jsSubOptions.Stream
  * and .Consumer) and only ever destroyed: natsSubscription_Unsubscribe
